@@ -1,0 +1,72 @@
+# ecs-lifecycle. Every target uses a pinned Deno; when `deno` on PATH is missing or not 2.9.x, the
+# first target installs Deno from the npm registry into .tools/ (nothing else is downloaded).
+DENO_VERSION := 2.9.6
+DENO_MINOR   := 2.9
+TOOLS        := .tools
+PREFIX       ?= /usr/local
+ROLE         ?= nlb-sidecar
+VERSION      := $(shell sed -n 's/^  "version": "\(.*\)",/\1/p' deno.json)
+
+SYSTEM_DENO := $(shell command -v deno 2>/dev/null)
+SYSTEM_OK   := $(if $(SYSTEM_DENO),$(findstring deno $(DENO_MINOR).,$(shell deno --version 2>/dev/null)))
+DENO        := $(if $(SYSTEM_OK),$(SYSTEM_DENO),$(CURDIR)/$(TOOLS)/bin/deno)
+DENO_DEP    := $(if $(SYSTEM_OK),,$(TOOLS)/bin/deno)
+# `deno task` runs the tasks' own `deno ...` words through PATH: put the pinned binary first.
+export PATH := $(dir $(DENO)):$(PATH)
+
+.PHONY: all demo test unit check lint fmt fmt-check bench docs compile image install clean deno
+
+all: test
+
+deno: $(DENO_DEP)
+	@$(DENO) --version | head -n 1
+
+$(TOOLS)/bin/deno:
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --no-package-lock deno@$(DENO_VERSION)
+	mkdir -p $(TOOLS)/bin
+	for bin in $(TOOLS)/node_modules/@deno/linux-*/deno $(TOOLS)/node_modules/deno/deno; do \
+	  if [ -x "$$bin" ] && "$$bin" --version >/dev/null 2>&1; then ln -sf "$(CURDIR)/$$bin" $@; break; fi; \
+	done
+	@test -x $@ || { echo "could not find a working deno binary under $(TOOLS)/node_modules" >&2; exit 1; }
+
+demo: $(DENO_DEP)
+	$(DENO) task demo
+
+test: $(DENO_DEP) check lint fmt-check unit
+
+unit: $(DENO_DEP)
+	$(DENO) task test
+
+check: $(DENO_DEP)
+	$(DENO) task check
+
+lint: $(DENO_DEP)
+	$(DENO) lint
+
+fmt: $(DENO_DEP)
+	$(DENO) fmt
+
+fmt-check: $(DENO_DEP)
+	$(DENO) fmt --check
+
+bench: $(DENO_DEP)
+	$(DENO) task bench
+
+docs: $(DENO_DEP)
+	$(DENO) task docs
+
+# Needs Deno's denort runtime: downloaded by deno itself, or set DENORT_BIN=/path/to/denort.
+compile: $(DENO_DEP)
+	$(DENO) task compile
+
+image:
+	docker build -f Dockerfile.distroless --build-arg ROLE=$(ROLE) -t ecs-lifecycle/$(ROLE):$(VERSION) .
+
+# Host install of the network sentry: one binary and its systemd unit. Build first with `make compile`.
+install:
+	install -D -m 0755 dist/x86_64-unknown-linux-gnu/ecs-network-sentry $(DESTDIR)$(PREFIX)/bin/ecs-network-sentry
+	sed 's#/usr/local/bin/#$(PREFIX)/bin/#' deploy/ecs-network-sentry.service > $(TOOLS)/ecs-network-sentry.service
+	install -D -m 0644 $(TOOLS)/ecs-network-sentry.service $(DESTDIR)/etc/systemd/system/ecs-network-sentry.service
+
+clean:
+	rm -rf dist $(TOOLS)

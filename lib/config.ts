@@ -1,0 +1,274 @@
+/**
+ * One declaration per setting (env name, flag, type, default, help), parsed strictly from flags and
+ * environment. Flags win over env. Any bad input is a {@link ConfigError} naming the setting, which the
+ * role runner turns into one stderr line and exit code 2.
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+/** Raised for every configuration problem; `setting` is the name an operator typed (env or flag). */
+export class ConfigError extends Error {
+  constructor(readonly setting: string, readonly value: string | undefined, reason: string) {
+    super(
+      value === undefined ? `${setting}: ${reason}` : `${setting}=${JSON.stringify(value)}: ${reason}`,
+    );
+    this.name = "ConfigError";
+  }
+}
+
+/** How a raw string becomes a typed value; throws a plain message (the reason) when it cannot. */
+export type Parser<T> = (raw: string) => T;
+
+export interface Setting<T> {
+  /** Environment variable, when the setting can come from the environment. */
+  readonly env?: string;
+  /** Long flag name without dashes. */
+  readonly flag: string;
+  /** One-letter short flag, kept where an original tool had one. */
+  readonly short?: string;
+  /** What the value looks like in help text: `seconds`, `url`, `a|b`. */
+  readonly type: string;
+  readonly help: string;
+  /** Used when neither flag nor env is given. `undefined` with `required` false means "not set". */
+  readonly default?: T;
+  readonly required?: boolean;
+  /** Boolean switches take no value on the command line. */
+  readonly isSwitch?: boolean;
+  readonly parse: Parser<T>;
+}
+
+/** A role's full set of settings, keyed by the property name the code uses. */
+// deno-lint-ignore no-explicit-any
+export type SettingsSpec = Record<string, Setting<any>>;
+
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+
+/** The parsed values; a setting with neither a default nor `required` may be `undefined`. */
+export type ConfigOf<Spec extends SettingsSpec> = { readonly [K in keyof Spec]: ValueOf<Spec[K]> };
+
+/** `T` when the declaration guarantees a value (a default, or required), else `T | undefined`. */
+type Present<O, T> = O extends { default: T } | { required: true } ? T : T | undefined;
+
+interface Common<T> {
+  env?: string;
+  flag: string;
+  short?: string;
+  help: string;
+  default?: T;
+  required?: boolean;
+}
+
+/** Seconds as a non-negative decimal (`0.5` is allowed so tests can run fast). */
+export function seconds<const O extends Common<number>>(o: O): Setting<Present<O, number>> {
+  return <Setting<Present<O, number>>> {
+    ...o,
+    type: "seconds",
+    parse: (raw) => {
+      const trimmed = raw.trim();
+      if (!/^\d+(\.\d+)?$/.test(trimmed)) throw new Error("expected a non-negative number of seconds");
+      return Number(trimmed);
+    },
+  };
+}
+
+/** A whole number within bounds. */
+export function integer<const O extends Common<number> & { min?: number; max?: number }>(
+  o: O,
+): Setting<Present<O, number>> {
+  const { min = 0, max = Number.MAX_SAFE_INTEGER, ...rest } = o;
+  return <Setting<Present<O, number>>> {
+    ...rest,
+    type: "integer",
+    parse: (raw) => {
+      const trimmed = raw.trim();
+      if (!/^-?\d+$/.test(trimmed)) throw new Error("expected a whole number");
+      const value = Number(trimmed);
+      if (value < min || value > max) throw new Error(`expected a whole number from ${min} to ${max}`);
+      return value;
+    },
+  };
+}
+
+/** Free text; empty strings are rejected because an empty env var is almost always a mistake. */
+export function text<const O extends Common<string> & { type?: string }>(o: O): Setting<Present<O, string>> {
+  return <Setting<Present<O, string>>> {
+    type: "text",
+    ...o,
+    parse: (raw) => {
+      if (raw.trim() === "") throw new Error("must not be empty");
+      return raw.trim();
+    },
+  };
+}
+
+/** An absolute http(s) URL, normalised without a trailing slash. */
+export function url<const O extends Common<string>>(o: O): Setting<Present<O, string>> {
+  return <Setting<Present<O, string>>> {
+    ...o,
+    type: "url",
+    parse: (raw) => {
+      let parsed: URL;
+      try {
+        parsed = new URL(raw.trim());
+      } catch {
+        throw new Error("expected an absolute http:// or https:// URL");
+      }
+      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+        throw new Error("expected an absolute http:// or https:// URL");
+      }
+      return parsed.href.replace(/\/$/, "");
+    },
+  };
+}
+
+/**
+ * One of a fixed list, matched case-insensitively. `aliases` maps extra spellings (such as Python's
+ * `logging.INFO`) onto a choice.
+ */
+export function oneOf<const C extends string, const O extends Common<C> = Common<C>>(
+  o: O & { choices: readonly C[]; aliases?: Readonly<Record<string, C>> },
+): Setting<Present<O, C>> {
+  const { choices, aliases = {}, ...rest } = o;
+  return <Setting<Present<O, C>>> {
+    ...rest,
+    type: choices.join("|"),
+    parse: (raw) => {
+      const key = raw.trim().toLowerCase();
+      const match = choices.find((c) => c.toLowerCase() === key) ??
+        Object.entries(aliases).find(([alias]) => alias.toLowerCase() === key)?.[1];
+      if (match === undefined) throw new Error(`expected one of ${choices.join(", ")}`);
+      return match as Present<O, C>;
+    },
+  };
+}
+
+/** An on/off switch: `--flag` on the command line, `true|false|1|0` in the environment. */
+export function toggle(o: Common<boolean>): Setting<boolean> {
+  return {
+    default: false,
+    ...o,
+    type: "bool",
+    isSwitch: true,
+    parse: (raw) => {
+      const key = raw.trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(key)) return true;
+      if (["0", "false", "no", "off"].includes(key)) return false;
+      throw new Error("expected true or false");
+    },
+  };
+}
+
+export interface ParseInput {
+  readonly args: readonly string[];
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+export interface Parsed<Spec extends SettingsSpec> {
+  readonly config: ConfigOf<Spec>;
+  /** Words that are not flags: a role's subcommand, if it has any. */
+  readonly positionals: readonly string[];
+  readonly help: boolean;
+  readonly version: boolean;
+}
+
+/** Parses flags and env against a spec. Throws {@link ConfigError} for every kind of bad input. */
+export function parseSettings<Spec extends SettingsSpec>(spec: Spec, input: ParseInput): Parsed<Spec> {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean" },
+  };
+  for (const setting of Object.values(spec)) {
+    options[setting.flag] = { type: setting.isSwitch ? "boolean" : "string" };
+    if (setting.short) options[setting.flag].short = setting.short;
+  }
+  let parsedArgs: ReturnType<typeof parseArgs>;
+  try {
+    parsedArgs = parseArgs({ args: [...input.args], options, strict: true, allowPositionals: true });
+  } catch (error) {
+    throw flagError(error);
+  }
+  const flags = parsedArgs.values as Record<string, string | boolean | undefined>;
+  const config: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(spec)) {
+    config[key] = resolveSetting(setting, flags[setting.flag], input.env);
+  }
+  return {
+    config: config as ConfigOf<Spec>,
+    positionals: parsedArgs.positionals,
+    help: flags.help === true,
+    version: flags.version === true,
+  };
+}
+
+function resolveSetting<T>(
+  setting: Setting<T>,
+  flagValue: string | boolean | undefined,
+  env: ParseInput["env"],
+): T | undefined {
+  if (typeof flagValue === "boolean") return flagValue as T;
+  const fromEnv = setting.env === undefined ? undefined : env[setting.env];
+  const [name, raw] = flagValue !== undefined
+    ? [`--${setting.flag}`, flagValue]
+    : [setting.env ?? `--${setting.flag}`, fromEnv];
+  if (raw === undefined || (flagValue === undefined && raw === "" && !setting.required)) {
+    if (setting.required) {
+      const where = setting.env ? `${setting.env} (or --${setting.flag})` : `--${setting.flag}`;
+      throw new ConfigError(where, undefined, "is required");
+    }
+    return setting.default;
+  }
+  try {
+    return setting.parse(raw);
+  } catch (error) {
+    throw new ConfigError(name, raw, (error as Error).message);
+  }
+}
+
+function flagError(error: unknown): ConfigError {
+  const message = (error as Error).message;
+  const unknown = message.match(/Unknown option '([^']+)'/);
+  if (unknown) return new ConfigError(unknown[1], undefined, "unknown flag (see --help)");
+  const missing = message.match(/Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/);
+  if (missing) return new ConfigError(missing[1], undefined, "needs a value");
+  const noValue = message.match(/Option '(--[\w-]+)' does not take an argument/);
+  if (noValue) return new ConfigError(noValue[1], undefined, "is a switch and takes no value");
+  return new ConfigError("command line", undefined, message);
+}
+
+/** One row per setting, for `--help` and the README's generated settings tables. */
+export interface SettingRow {
+  readonly env: string;
+  readonly flag: string;
+  readonly type: string;
+  readonly defaultText: string;
+  readonly help: string;
+}
+
+export function settingRows(spec: SettingsSpec): SettingRow[] {
+  return Object.values(spec).map((s) => ({
+    env: s.env ?? "",
+    flag: (s.short ? `-${s.short}, ` : "") + `--${s.flag}`,
+    type: s.type,
+    defaultText: s.required ? "(required)" : s.default === undefined ? "(unset)" : String(s.default),
+    help: s.help,
+  }));
+}
+
+/** Plain-text help: usage line, then every setting with its flag, env name and default. */
+export function renderHelp(
+  usage: string,
+  summary: string,
+  spec: SettingsSpec,
+  extra = "",
+): string {
+  const lines = [`usage: ${usage}`, "", summary, "", "settings (flags override environment):"];
+  for (const row of settingRows(spec)) {
+    const value = row.type === "bool" ? "" : ` <${row.type}>`;
+    const env = row.env ? `  env ${row.env}` : "";
+    lines.push(`  ${row.flag}${value}${env}  default ${row.defaultText}`);
+    lines.push(`      ${row.help}`);
+  }
+  lines.push("  -h, --help  show this help", "  --version  print the version");
+  if (extra) lines.push("", extra.trimEnd());
+  return lines.join("\n") + "\n";
+}

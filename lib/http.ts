@@ -1,0 +1,70 @@
+/**
+ * Small HTTP client helpers for the local endpoints the roles talk to directly (ECS task metadata,
+ * Envoy admin, an application's health check): a hard timeout per request and errors that say which
+ * URL failed and how.
+ * @module
+ */
+
+/** The endpoint answered, but not with a success status. */
+export class HttpStatusError extends Error {
+  constructor(readonly url: string, readonly status: number, readonly body: string) {
+    super(`${url} answered HTTP ${status}${body ? `: ${body.slice(0, 200)}` : ""}`);
+    this.name = "HttpStatusError";
+  }
+}
+
+/** No HTTP answer at all: refused, reset, DNS failure, or the timeout ran out. */
+export class HttpUnreachableError extends Error {
+  constructor(readonly url: string, readonly reason: string, options?: ErrorOptions) {
+    super(`${url} did not answer: ${reason}`, options);
+    this.name = "HttpUnreachableError";
+  }
+}
+
+export interface RequestOptions {
+  readonly method?: string;
+  readonly timeoutMs: number;
+  readonly signal?: AbortSignal;
+  readonly body?: string;
+  readonly headers?: Record<string, string>;
+}
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly body: string;
+}
+
+/**
+ * Sends one request and reads the whole answer within `timeoutMs`. Any HTTP status is returned;
+ * transport failures become {@link HttpUnreachableError}; an abort of `signal` rethrows its reason.
+ */
+export async function request(url: string, options: RequestOptions): Promise<HttpAnswer> {
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  try {
+    const response = await fetch(url, {
+      method: options.method ?? "GET",
+      body: options.body,
+      headers: options.headers,
+      signal,
+    });
+    return { status: response.status, body: await response.text() };
+  } catch (error) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    if (timeout.aborted) {
+      throw new HttpUnreachableError(url, `no answer within ${options.timeoutMs} ms`, { cause: error });
+    }
+    throw new HttpUnreachableError(url, (error as Error).message, { cause: error });
+  }
+}
+
+/** GET `url` and parse JSON; non-2xx answers become {@link HttpStatusError}. */
+export async function getJson<T>(url: string, options: RequestOptions): Promise<T> {
+  const answer = await request(url, options);
+  if (answer.status < 200 || answer.status > 299) throw new HttpStatusError(url, answer.status, answer.body);
+  try {
+    return JSON.parse(answer.body) as T;
+  } catch {
+    throw new HttpStatusError(url, answer.status, `not JSON: ${answer.body.slice(0, 100)}`);
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * A role process from start to exit: settings, logging, SIGTERM/SIGINT as an AbortSignal, and one exit
+ * code per outcome. Roles implement {@link RoleProgram}; `cmd/<role>.ts` only calls {@link runRole}.
+ * @module
+ */
+import { ConfigError, type ConfigOf, parseSettings, renderHelp, type Setting, type SettingsSpec } from "./config.ts";
+import { closeLogging, type Level, type LogFormat, type Logger, type RotatingFile, setupLogging } from "./log.ts";
+import type { RoleInfo } from "./roles.ts";
+import { VERSION } from "./version.ts";
+
+/** Exit codes shared by every role; a role documents any of its own above these. */
+export const ExitCode = {
+  /** Finished as designed: drained, shut down on a signal, or a subcommand that succeeded. */
+  Ok: 0,
+  /** A runtime failure the role could not ride out (or a `health` check that says unhealthy). */
+  Failure: 1,
+  /** Bad settings: the message on stderr names the setting. Nothing was done. */
+  Config: 2,
+} as const;
+
+export type ShutdownSignalName = "SIGTERM" | "SIGINT";
+
+/** SIGTERM and SIGINT, turned into an AbortSignal that fires on the first one. */
+export class Shutdown implements Disposable {
+  readonly #controller = new AbortController();
+  readonly #listeners: Array<(name: ShutdownSignalName, count: number) => void> = [];
+  readonly #handlers = new Map<ShutdownSignalName, () => void>();
+  #count = 0;
+
+  constructor(names: readonly ShutdownSignalName[] = ["SIGTERM", "SIGINT"]) {
+    for (const name of names) {
+      const handler = () => this.trigger(name);
+      this.#handlers.set(name, handler);
+      Deno.addSignalListener(name, handler);
+    }
+  }
+
+  /** Aborts on the first signal; the reason is the signal's name. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** How many shutdown signals have arrived. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Calls `listener` for every signal, the first included. */
+  onSignal(listener: (name: ShutdownSignalName, count: number) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** What a signal does; public so that tests and embedders can request a shutdown. */
+  trigger(name: ShutdownSignalName): void {
+    this.#count++;
+    if (!this.#controller.signal.aborted) this.#controller.abort(name);
+    for (const listener of this.#listeners) listener(name, this.#count);
+  }
+
+  [Symbol.dispose](): void {
+    for (const [name, handler] of this.#handlers) Deno.removeSignalListener(name, handler);
+    this.#handlers.clear();
+  }
+}
+
+/** The settings every role has, so the runner can set up logging before the role starts. */
+export interface LoggingSettings extends SettingsSpec {
+  logLevel: Setting<Level>;
+  logFormat: Setting<LogFormat>;
+}
+
+export interface RoleContext<Spec extends LoggingSettings> {
+  readonly config: ConfigOf<Spec>;
+  /** The subcommand (`health`, `status`, ...) or `undefined` for the daemon itself. */
+  readonly subcommand: string | undefined;
+  readonly log: Logger;
+  readonly shutdown: Shutdown;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+export interface RoleProgram<Spec extends LoggingSettings> {
+  readonly info: RoleInfo;
+  readonly spec: Spec;
+  /** Subcommand name -> one line of help. */
+  readonly subcommands?: Readonly<Record<string, string>>;
+  /** Exit codes beyond the shared ones, and any other closing words for `--help`. */
+  readonly helpExtra?: string;
+  /** Checks across settings; throws {@link ConfigError}. */
+  validate?(config: ConfigOf<Spec>, env: Readonly<Record<string, string | undefined>>): void;
+  /** A rotating log file besides stdout, when the role keeps one. */
+  logFile?(config: ConfigOf<Spec>): RotatingFile | undefined;
+  run(context: RoleContext<Spec>): Promise<number>;
+}
+
+/** `--help` text for a role, also used by the README generator. */
+export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec>): string {
+  const subcommands = Object.entries(program.subcommands ?? {});
+  const usage = `${program.info.binary}${
+    subcommands.length ? ` [${subcommands.map(([n]) => n).join("|")}]` : ""
+  } [flags]`;
+  const lines = subcommands.map(([name, help]) => `  ${name}  ${help}`);
+  const extra = [
+    ...(lines.length ? ["subcommands:", ...lines, ""] : []),
+    "exit codes: 0 done, 1 runtime failure (or unhealthy), 2 configuration error",
+    program.helpExtra ?? "",
+  ].join("\n");
+  return renderHelp(usage, program.info.summary, program.spec, extra);
+}
+
+const SECRET_IN_URL = /\/\/[^/@\s]+@/;
+
+/** Settings as they are logged at start: credentials inside URLs are masked. */
+export function loggableSettings(config: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    out[key] = typeof value === "string" ? value.replace(SECRET_IN_URL, "//***@") : value;
+  }
+  return out;
+}
+
+export interface RunOptions {
+  readonly args?: readonly string[];
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Where `--help`, `--version` and configuration errors are printed. */
+  readonly print?: (text: string, stream: "stdout" | "stderr") => void;
+}
+
+function printTo(text: string, stream: "stdout" | "stderr"): void {
+  const bytes = new TextEncoder().encode(text);
+  (stream === "stdout" ? Deno.stdout : Deno.stderr).writeSync(bytes);
+}
+
+/**
+ * Parses settings, sets up logging and signals, runs the role, and returns its exit code. Never throws:
+ * configuration errors give 2 and unexpected errors are logged and give 1.
+ */
+export async function runRole<Spec extends LoggingSettings>(
+  program: RoleProgram<Spec>,
+  options: RunOptions = {},
+): Promise<number> {
+  const args = options.args ?? Deno.args;
+  const env = options.env ?? Deno.env.toObject();
+  const print = options.print ?? printTo;
+  let context: Omit<RoleContext<Spec>, "log" | "shutdown">;
+  let file: RotatingFile | undefined;
+  try {
+    const parsed = parseSettings(program.spec, { args, env });
+    if (parsed.help) {
+      print(roleHelp(program), "stdout");
+      return ExitCode.Ok;
+    }
+    if (parsed.version) {
+      print(`${program.info.binary} ${VERSION}\n`, "stdout");
+      return ExitCode.Ok;
+    }
+    const [subcommand, ...extra] = parsed.positionals;
+    if (subcommand !== undefined && !(subcommand in (program.subcommands ?? {}))) {
+      throw new ConfigError(subcommand, undefined, "unknown subcommand (see --help)");
+    }
+    if (extra.length > 0) throw new ConfigError(extra[0], undefined, "unexpected argument (see --help)");
+    program.validate?.(parsed.config, env);
+    file = subcommand === undefined ? program.logFile?.(parsed.config) : undefined;
+    context = { config: parsed.config, subcommand, env };
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    print(`${program.info.binary}: configuration error: ${error.message}\n`, "stderr");
+    return ExitCode.Config;
+  }
+  let log: Logger;
+  try {
+    log = setupLogging({
+      role: program.info.name,
+      level: context.config.logLevel,
+      format: context.config.logFormat,
+      file,
+    });
+  } catch (error) {
+    print(`${program.info.binary}: configuration error: cannot open log file: ${(error as Error).message}\n`, "stderr");
+    return ExitCode.Config;
+  }
+  using shutdown = new Shutdown();
+  try {
+    if (context.subcommand === undefined) {
+      log.info("starting {binary} {version}", {
+        binary: program.info.binary,
+        version: VERSION,
+        settings: loggableSettings(context.config),
+      });
+    }
+    return await program.run({ ...context, log, shutdown });
+  } catch (error) {
+    log.fatal("stopped by an unexpected error: {message}", {
+      message: (error as Error)?.message ?? String(error),
+      stack: (error as Error)?.stack,
+    });
+    return ExitCode.Failure;
+  } finally {
+    closeLogging();
+  }
+}

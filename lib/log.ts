@@ -1,0 +1,148 @@
+/**
+ * Logging on LogTape: JSON lines on stdout by default (CloudWatch-friendly), a text format for people,
+ * and an optional rotating file. Writes are synchronous so nothing is lost when a role exits at once.
+ * @module
+ */
+import {
+  configureSync,
+  disposeSync,
+  getLogger,
+  type Logger,
+  type LogLevel,
+  type LogRecord,
+  type Sink,
+} from "@logtape/logtape";
+import { getRotatingFileSink } from "@logtape/file";
+import { oneOf } from "./config.ts";
+
+export type { Logger } from "@logtape/logtape";
+
+export type LogFormat = "json" | "text";
+export type Level = "debug" | "info" | "warning" | "error";
+
+/** `LOG_LEVEL`; Python's names (`WARN`, `CRITICAL`, `logging.INFO`) are accepted for the sentry's sake. */
+export function logLevelSetting(o: { env?: string; flag?: string; short?: string; default?: Level } = {}) {
+  return oneOf({
+    env: "env" in o ? o.env : "LOG_LEVEL",
+    flag: o.flag ?? "log-level",
+    short: o.short,
+    default: o.default ?? "info",
+    help: "Least severe level that is logged.",
+    choices: ["debug", "info", "warning", "error"],
+    aliases: {
+      warn: "warning",
+      critical: "error",
+      fatal: "error",
+      "logging.debug": "debug",
+      "logging.info": "info",
+      "logging.warning": "warning",
+      "logging.warn": "warning",
+      "logging.error": "error",
+      "logging.critical": "error",
+    },
+  });
+}
+
+/** `LOG_FORMAT`: `json` lines for log pipelines, `text` for people at a terminal. */
+export function logFormatSetting(o: { env?: string; default?: LogFormat } = {}) {
+  return oneOf({
+    env: "env" in o ? o.env : "LOG_FORMAT",
+    flag: "log-format",
+    default: o.default ?? "json",
+    help: "json: one JSON object per line; text: human-readable lines.",
+    choices: ["json", "text"],
+  });
+}
+
+export interface RotatingFile {
+  readonly path: string;
+  readonly maxBytes: number;
+  readonly maxFiles: number;
+}
+
+export interface LoggingOptions {
+  readonly role: string;
+  readonly level: Level;
+  readonly format: LogFormat;
+  /** Also write text lines to a rotating file (the network sentry, like the original eINS). */
+  readonly file?: RotatingFile;
+  /** Where stdout lines go; tests capture them here. */
+  readonly write?: (line: string) => void;
+}
+
+const encoder = new TextEncoder();
+
+function writeStdout(line: string): void {
+  const bytes = encoder.encode(line);
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+}
+
+function renderMessage(record: LogRecord): string {
+  return record.message.map((part, i) => i % 2 === 0 ? String(part) : renderValue(part)).join("");
+}
+
+function renderValue(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) return value.message;
+  return JSON.stringify(value) ?? String(value);
+}
+
+function plainProperties(properties: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(properties)) {
+    out[key] = value instanceof Error ? { name: value.name, message: value.message } : value;
+  }
+  return out;
+}
+
+/** `{"time","level","role","message",...fields}`: the record's properties become top-level fields. */
+export function jsonLine(role: string, record: LogRecord): string {
+  return JSON.stringify({
+    time: new Date(record.timestamp).toISOString(),
+    level: record.level,
+    role,
+    message: renderMessage(record),
+    ...plainProperties(record.properties),
+  }) + "\n";
+}
+
+/** `2026-11-22 09:00:01,200 INFO PID_42 message key=value`: the eINS layout, so old log searches match. */
+export function textLine(record: LogRecord): string {
+  const stamp = new Date(record.timestamp).toISOString().replace("T", " ").replace("Z", "").replace(".", ",");
+  const fields = Object.entries(plainProperties(record.properties))
+    .map(([key, value]) => `${key}=${renderValue(value)}`)
+    .join(" ");
+  const level = record.level === "warning" ? "WARNING" : record.level.toUpperCase();
+  return `${stamp} ${level} PID_${Deno.pid} ${renderMessage(record)}${fields ? " " + fields : ""}\n`;
+}
+
+/** Configures LogTape for one role process. Call {@link closeLogging} before exiting. */
+export function setupLogging(options: LoggingOptions): Logger {
+  const write = options.write ?? writeStdout;
+  const format = options.format === "json" ? (record: LogRecord) => jsonLine(options.role, record) : textLine;
+  const sinks: Record<string, Sink> = { stdout: (record) => write(format(record)) };
+  if (options.file) {
+    // bufferSize 0: every line reaches the file before the next step, so a SIGKILL loses nothing.
+    sinks.file = getRotatingFileSink(options.file.path, {
+      maxSize: options.file.maxBytes,
+      maxFiles: options.file.maxFiles,
+      bufferSize: 0,
+      formatter: textLine,
+    });
+  }
+  configureSync({
+    reset: true,
+    sinks,
+    loggers: [
+      { category: [options.role], lowestLevel: options.level as LogLevel, sinks: Object.keys(sinks) },
+      { category: ["logtape", "meta"], lowestLevel: "error", sinks: ["stdout"] },
+    ],
+  });
+  return getLogger([options.role]);
+}
+
+/** Flushes and closes every sink (the rotating file especially). Safe to call twice. */
+export function closeLogging(): void {
+  disposeSync();
+}

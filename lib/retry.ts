@@ -1,0 +1,144 @@
+/**
+ * Capped exponential backoff with full jitter, and the one rule that says which failures are worth
+ * retrying. Transient: throttling, 5xx, timeouts, network errors. Permanent: everything that will fail
+ * the same way next time (access denied, validation, not found).
+ * @module
+ */
+import { sleep } from "./clock.ts";
+import { HttpStatusError, HttpUnreachableError } from "./http.ts";
+
+export interface Backoff {
+  /** First delay ceiling in milliseconds. */
+  readonly baseMs: number;
+  /** No delay is ever longer than this. */
+  readonly capMs: number;
+}
+
+export const defaultBackoff: Backoff = { baseMs: 200, capMs: 20_000 };
+
+/** Full jitter: a uniform delay in `[0, min(cap, base * 2^attempt))`; `attempt` counts from 0. */
+export function backoffDelay(attempt: number, backoff: Backoff, random: () => number = Math.random): number {
+  const ceiling = Math.min(backoff.capMs, backoff.baseMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * ceiling);
+}
+
+export type ErrorClass = "transient" | "permanent";
+
+const THROTTLING = new Set([
+  "Throttling",
+  "ThrottlingException",
+  "ThrottledException",
+  "RequestThrottledException",
+  "TooManyRequestsException",
+  "RequestLimitExceeded",
+  "RequestThrottled",
+  "SlowDown",
+  "PriorRequestNotComplete",
+  "EC2ThrottledException",
+  "BandwidthLimitExceeded",
+  "TransactionInProgressException",
+]);
+
+/** Errors that name a passing condition even though they arrive as HTTP 4xx. */
+const TRANSIENT_CLIENT_ERRORS = new Set([
+  "RequestTimeout",
+  "RequestTimeoutException",
+  "ExpiredToken",
+  "ExpiredTokenException",
+  "IDPCommunicationError",
+  "ServerException",
+  "ServiceUnavailable",
+  "ServiceUnavailableException",
+  "InternalError",
+  "InternalFailure",
+]);
+
+const NETWORK_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EHOSTDOWN",
+  "ERR_SOCKET_CONNECTION_TIMEOUT",
+]);
+
+interface SdkLikeError {
+  name?: string;
+  code?: string;
+  $fault?: "client" | "server";
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: { throttling?: boolean };
+}
+
+/** Whether retrying `error` later can succeed. Works on AWS SDK v3 errors and this project's own. */
+export function classifyError(error: unknown): ErrorClass {
+  if (error instanceof HttpUnreachableError) return "transient";
+  if (error instanceof HttpStatusError) return error.status >= 500 || error.status === 429 ? "transient" : "permanent";
+  if (typeof error !== "object" || error === null) return "permanent";
+  const e = error as SdkLikeError;
+  const name = e.name ?? "";
+  if (THROTTLING.has(name) || e.$retryable?.throttling) return "transient";
+  if (TRANSIENT_CLIENT_ERRORS.has(name)) return "transient";
+  if (name === "TimeoutError" || name === "AbortError" && !("$metadata" in e)) return "transient";
+  if (e.code && NETWORK_CODES.has(e.code)) return "transient";
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined) return status >= 500 || status === 429 ? "transient" : "permanent";
+  if (e.$fault === "server") return "transient";
+  if (error instanceof TypeError && /fetch failed|error sending request|connect|network|socket/i.test(String(e))) {
+    return "transient";
+  }
+  return "permanent";
+}
+
+/** A compact, log-friendly description of any error. */
+export function describeError(error: unknown): { error: string; message: string; status?: number } {
+  if (typeof error !== "object" || error === null) return { error: typeof error, message: String(error) };
+  const e = error as SdkLikeError & { message?: string };
+  const status = e.$metadata?.httpStatusCode ?? (error instanceof HttpStatusError ? error.status : undefined);
+  return {
+    error: e.code && e.name === "Error" ? e.code : e.name ?? "Error",
+    message: e.message ?? String(error),
+    ...(status === undefined ? {} : { status }),
+  };
+}
+
+export interface RetryOptions {
+  readonly signal?: AbortSignal;
+  readonly backoff?: Backoff;
+  /** Give up (rethrowing the last error) once the next wait would end after this epoch-ms deadline. */
+  readonly deadline?: number;
+  readonly classify?: (error: unknown) => ErrorClass;
+  /** Called before each wait, to log the failure that is being retried. */
+  readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  readonly random?: () => number;
+  readonly now?: () => number;
+}
+
+/**
+ * Runs `operation` until it succeeds, a permanent error occurs, the deadline passes, or `signal`
+ * aborts (then the signal's reason is thrown).
+ */
+export async function retry<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const backoff = options.backoff ?? defaultBackoff;
+  const classify = options.classify ?? classifyError;
+  const now = options.now ?? Date.now;
+  for (let attempt = 0;; attempt++) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    try {
+      return await operation(attempt);
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (classify(error) === "permanent") throw error;
+      const delay = backoffDelay(attempt, backoff, options.random);
+      if (options.deadline !== undefined && now() + delay > options.deadline) throw error;
+      options.onRetry?.(error, attempt, delay);
+      if (!await sleep(delay, options.signal)) throw options.signal!.reason;
+    }
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The loopback HTTP server under every emulator. Built on node:http because it can do what a real
+ * outage does to a client: reset a connection or accept it and never answer.
+ * @module
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { type FaultKind, Faults } from "./faults.ts";
+
+export interface SimRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+export interface SimResponse {
+  readonly status: number;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string;
+}
+
+/** How a protocol renders the faults that are HTTP answers (the others are handled by the server). */
+export interface FaultRenderer {
+  throttled(request: SimRequest): SimResponse;
+  serverError(request: SimRequest): SimResponse;
+}
+
+export type SimHandler = (request: SimRequest) => SimResponse | Promise<SimResponse>;
+
+export interface SimServerOptions {
+  readonly handle: SimHandler;
+  readonly faults?: Faults;
+  readonly renderFaults?: FaultRenderer;
+  readonly hostname?: string;
+  readonly port?: number;
+}
+
+export interface SimServer extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  readonly faults: Faults;
+  /** Requests received, faulted ones included. */
+  readonly requestCount: number;
+  close(): Promise<void>;
+}
+
+const plainFaults: FaultRenderer = {
+  throttled: () => ({ status: 429, body: "Too Many Requests" }),
+  serverError: () => ({ status: 500, body: "Internal Server Error" }),
+};
+
+export async function startSimServer(options: SimServerOptions): Promise<SimServer> {
+  const faults = options.faults ?? new Faults();
+  const render = options.renderFaults ?? plainFaults;
+  const hanging = new Set<http.ServerResponse>();
+  let requestCount = 0;
+  const server = http.createServer(async (req, res) => {
+    requestCount++;
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of req) chunks.push(chunk as Uint8Array);
+    const url = new URL(req.url ?? "/", "http://sim");
+    const request: SimRequest = {
+      method: req.method ?? "GET",
+      path: url.pathname,
+      query: url.searchParams,
+      headers: Object.fromEntries(
+        Object.entries(req.headers).map(([k, v]) => [k.toLowerCase(), Array.isArray(v) ? v.join(",") : v ?? ""]),
+      ),
+      body: new TextDecoder().decode(concat(chunks)),
+    };
+    const fault: FaultKind | undefined = faults.next();
+    if (fault === "reset") {
+      req.socket.destroy();
+      return;
+    }
+    if (fault === "hang") {
+      hanging.add(res);
+      return;
+    }
+    if (faults.latencyMs > 0) await new Promise((r) => setTimeout(r, faults.latencyMs));
+    let response: SimResponse;
+    try {
+      response = fault === "throttle"
+        ? render.throttled(request)
+        : fault === "server-error"
+        ? render.serverError(request)
+        : await options.handle(request);
+    } catch (error) {
+      response = { status: 500, body: `emulator error: ${(error as Error).message}` };
+    }
+    if (res.destroyed) return;
+    res.writeHead(response.status, { "content-type": "text/plain", ...response.headers });
+    res.end(response.body ?? "");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.hostname ?? "127.0.0.1", () => resolve());
+  });
+  const { port, address } = server.address() as AddressInfo;
+  const host = address.includes(":") ? `[${address}]` : address;
+  const close = async () => {
+    for (const res of hanging) res.socket?.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    faults,
+    get requestCount() {
+      return requestCount;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** A JSON answer. */
+export function json(status: number, value: unknown, headers: Record<string, string> = {}): SimResponse {
+  return { status, headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(value) };
+}
