@@ -24,7 +24,12 @@ export function credentialsFromEnvironment(
   env: Readonly<Record<string, string | undefined>>,
 ): AwsCredentialIdentityProvider {
   if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
-    return async () => (await import("@aws-sdk/credential-provider-env")).fromEnv()();
+    const identity = {
+      accessKeyId: env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+      sessionToken: env.AWS_SESSION_TOKEN || undefined,
+    };
+    return () => Promise.resolve(identity);
   }
   if (env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || env.AWS_CONTAINER_CREDENTIALS_FULL_URI) {
     let provider: AwsCredentialIdentityProvider | undefined;
@@ -56,6 +61,11 @@ export function awsClientConfig(
     region: options.region,
     maxAttempts: 1,
     credentials: credentialsFromEnvironment(env),
-    requestHandler: { connectionTimeout: Math.min(timeoutMs, 3_000), requestTimeout: timeoutMs },
+    // Without throwOnRequestTimeout the SDK only logs a warning and a blackholed endpoint hangs forever.
+    requestHandler: {
+      connectionTimeout: Math.min(timeoutMs, 3_000),
+      requestTimeout: timeoutMs,
+      throwOnRequestTimeout: true,
+    },
   };
 }

@@ -123,6 +123,10 @@ export interface RunOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Where `--help`, `--version` and configuration errors are printed. */
   readonly print?: (text: string, stream: "stdout" | "stderr") => void;
+  /** Where log lines go instead of stdout (tests, the demo's narration). */
+  readonly logWrite?: (line: string) => void;
+  /** Ends the run as SIGTERM would; for embedders that run a role in-process. */
+  readonly stop?: AbortSignal;
 }
 
 function printTo(text: string, stream: "stdout" | "stderr"): void {
@@ -173,12 +177,14 @@ export async function runRole<Spec extends LoggingSettings>(
       level: context.config.logLevel,
       format: context.config.logFormat,
       file,
+      write: options.logWrite,
     });
   } catch (error) {
     print(`${program.info.binary}: configuration error: cannot open log file: ${(error as Error).message}\n`, "stderr");
     return ExitCode.Config;
   }
   using shutdown = new Shutdown();
+  options.stop?.addEventListener("abort", () => shutdown.trigger("SIGTERM"), { once: true });
   try {
     if (context.subcommand === undefined) {
       log.info("starting {binary} {version}", {

@@ -57,6 +57,7 @@ export function logFormatSetting(o: { env?: string; default?: LogFormat } = {}) 
 export interface RotatingFile {
   readonly path: string;
   readonly maxBytes: number;
+  /** Rotated files kept besides the live one (`.1` newest): Python's `backupCount`, as eINS used it. */
   readonly maxFiles: number;
 }
 

@@ -24,6 +24,12 @@ export class Faults {
     return this;
   }
 
+  /** The very next call fails with `kind`, ahead of anything already scripted. */
+  failImmediately(kind: FaultKind): this {
+    this.#queue.unshift(kind);
+    return this;
+  }
+
   /** Clears every fault. */
   clear(): this {
     this.latencyMs = 0;

@@ -56,9 +56,12 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
   const faults = options.faults ?? new Faults();
   const render = options.renderFaults ?? plainFaults;
   const hanging = new Set<http.ServerResponse>();
+  const servedOn = new WeakMap<object, number>();
   let requestCount = 0;
   const server = http.createServer(async (req, res) => {
     requestCount++;
+    const earlierOnSocket = servedOn.get(req.socket) ?? 0;
+    servedOn.set(req.socket, earlierOnSocket + 1);
     const chunks: Uint8Array[] = [];
     for await (const chunk of req) chunks.push(chunk as Uint8Array);
     const url = new URL(req.url ?? "/", "http://sim");
@@ -73,6 +76,9 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
     };
     const fault: FaultKind | undefined = faults.next();
     if (fault === "reset") {
+      // A client silently retries a request whose pooled keep-alive connection was reset; reset that
+      // retry too, so the caller sees the failure as it would from a server that is really down.
+      if (earlierOnSocket > 0) faults.failImmediately("reset");
       req.socket.destroy();
       return;
     }

@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { ConfigError, integer, oneOf, parseSettings, renderHelp, seconds, text, toggle, url } from "../../lib/config.ts";
+import { logLevelSetting } from "../../lib/log.ts";
+
+const spec = {
+  wait: seconds({ env: "WAIT", flag: "wait", help: "how long", default: 120 }),
+  quiet: seconds({ env: "QUIET", flag: "quiet", help: "optional" }),
+  retries: integer({ env: "RETRIES", flag: "retries", short: "n", help: "count", default: 0, min: 0, max: 10 }),
+  mode: oneOf({ env: "MODE", flag: "mode", help: "mode", choices: ["fixed", "connections"], default: "fixed" }),
+  region: text({ env: "REGION", flag: "region", short: "r", help: "region", required: true }),
+  admin: url({ env: "ADMIN_URL", flag: "admin-url", help: "url", default: "http://127.0.0.1:9901" }),
+  dryRun: toggle({ flag: "dry-run", help: "do nothing" }),
+  logLevel: logLevelSetting({ env: "LOG_LEVEL", flag: "loglevel", short: "k" }),
+};
+
+function parse(args: string[], env: Record<string, string> = {}) {
+  return parseSettings(spec, { args, env: { REGION: "eu-west-1", ...env } });
+}
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
+    return error;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+Deno.test("defaults apply when neither flag nor env is set", () => {
+  const { config } = parse([]);
+  assert.equal(config.wait, 120);
+  assert.equal(config.quiet, undefined);
+  assert.equal(config.retries, 0);
+  assert.equal(config.mode, "fixed");
+  assert.equal(config.admin, "http://127.0.0.1:9901");
+  assert.equal(config.dryRun, false);
+  assert.equal(config.logLevel, "info");
+});
+
+Deno.test("flags override env; short flags work; decimals are accepted", () => {
+  const { config } = parse(["--wait", "0.5", "-n", "3", "-r", "ap-southeast-2", "--dry-run"], {
+    WAIT: "30",
+    RETRIES: "1",
+  });
+  assert.equal(config.wait, 0.5);
+  assert.equal(config.retries, 3);
+  assert.equal(config.region, "ap-southeast-2");
+  assert.equal(config.dryRun, true);
+});
+
+Deno.test("env values are used and enum matching is case-insensitive", () => {
+  const { config } = parse([], { WAIT: "30", MODE: "Connections", LOG_LEVEL: "WARNING" });
+  assert.equal(config.wait, 30);
+  assert.equal(config.mode, "connections");
+  assert.equal(config.logLevel, "warning");
+});
+
+Deno.test("Python log level names are accepted", () => {
+  assert.equal(parse(["-k", "logging.DEBUG"]).config.logLevel, "debug");
+  assert.equal(parse(["-k", "CRITICAL"]).config.logLevel, "error");
+  assert.equal(parse(["-k", "WARN"]).config.logLevel, "warning");
+});
+
+Deno.test("a non-numeric duration names the env setting and the value", () => {
+  const error = configError(() => parse([], { WAIT: "abc" }));
+  assert.equal(error.setting, "WAIT");
+  assert.match(error.message, /^WAIT="abc": /);
+});
+
+Deno.test("negative durations and units are rejected", () => {
+  assert.equal(configError(() => parse(["--wait", "-1"])).setting, "--wait");
+  assert.match(configError(() => parse(["--wait=-1"])).message, /^--wait="-1": expected a non-negative/);
+  assert.equal(configError(() => parse([], { WAIT: "10s" })).setting, "WAIT");
+});
+
+Deno.test("integers outside their bounds are rejected", () => {
+  assert.match(configError(() => parse(["-n", "11"])).message, /from 0 to 10/);
+  assert.equal(configError(() => parse([], { RETRIES: "1.5" })).setting, "RETRIES");
+});
+
+Deno.test("bad enum values list the choices", () => {
+  const error = configError(() => parse([], { MODE: "sometimes" }));
+  assert.equal(error.setting, "MODE");
+  assert.match(error.message, /fixed, connections/);
+});
+
+Deno.test("bad URLs are rejected", () => {
+  assert.equal(configError(() => parse([], { ADMIN_URL: "localhost:9901" })).setting, "ADMIN_URL");
+  assert.equal(configError(() => parse([], { ADMIN_URL: "ftp://x" })).setting, "ADMIN_URL");
+});
+
+Deno.test("a missing required setting names both env and flag", () => {
+  const error = configError(() => parseSettings(spec, { args: [], env: {} }));
+  assert.match(error.message, /REGION \(or --region\): is required/);
+});
+
+Deno.test("unknown flags and missing flag values are configuration errors", () => {
+  assert.equal(configError(() => parse(["--bogus"])).setting, "--bogus");
+  assert.equal(configError(() => parse(["--wait"])).setting, "--wait");
+  assert.equal(configError(() => parse(["--dry-run=yes"])).setting, "--dry-run");
+});
+
+Deno.test("an empty env value means unset, so defaults still apply", () => {
+  assert.equal(parse([], { WAIT: "" }).config.wait, 120);
+});
+
+Deno.test("positionals, --help and --version are reported, not treated as settings", () => {
+  const parsed = parse(["health", "--help"]);
+  assert.deepEqual(parsed.positionals, ["health"]);
+  assert.equal(parsed.help, true);
+  assert.equal(parse(["--version"]).version, true);
+});
+
+Deno.test("help lists every setting with its env name and default", () => {
+  const help = renderHelp("x [flags]", "summary", spec);
+  for (const setting of Object.values(spec)) {
+    assert.ok(help.includes(`--${setting.flag}`), setting.flag);
+    if (setting.env) assert.ok(help.includes(`env ${setting.env}`), setting.env);
+  }
+  assert.match(help, /--wait <seconds>\s+env WAIT\s+default 120/);
+  assert.match(help, /-r, --region <text>\s+env REGION\s+default \(required\)/);
+});

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { backoffDelay, classifyError, describeError, retry } from "../../lib/retry.ts";
+import { HttpStatusError, HttpUnreachableError } from "../../lib/http.ts";
+
+Deno.test("full jitter stays within [0, min(cap, base * 2^attempt))", () => {
+  const backoff = { baseMs: 100, capMs: 5_000 };
+  assert.equal(backoffDelay(0, backoff, () => 0), 0);
+  assert.equal(backoffDelay(0, backoff, () => 0.999999), 99);
+  assert.equal(backoffDelay(3, backoff, () => 0.5), 400);
+  assert.equal(backoffDelay(6, backoff, () => 0.999999), 4_999);
+  assert.equal(backoffDelay(60, backoff, () => 0.999999), 4_999, "huge attempts stay capped");
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const delay = backoffDelay(attempt, backoff);
+    assert.ok(delay >= 0 && delay < Math.min(5_000, 100 * 2 ** attempt), `attempt ${attempt}: ${delay}`);
+  }
+});
+
+Deno.test("retry retries transient errors and returns the eventual result", async () => {
+  let calls = 0;
+  const retried: number[] = [];
+  const result = await retry(() => {
+    calls++;
+    if (calls < 3) throw new HttpUnreachableError("http://x", "refused");
+    return Promise.resolve("ok");
+  }, { backoff: { baseMs: 1, capMs: 2 }, onRetry: (_e, attempt) => retried.push(attempt) });
+  assert.equal(result, "ok");
+  assert.equal(calls, 3);
+  assert.deepEqual(retried, [0, 1]);
+});
+
+Deno.test("retry stops at the first permanent error", async () => {
+  let calls = 0;
+  await assert.rejects(
+    retry(() => {
+      calls++;
+      throw new HttpStatusError("http://x", 404, "");
+    }, { backoff: { baseMs: 1, capMs: 2 } }),
+    HttpStatusError,
+  );
+  assert.equal(calls, 1);
+});
+
+Deno.test("retry gives up with the last error once the deadline would pass", async () => {
+  let now = 1_000;
+  let calls = 0;
+  await assert.rejects(
+    retry(() => {
+      calls++;
+      now += 400;
+      throw new HttpUnreachableError("http://x", "timeout");
+    }, { backoff: { baseMs: 1, capMs: 1 }, deadline: 2_000, now: () => now }),
+    HttpUnreachableError,
+  );
+  assert.equal(calls, 3);
+});
+
+Deno.test("retry ends promptly with the abort reason when the signal fires", async () => {
+  const controller = new AbortController();
+  const started = Date.now();
+  setTimeout(() => controller.abort("SIGTERM"), 30);
+  await assert.rejects(
+    retry(() => Promise.reject(new HttpUnreachableError("http://x", "down")), {
+      signal: controller.signal,
+      backoff: { baseMs: 10_000, capMs: 10_000 },
+      random: () => 0.99,
+    }),
+    (reason) => reason === "SIGTERM",
+  );
+  assert.ok(Date.now() - started < 2_000);
+});
+
+Deno.test("plain errors: network-like are transient, programming errors permanent", () => {
+  assert.equal(classifyError(Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })), "transient");
+  assert.equal(classifyError(new TypeError("fetch failed")), "transient");
+  assert.equal(classifyError(new TypeError("cannot read properties of undefined")), "permanent");
+  assert.equal(classifyError(new HttpStatusError("u", 503, "")), "transient");
+  assert.equal(classifyError(new HttpStatusError("u", 429, "")), "transient");
+  assert.equal(classifyError(new HttpStatusError("u", 403, "")), "permanent");
+  assert.equal(classifyError("a string"), "permanent");
+});
+
+Deno.test("describeError keeps name, message and HTTP status", () => {
+  assert.deepEqual(describeError(new HttpStatusError("http://x", 500, "boom")), {
+    error: "HttpStatusError",
+    message: "http://x answered HTTP 500: boom",
+    status: 500,
+  });
+  assert.equal(describeError(Object.assign(new Error("hang up"), { code: "ECONNRESET" })).error, "ECONNRESET");
+});
