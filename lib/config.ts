@@ -189,8 +189,15 @@ export function parseSettings<Spec extends SettingsSpec>(spec: Spec, input: Pars
   }
   const flags = parsedArgs.values as Record<string, string | boolean | undefined>;
   const config: Record<string, unknown> = {};
+  // `--help` and `--version` must answer even when a required setting is missing or another is bad.
+  const answeringOnly = flags.help === true || flags.version === true;
   for (const [key, setting] of Object.entries(spec)) {
-    config[key] = resolveSetting(setting, flags[setting.flag], input.env);
+    try {
+      config[key] = resolveSetting(setting, flags[setting.flag], input.env);
+    } catch (error) {
+      if (!answeringOnly) throw error;
+      config[key] = setting.default;
+    }
   }
   return {
     config: config as ConfigOf<Spec>,

@@ -27,6 +27,8 @@ export interface RequestOptions {
   readonly signal?: AbortSignal;
   readonly body?: string;
   readonly headers?: Record<string, string>;
+  /** `manual` returns a 3xx answer as it is instead of following it (default `follow`). */
+  readonly redirect?: RequestRedirect;
 }
 
 export interface HttpAnswer {
@@ -46,6 +48,7 @@ export async function request(url: string, options: RequestOptions): Promise<Htt
       method: options.method ?? "GET",
       body: options.body,
       headers: options.headers,
+      redirect: options.redirect,
       signal,
     });
     return { status: response.status, body: await response.text() };

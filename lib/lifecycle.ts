@@ -4,7 +4,15 @@
  * @module
  */
 import { ConfigError, type ConfigOf, parseSettings, renderHelp, type Setting, type SettingsSpec } from "./config.ts";
-import { closeLogging, type Level, type LogFormat, type Logger, type RotatingFile, setupLogging } from "./log.ts";
+import {
+  closeLogging,
+  type Level,
+  type LogFormat,
+  type Logger,
+  type RotatingFile,
+  rotatingFileSink,
+  setupLogging,
+} from "./log.ts";
 import type { RoleInfo } from "./roles.ts";
 import { VERSION } from "./version.ts";
 
@@ -176,7 +184,7 @@ export async function runRole<Spec extends LoggingSettings>(
       role: program.info.name,
       level: context.config.logLevel,
       format: context.config.logFormat,
-      file,
+      fileSink: file && await rotatingFileSink(file),
       write: options.logWrite,
     });
   } catch (error) {

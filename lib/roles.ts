@@ -26,17 +26,26 @@ export const ROLES: readonly RoleInfo[] = [
     entry: "cmd/nlb_sidecar.ts",
     summary:
       "Essential sidecar: exits 0 once its task's NLB/ALB target has drained, so ECS stops the task early and cleanly.",
-    // Network: the metadata endpoint, regional or VPC-endpoint AWS APIs (any host, set by AWS_ENDPOINT_URL*).
-    // Read: /proc/net for connection counting, /tmp for the status file. Write: /tmp only.
-    permissions: ["--allow-env", "--allow-net", "--allow-read=/proc/net,/tmp", "--allow-write=/tmp"],
-    v8Flags: [],
+    // Deno opens /proc/net/tcp (DRAIN_MODE=connections) only for a process holding every permission, so
+    // the binary gets them all; at start the daemon opens the socket tables and then revokes run and ffi
+    // (lib/nlb_sidecar/program.ts). Without connections mode the AWS SDK alone would need
+    // --allow-env --allow-net --allow-sys=osRelease and read/write on the status file.
+    permissions: ["--allow-all"],
+    // A small young generation and V8's lite mode (no JIT; the sidecar mostly sleeps) keep the heap small:
+    // see bench/nlb_sidecar.ts for the measured peak.
+    v8Flags: ["--max-semi-space-size=1", "--max-old-space-size=32", "--lite-mode"],
   },
   {
     name: "appmesh-helper",
     binary: "ecs-appmesh-helper",
     entry: "cmd/appmesh_helper.ts",
     summary: "Envoy sidecar helper: healthy only once Envoy is live; on SIGTERM fails Envoy's health check and drains.",
+    // Env: whole (runRole reads it with Deno.env.toObject, which a name list does not allow). Network: Envoy's
+    // admin API and the app's health check, at operator-chosen hosts (in bridge mode APP_HEALTHCHECK_URL names
+    // another container). No file system, no subprocesses.
     permissions: ["--allow-env", "--allow-net"],
+    // None: heap limits (semi-space 1 MiB, old space 32 MiB, jitless) were measured and did not lower the peak,
+    // which is the runtime's own native and file-backed memory, not the JavaScript heap.
     v8Flags: [],
   },
   {
@@ -46,7 +55,7 @@ export const ROLES: readonly RoleInfo[] = [
     summary: "ECS Anywhere host daemon: keeps ECS containers alive through control-plane outages, hands back cleanly.",
     // Read/write anywhere: the log file, state file, CA file and Docker socket are operator-chosen paths.
     permissions: ["--allow-env", "--allow-net", "--allow-read", "--allow-write"],
-    v8Flags: [],
+    v8Flags: ["--max-semi-space-size=1", "--max-old-space-size=32", "--lite-mode"],
   },
 ];
 

@@ -28,7 +28,11 @@ async function ecsEmulator() {
   });
   const server = await startSimServer(framing);
   Deno.env.set("AWS_ENDPOINT_URL_ECS", server.url);
-  return { server, calls: framing.calls, client: new ECSClient(awsClientConfig({ region: "eu-west-1", timeoutMs: 500 }, credentials)) };
+  return {
+    server,
+    calls: framing.calls,
+    client: new ECSClient(awsClientConfig({ region: "eu-west-1", timeoutMs: 500 }, credentials)),
+  };
 }
 
 async function elbEmulator() {
@@ -155,7 +159,11 @@ Deno.test("EC2 query protocol: item lists and the EC2 error envelope parse in th
   }));
 
 Deno.test("unsigned requests are refused like AWS refuses them", async () => {
-  const framing = awsJsonService({ targetPrefix: "Svc", throttleCode: "ThrottlingException", operations: { Op: () => ({}) } });
+  const framing = awsJsonService({
+    targetPrefix: "Svc",
+    throttleCode: "ThrottlingException",
+    operations: { Op: () => ({}) },
+  });
   await using server = await startSimServer(framing);
   const answer = await fetch(server.url, {
     method: "POST",

@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { ConfigError, integer, oneOf, parseSettings, renderHelp, seconds, text, toggle, url } from "../../lib/config.ts";
+import {
+  ConfigError,
+  integer,
+  oneOf,
+  parseSettings,
+  renderHelp,
+  seconds,
+  text,
+  toggle,
+  url,
+} from "../../lib/config.ts";
 import { logLevelSetting } from "../../lib/log.ts";
 
 const spec = {

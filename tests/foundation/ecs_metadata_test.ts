@@ -80,7 +80,10 @@ Deno.test("shutdown during retries ends the call with the signal's reason", asyn
   emulator.faults.failNext(1000, "server-error");
   const controller = new AbortController();
   setTimeout(() => controller.abort("SIGTERM"), 100);
-  await assert.rejects(metadataClient(emulator.metadataUri, fast).task({ signal: controller.signal }), (r) => r === "SIGTERM");
+  await assert.rejects(
+    metadataClient(emulator.metadataUri, fast).task({ signal: controller.signal }),
+    (r) => r === "SIGTERM",
+  );
 });
 
 Deno.test("region and cluster name come out of ARNs", () => {

@@ -23,7 +23,12 @@ function program(run: RoleProgram<typeof spec>["run"]): RoleProgram<typeof spec>
   };
 }
 
-async function runCaptured(p: RoleProgram<typeof spec>, args: string[], env: Record<string, string> = {}, stop?: AbortSignal) {
+async function runCaptured(
+  p: RoleProgram<typeof spec>,
+  args: string[],
+  env: Record<string, string> = {},
+  stop?: AbortSignal,
+) {
   const printed: Record<"stdout" | "stderr", string> = { stdout: "", stderr: "" };
   const logs: Record<string, unknown>[] = [];
   const code = await runRole(p, {
@@ -40,7 +45,10 @@ Deno.test("a bad setting prints one line naming it and exits 2 without running t
   let ran = false;
   const out = await runCaptured(program(() => (ran = true, Promise.resolve(0))), [], { WAIT: "abc" });
   assert.equal(out.code, ExitCode.Config);
-  assert.equal(out.stderr, 'ecs-nlb-sidecar: configuration error: WAIT="abc": expected a non-negative number of seconds\n');
+  assert.equal(
+    out.stderr,
+    'ecs-nlb-sidecar: configuration error: WAIT="abc": expected a non-negative number of seconds\n',
+  );
   assert.equal(ran, false);
 });
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { closeLogging, setupLogging } from "../../lib/log.ts";
+import { closeLogging, rotatingFileSink, setupLogging } from "../../lib/log.ts";
 
 Deno.test("JSON lines carry time, level, role, message and the structured fields", () => {
   const lines: string[] = [];
@@ -24,7 +24,10 @@ Deno.test("text lines follow the eINS layout", () => {
   const log = setupLogging({ role: "network-sentry", level: "debug", format: "text", write: (l) => lines.push(l) });
   log.warn("[ecs-offline] ecs unreachable", { reason: "timeout" });
   closeLogging();
-  assert.match(lines[0], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING PID_\d+ \[ecs-offline\] ecs unreachable reason=timeout\n$/);
+  assert.match(
+    lines[0],
+    /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING PID_\d+ \[ecs-offline\] ecs unreachable reason=timeout\n$/,
+  );
 });
 
 Deno.test("the rotating file keeps the live file plus maxFiles rotated ones, each about maxBytes", async () => {
@@ -36,7 +39,7 @@ Deno.test("the rotating file keeps the live file plus maxFiles rotated ones, eac
       level: "info",
       format: "text",
       write: () => {},
-      file: { path, maxBytes: 2_000, maxFiles: 3 },
+      fileSink: await rotatingFileSink({ path, maxBytes: 2_000, maxFiles: 3 }),
     });
     for (let i = 0; i < 200; i++) log.info("line {i} of a long enough message to fill files", { i });
     closeLogging();

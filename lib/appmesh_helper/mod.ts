@@ -1,0 +1,16 @@
+/**
+ * The appmesh-helper role's public surface: the program, its settings, the pure shutdown machine and
+ * the Envoy admin client (also used by the emulator's tests and the demo).
+ * @module
+ */
+export { appmeshHelperProgram } from "./program.ts";
+export { appHealthUrl, type AppmeshHelperConfig, appmeshHelperSettings } from "./settings.ts";
+export {
+  type Action,
+  type DrainMode,
+  type ExitReason,
+  type Observation,
+  ShutdownMachine,
+  type ShutdownPlan,
+} from "./machine.ts";
+export { EnvoyAdmin, type EnvoyState, type IngressListener, ingressListener } from "./envoy_admin.ts";

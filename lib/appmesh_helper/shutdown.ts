@@ -1,0 +1,183 @@
+/**
+ * The shutdown stage's I/O: carries out the actions of {@link ShutdownMachine} against Envoy and the
+ * app and feeds back what it saw, one log line per step. Nothing here fails the stage: an Envoy that
+ * does not answer is logged and the waits still happen, so the task's containers are never stopped
+ * earlier than the operator asked.
+ * @module
+ */
+import { sleep } from "../clock.ts";
+import type { Logger } from "../log.ts";
+import { describeError, retry } from "../retry.ts";
+import { describeAppAnswer, probeApp } from "./app_health.ts";
+import type { CallOptions, EnvoyAdmin, IngressListener } from "./envoy_admin.ts";
+import { type Action, type ExitReason, ShutdownMachine, type ShutdownPlan } from "./machine.ts";
+import { secondsSince } from "./startup.ts";
+
+/** "Retried briefly": an Envoy that has not taken the fail call within this long is not waited for. */
+export const ENVOY_CALL_BUDGET_MS = 5_000;
+
+const ENVOY_BACKOFF = { baseMs: 250, capMs: 1_000 };
+
+export interface ShutdownStage {
+  readonly log: Logger;
+  readonly envoy: EnvoyAdmin;
+  readonly listener: IngressListener;
+  readonly appUrl: string | undefined;
+  readonly appTimeoutMs: number;
+  readonly plan: ShutdownPlan;
+  /** The signal that started the stage, for the log. */
+  readonly signalName: string;
+}
+
+/** Runs the stage to its end and returns why it ended. Never throws for Envoy or app failures. */
+export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
+  const { log, plan } = stage;
+  const machine = new ShutdownMachine(plan, Date.now());
+  const waited = () => secondsSince(machine.startedAt);
+  log.info("{signal} received: shutdown stage begins", {
+    step: "signal",
+    signal: stage.signalName,
+    waitedSeconds: 0,
+    drainMode: plan.mode,
+    failInSeconds: plan.drainDelayMs / 1000,
+    exitAtLatestInSeconds: (plan.drainDelayMs + plan.drainTimeoutMs) / 1000,
+  });
+  const counter = connectionCounter(stage, waited);
+  let action: Action = machine.start();
+  for (;;) {
+    switch (action.kind) {
+      case "check-app": {
+        const answer = await probeApp(stage.appUrl!, stage.appTimeoutMs);
+        const answered = answer.kind === "answered";
+        log.info(answered ? "the app answers: draining" : "the app does not answer: it is gone, nothing to drain", {
+          step: "app-check",
+          waitedSeconds: waited(),
+          appAnswer: describeAppAnswer(answer),
+        });
+        action = machine.next({ kind: "app-checked", answered }, Date.now());
+        break;
+      }
+      case "wait": {
+        if (action.purpose !== "poll") logWait(log, action.purpose, waited(), (action.untilMs - Date.now()) / 1000);
+        await sleep(action.untilMs - Date.now());
+        action = machine.next({ kind: "waited" }, Date.now());
+        break;
+      }
+      case "fail-envoy": {
+        const accepted = await tellEnvoy(stage, action, waited);
+        action = machine.next({ kind: "envoy-failed", accepted }, Date.now());
+        break;
+      }
+      case "count-connections": {
+        const count = await counter(action.deadlineMs);
+        action = machine.next({ kind: "connections-counted", count }, Date.now());
+        break;
+      }
+      case "exit": {
+        log.info(EXIT_MESSAGES[action.reason], {
+          step: "exit",
+          reason: action.reason,
+          waitedSeconds: waited(),
+          envoyFailed: machine.envoyAccepted,
+          ...(plan.mode === "connections" ? { connectionsLeft: machine.connectionsLeft ?? null } : {}),
+        });
+        return action.reason;
+      }
+    }
+  }
+}
+
+const EXIT_MESSAGES: Record<ExitReason, string> = {
+  "app-gone": "exiting at once: the app was already gone",
+  "drain-timeout": "exiting: DRAIN_TIMEOUT is over",
+  "connections-drained": "exiting: the ingress listener has had no connections for DRAIN_QUIET_PERIOD",
+};
+
+function logWait(log: Logger, purpose: "drain-delay" | "drain-timeout", waitedSeconds: number, seconds: number) {
+  const message = purpose === "drain-delay"
+    ? "waiting DRAIN_DELAY so that new tasks come into service before Envoy fails its health check"
+    : "waiting DRAIN_TIMEOUT while downstreams stop sending to this task";
+  log.info(message, { step: purpose, waitedSeconds, forSeconds: Math.max(0, Math.round(seconds * 1000) / 1000) });
+}
+
+/** Fails Envoy's health check and, when asked, drains its inbound listeners. Whether Envoy accepted. */
+async function tellEnvoy(
+  stage: ShutdownStage,
+  action: Extract<Action, { kind: "fail-envoy" }>,
+  waited: () => number,
+): Promise<boolean> {
+  const call = async (step: string, message: string, send: (options: CallOptions) => Promise<string>) => {
+    const giveUpAt = Math.min(Date.now() + ENVOY_CALL_BUDGET_MS, action.deadlineMs);
+    try {
+      const answer = await retry(() => send({ timeoutMs: timeLeft(stage.envoy, giveUpAt) }), {
+        deadline: giveUpAt,
+        backoff: ENVOY_BACKOFF,
+        onRetry: (error, _attempt, delayMs) =>
+          stage.log.warning("Envoy did not take the call, retrying", {
+            step,
+            waitedSeconds: waited(),
+            envoyAnswer: describeError(error).message,
+            retryInMs: delayMs,
+          }),
+      });
+      stage.log.info(message, { step, waitedSeconds: waited(), envoyAnswer: answer });
+      return true;
+    } catch (error) {
+      stage.log.error("Envoy did not take the call; the drain waits go on regardless", {
+        step,
+        waitedSeconds: waited(),
+        envoyAnswer: describeError(error).message,
+      });
+      return false;
+    }
+  };
+  const failed = await call(
+    "healthcheck-fail",
+    "Envoy now fails its health check: downstreams stop sending new requests",
+    (options) => stage.envoy.failHealthcheck(options),
+  );
+  if (failed && action.drainListeners) {
+    await call(
+      "drain-listeners",
+      "Envoy is draining its inbound listeners: keep-alive connections close gracefully",
+      (options) => stage.envoy.drainInboundListeners(options),
+    );
+  }
+  return failed;
+}
+
+/** A per-call timeout that never runs past `deadline` (and is never zero, which would abort at once). */
+function timeLeft(envoy: EnvoyAdmin, deadline: number): number {
+  return Math.max(50, Math.min(envoy.timeoutMs, deadline - Date.now()));
+}
+
+/** Reads the ingress count; logs only when the count (or the reason it is unknown) changes. */
+function connectionCounter(stage: ShutdownStage, waited: () => number) {
+  let last: string | undefined;
+  return async (deadline: number): Promise<number | undefined> => {
+    let count: number | undefined;
+    let envoyAnswer: string;
+    try {
+      count = await stage.envoy.ingressConnections(stage.listener, { timeoutMs: timeLeft(stage.envoy, deadline) });
+      envoyAnswer = count === undefined ? "no listener matches ENVOY_INGRESS_LISTENER" : "HTTP 200";
+    } catch (error) {
+      envoyAnswer = describeError(error).message;
+    }
+    const summary = `${count}/${envoyAnswer}`;
+    if (summary !== last) {
+      last = summary;
+      const fields = {
+        step: "drain-connections",
+        waitedSeconds: waited(),
+        connectionsLeft: count ?? null,
+        envoyAnswer,
+      };
+      if (count === undefined) {
+        stage.log.warning("ingress connections unknown: waiting on, at most until DRAIN_TIMEOUT is over", fields);
+      } else {
+        stage.log.info("ingress connections counted", fields);
+      }
+    }
+    return count;
+  };
+}

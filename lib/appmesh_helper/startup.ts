@@ -1,0 +1,110 @@
+/**
+ * The startup stage: watch Envoy (and the app, when its health check is configured) until both can
+ * serve, logging each change of answer and the moment each first becomes ready. Purely informational:
+ * the gate itself is the `health` subcommand that ECS runs; these lines tell an operator why a task
+ * is not healthy yet.
+ * @module
+ */
+import { sleep } from "../clock.ts";
+import type { Logger } from "../log.ts";
+import { describeError } from "../retry.ts";
+import { describeAppAnswer, isServing, probeApp } from "./app_health.ts";
+import type { EnvoyAdmin } from "./envoy_admin.ts";
+
+/** Local endpoints are cheap to ask; once a second keeps the "ready" line within a second of the truth. */
+export const STARTUP_POLL_INTERVAL_MS = 1_000;
+
+interface Check {
+  readonly ready: boolean;
+  /** The answer as logged; a new line is written only when it changes. */
+  readonly answer: string;
+  readonly fields?: Record<string, unknown>;
+}
+
+interface Dependency {
+  readonly step: string;
+  readonly answerField: "envoyAnswer" | "appAnswer";
+  readonly readyMessage: string;
+  readonly waitingMessage: string;
+  check(signal: AbortSignal): Promise<Check>;
+}
+
+export interface StartupWatch {
+  readonly log: Logger;
+  readonly envoy: EnvoyAdmin;
+  readonly appUrl: string | undefined;
+  readonly appTimeoutMs: number;
+  /** Aborts on the first shutdown signal: the watch ends at once. */
+  readonly signal: AbortSignal;
+}
+
+function dependencies(watch: StartupWatch): Dependency[] {
+  const envoy: Dependency = {
+    step: "envoy-startup",
+    answerField: "envoyAnswer",
+    readyMessage: "Envoy is live",
+    waitingMessage: "waiting for Envoy to become live",
+    async check(signal) {
+      try {
+        const info = await watch.envoy.serverInfo({ signal });
+        return { ready: info.state === "LIVE", answer: info.state, fields: { envoyVersion: info.version } };
+      } catch (error) {
+        if (signal.aborted) throw error;
+        return { ready: false, answer: describeError(error).message };
+      }
+    },
+  };
+  if (watch.appUrl === undefined) return [envoy];
+  const appUrl = watch.appUrl;
+  const app: Dependency = {
+    step: "app-startup",
+    answerField: "appAnswer",
+    readyMessage: "the app answers its health check",
+    waitingMessage: "waiting for the app to answer its health check",
+    async check(signal) {
+      const answer = await probeApp(appUrl, watch.appTimeoutMs, signal);
+      return { ready: isServing(answer), answer: describeAppAnswer(answer), fields: { appUrl } };
+    },
+  };
+  return [envoy, app];
+}
+
+/** Returns once every dependency has been ready once, or as soon as `signal` aborts. */
+export async function watchStartup(watch: StartupWatch): Promise<void> {
+  const started = Date.now();
+  const pending = dependencies(watch);
+  const lastAnswers = new Map<Dependency, string>();
+  try {
+    while (pending.length > 0) {
+      for (const dependency of [...pending]) {
+        const check = await dependency.check(watch.signal);
+        if (watch.signal.aborted) return;
+        const fields = {
+          step: dependency.step,
+          waitedSeconds: secondsSince(started),
+          [dependency.answerField]: check.answer,
+          ...check.fields,
+        };
+        if (check.ready) {
+          watch.log.info(dependency.readyMessage, fields);
+          pending.splice(pending.indexOf(dependency), 1);
+        } else if (lastAnswers.get(dependency) !== check.answer) {
+          watch.log.info(dependency.waitingMessage, fields);
+          lastAnswers.set(dependency, check.answer);
+        }
+      }
+      if (pending.length > 0 && !await sleep(STARTUP_POLL_INTERVAL_MS, watch.signal)) return;
+    }
+  } catch (error) {
+    if (watch.signal.aborted) return;
+    throw error;
+  }
+  watch.log.info("startup stage complete: waiting for SIGTERM", {
+    step: "startup-complete",
+    waitedSeconds: secondsSince(started),
+  });
+}
+
+export function secondsSince(epochMs: number): number {
+  return Math.round(Date.now() - epochMs) / 1000;
+}

@@ -1,0 +1,185 @@
+import assert from "node:assert/strict";
+import { type Action, ShutdownMachine, type ShutdownPlan } from "../../lib/appmesh_helper/machine.ts";
+
+const T0 = 1_000_000;
+
+function plan(overrides: Partial<ShutdownPlan> = {}): ShutdownPlan {
+  return {
+    drainDelayMs: 40_000,
+    drainTimeoutMs: 40_000,
+    mode: "fixed",
+    quietPeriodMs: 3_000,
+    pollIntervalMs: 500,
+    appCheck: false,
+    ...overrides,
+  };
+}
+
+/** Drives a machine in connections mode through a fail call, then feeds counts at the given times. */
+function throughFail(machine: ShutdownMachine): number {
+  const wait = machine.start();
+  assert.deepEqual(wait, { kind: "wait", untilMs: machine.failAt, purpose: "drain-delay" });
+  const fail = machine.next({ kind: "waited" }, machine.failAt);
+  assert.equal(fail.kind, "fail-envoy");
+  return machine.failAt;
+}
+
+function countAt(machine: ShutdownMachine, count: number | undefined, now: number): Action {
+  return machine.next({ kind: "connections-counted", count }, now);
+}
+
+Deno.test("fixed mode: wait DRAIN_DELAY, fail Envoy, wait until DRAIN_DELAY + DRAIN_TIMEOUT, exit", () => {
+  const machine = new ShutdownMachine(plan(), T0);
+  assert.deepEqual(machine.start(), { kind: "wait", untilMs: T0 + 40_000, purpose: "drain-delay" });
+  assert.deepEqual(machine.next({ kind: "waited" }, T0 + 40_000), {
+    kind: "fail-envoy",
+    drainListeners: false,
+    deadlineMs: T0 + 80_000,
+  });
+  assert.deepEqual(machine.next({ kind: "envoy-failed", accepted: true }, T0 + 40_050), {
+    kind: "wait",
+    untilMs: T0 + 80_000,
+    purpose: "drain-timeout",
+  });
+  assert.equal(machine.envoyAccepted, true);
+  assert.deepEqual(machine.next({ kind: "waited" }, T0 + 80_000), { kind: "exit", reason: "drain-timeout" });
+});
+
+Deno.test("the deadline is anchored to the signal, so slow fail retries do not push the exit later", () => {
+  const machine = new ShutdownMachine(plan({ drainDelayMs: 1_000, drainTimeoutMs: 2_000 }), T0);
+  machine.start();
+  machine.next({ kind: "waited" }, T0 + 1_000);
+  const hold = machine.next({ kind: "envoy-failed", accepted: false }, T0 + 2_500);
+  assert.deepEqual(hold, { kind: "wait", untilMs: T0 + 3_000, purpose: "drain-timeout" });
+  assert.equal(machine.envoyAccepted, false, "an Envoy that did not answer is remembered for the exit line");
+});
+
+Deno.test("app configured and silent: exit at once, Envoy is never told", () => {
+  const machine = new ShutdownMachine(plan({ appCheck: true }), T0);
+  assert.deepEqual(machine.start(), { kind: "check-app" });
+  assert.deepEqual(machine.next({ kind: "app-checked", answered: false }, T0 + 5), {
+    kind: "exit",
+    reason: "app-gone",
+  });
+});
+
+Deno.test("app configured and answering (any status): the drain goes on as usual", () => {
+  const machine = new ShutdownMachine(plan({ appCheck: true }), T0);
+  machine.start();
+  assert.deepEqual(machine.next({ kind: "app-checked", answered: true }, T0 + 5), {
+    kind: "wait",
+    untilMs: T0 + 40_000,
+    purpose: "drain-delay",
+  });
+});
+
+Deno.test("connections mode: drains listeners and exits once the count stayed zero for the quiet period", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections" }), T0);
+  machine.start();
+  assert.deepEqual(machine.next({ kind: "waited" }, T0 + 40_000), {
+    kind: "fail-envoy",
+    drainListeners: true,
+    deadlineMs: T0 + 80_000,
+  });
+  const failedAt = T0 + 40_010;
+  assert.deepEqual(machine.next({ kind: "envoy-failed", accepted: true }, failedAt), {
+    kind: "count-connections",
+    deadlineMs: T0 + 80_000,
+  });
+  assert.deepEqual(countAt(machine, 4, failedAt), { kind: "wait", untilMs: failedAt + 500, purpose: "poll" });
+  assert.equal(machine.connectionsLeft, 4);
+  assert.deepEqual(machine.next({ kind: "waited" }, failedAt + 500), {
+    kind: "count-connections",
+    deadlineMs: T0 + 80_000,
+  });
+  const zeroAt = failedAt + 500;
+  assert.deepEqual(countAt(machine, 0, zeroAt), { kind: "wait", untilMs: zeroAt + 500, purpose: "poll" });
+  machine.next({ kind: "waited" }, zeroAt + 500);
+  countAt(machine, 0, zeroAt + 500);
+  machine.next({ kind: "waited" }, zeroAt + 2_500);
+  // The last poll before the quiet period ends is cut short so the exit lands on time.
+  assert.deepEqual(countAt(machine, 0, zeroAt + 2_500), { kind: "wait", untilMs: zeroAt + 3_000, purpose: "poll" });
+  machine.next({ kind: "waited" }, zeroAt + 3_000);
+  assert.deepEqual(countAt(machine, 0, zeroAt + 3_000), { kind: "exit", reason: "connections-drained" });
+  assert.equal(machine.connectionsLeft, 0);
+});
+
+Deno.test("connections mode: a connection that reappears restarts the quiet period", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections", quietPeriodMs: 1_000 }), T0);
+  const failedAt = throughFail(machine);
+  machine.next({ kind: "envoy-failed", accepted: true }, failedAt);
+  countAt(machine, 0, failedAt);
+  machine.next({ kind: "waited" }, failedAt + 500);
+  countAt(machine, 1, failedAt + 500);
+  machine.next({ kind: "waited" }, failedAt + 1_000);
+  assert.equal(countAt(machine, 0, failedAt + 1_000).kind, "wait", "quiet since 1_000, not since 0");
+  machine.next({ kind: "waited" }, failedAt + 1_500);
+  assert.equal(countAt(machine, 0, failedAt + 1_500).kind, "wait");
+  machine.next({ kind: "waited" }, failedAt + 2_000);
+  assert.deepEqual(countAt(machine, 0, failedAt + 2_000), { kind: "exit", reason: "connections-drained" });
+});
+
+Deno.test("connections mode: an unknown count (Envoy down, no such listener) never counts as quiet", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections", quietPeriodMs: 500, drainTimeoutMs: 3_000 }), T0);
+  const failedAt = throughFail(machine);
+  machine.next({ kind: "envoy-failed", accepted: true }, failedAt);
+  let now = failedAt;
+  let action = countAt(machine, 0, now);
+  for (const count of [undefined, 0, undefined, 0, undefined]) {
+    now += 500;
+    assert.equal(action.kind, "wait");
+    action = machine.next({ kind: "waited" }, now);
+    assert.equal(action.kind, "count-connections");
+    action = countAt(machine, count, now);
+    assert.equal(action.kind, "wait", `at +${now - failedAt} ms a count of ${count} must not end the drain`);
+  }
+  assert.equal(machine.connectionsLeft, undefined);
+});
+
+Deno.test("connections mode: connections that never close end the drain at the deadline, not later", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections", drainDelayMs: 1_000, drainTimeoutMs: 1_200 }), T0);
+  const failedAt = throughFail(machine);
+  assert.equal(machine.deadline, T0 + 2_200);
+  machine.next({ kind: "envoy-failed", accepted: true }, failedAt);
+  assert.deepEqual(countAt(machine, 3, failedAt), { kind: "wait", untilMs: failedAt + 500, purpose: "poll" });
+  machine.next({ kind: "waited" }, failedAt + 500);
+  assert.deepEqual(countAt(machine, 3, failedAt + 1_000), { kind: "wait", untilMs: T0 + 2_200, purpose: "poll" });
+  assert.deepEqual(machine.next({ kind: "waited" }, T0 + 2_200), { kind: "exit", reason: "drain-timeout" });
+});
+
+Deno.test("connections mode: a fail call that took until the deadline exits without counting", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections", drainDelayMs: 0, drainTimeoutMs: 1_000 }), T0);
+  throughFail(machine);
+  assert.deepEqual(machine.next({ kind: "envoy-failed", accepted: true }, T0 + 1_000), {
+    kind: "exit",
+    reason: "drain-timeout",
+  });
+});
+
+Deno.test("connections mode: when Envoy did not take the fail call, the drain waits the whole DRAIN_TIMEOUT", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections" }), T0);
+  const failedAt = throughFail(machine);
+  assert.deepEqual(machine.next({ kind: "envoy-failed", accepted: false }, failedAt + 5_000), {
+    kind: "wait",
+    untilMs: T0 + 80_000,
+    purpose: "drain-timeout",
+  });
+  assert.deepEqual(machine.next({ kind: "waited" }, T0 + 80_000), { kind: "exit", reason: "drain-timeout" });
+});
+
+Deno.test("a quiet period of zero exits on the first zero count", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections", quietPeriodMs: 0 }), T0);
+  const failedAt = throughFail(machine);
+  machine.next({ kind: "envoy-failed", accepted: true }, failedAt);
+  assert.deepEqual(countAt(machine, 0, failedAt + 1), { kind: "exit", reason: "connections-drained" });
+});
+
+Deno.test("observations out of order are programming errors, not silent state changes", () => {
+  const machine = new ShutdownMachine(plan(), T0);
+  assert.throws(() => machine.next({ kind: "envoy-failed", accepted: true }, T0), /expected phase failing/);
+  machine.start();
+  assert.throws(() => machine.start(), /expected phase start/);
+  assert.throws(() => machine.next({ kind: "app-checked", answered: true }, T0), /expected phase checking-app/);
+  machine.next({ kind: "waited" }, T0 + 40_000);
+  assert.throws(() => machine.next({ kind: "waited" }, T0 + 40_001), /not expected in phase failing/);
+});
