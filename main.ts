@@ -2,14 +2,16 @@
  * `main.ts <role> [flags]`: runs one role, as its binary would. `main.ts --help` lists the roles.
  * @module
  */
-import { roleInfo, ROLES } from "./lib/roles.ts";
+import type { LoggingSettings, RoleProgram } from "./lib/lifecycle.ts";
+import { roleInfo, type RoleName, ROLES } from "./lib/roles.ts";
 import { VERSION } from "./lib/version.ts";
 
-const programs = {
+/** Each role's program, loaded only when that role runs; typed as one kind so any of them can be run. */
+const programs: Readonly<Record<RoleName, () => Promise<RoleProgram<LoggingSettings>>>> = {
   "nlb-sidecar": () => import("./lib/nlb_sidecar/program.ts").then((m) => m.nlbSidecarProgram),
   "appmesh-helper": () => import("./lib/appmesh_helper/program.ts").then((m) => m.appmeshHelperProgram),
   "network-sentry": () => import("./lib/network_sentry/program.ts").then((m) => m.networkSentryProgram),
-} as const;
+};
 
 function usage(): string {
   const width = Math.max(...ROLES.map((r) => r.name.length));

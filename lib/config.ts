@@ -238,7 +238,13 @@ function flagError(error: unknown): ConfigError {
   const missing = message.match(/Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/);
   if (missing) return new ConfigError(missing[1], undefined, "needs a value");
   const ambiguous = message.match(/Option '(?:-\w, )?(--[\w-]+)[^']*' argument is ambiguous/);
-  if (ambiguous) return new ConfigError(ambiguous[1], undefined, `needs a value (write ${ambiguous[1]}=VALUE for one starting with -)`);
+  if (ambiguous) {
+    return new ConfigError(
+      ambiguous[1],
+      undefined,
+      `needs a value (write ${ambiguous[1]}=VALUE for one starting with -)`,
+    );
+  }
   const noValue = message.match(/Option '(--[\w-]+)' does not take an argument/);
   if (noValue) return new ConfigError(noValue[1], undefined, "is a switch and takes no value");
   return new ConfigError("command line", undefined, message);

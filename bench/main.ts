@@ -1,0 +1,79 @@
+/**
+ * `deno task bench`: every role's benchmarks, then BENCHMARKS.md with the machine, the Deno version,
+ * each figure (a median of several runs) against its target, and how to reproduce it.
+ * `deno task bench nlb-sidecar` runs one role's and leaves BENCHMARKS.md alone.
+ * @module
+ */
+import type { BenchFigure } from "./result.ts";
+import { nlbSidecarBenchmarks } from "./nlb_sidecar.ts";
+import { appmeshHelperBenchmarks } from "./appmesh_helper.ts";
+import { networkSentryBenchmarks } from "./network_sentry.ts";
+
+const suites: Record<BenchFigure["role"], () => Promise<BenchFigure[]>> = {
+  "nlb-sidecar": nlbSidecarBenchmarks,
+  "appmesh-helper": appmeshHelperBenchmarks,
+  "network-sentry": networkSentryBenchmarks,
+};
+
+function machine(): string {
+  const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.+)/)?.[1] ?? Deno.build.arch;
+  const memGiB = Number(Deno.readTextFileSync("/proc/meminfo").match(/MemTotal:\s+(\d+)/)?.[1] ?? 0) / 1024 / 1024;
+  return `${navigator.hardwareConcurrency} cores (${cpu}), ${
+    memGiB.toFixed(0)
+  } GiB, ${Deno.build.os} ${Deno.build.arch}`;
+}
+
+const round = (value: number) => Number(value.toFixed(value < 10 ? 2 : 1));
+
+export function renderReport(figures: readonly BenchFigure[], startedAt: Date, seconds: number): string {
+  const rows = figures.map((f) =>
+    `| ${f.role} | ${f.name} | ${f.target} | **${round(f.value)} ${f.unit}** | ${f.met ? "met" : "NOT MET"} | ${
+      f.runs.map(round).join(", ")
+    } | ${f.method} |`
+  );
+  return [
+    "# Benchmarks",
+    "",
+    "Written by `deno task bench` (do not edit by hand). Each figure is the median of the runs listed.",
+    "",
+    `- Date: ${startedAt.toISOString()}`,
+    `- Machine: ${machine()}`,
+    `- Deno ${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
+    `- Whole run: ${seconds.toFixed(0)} s`,
+    "",
+    "| Role | Figure | Target | Median | Verdict | Runs | How it is measured |",
+    "|---|---|---|---|---|---|---|",
+    ...rows,
+    "",
+    "Reproduce: `make bench` (or `deno task bench [role]`). Memory figures are the peak resident set (VmHWM) of the",
+    "role running as its own process with exactly the permission and V8 flags of its compiled binary.",
+    "",
+  ].join("\n");
+}
+
+if (import.meta.main) {
+  const only = Deno.args[0] as BenchFigure["role"] | undefined;
+  if (only !== undefined && !(only in suites)) {
+    console.error(`bench: unknown role ${only}; one of ${Object.keys(suites).join(", ")}`);
+    Deno.exit(2);
+  }
+  const startedAt = new Date();
+  const figures: BenchFigure[] = [];
+  for (const [role, suite] of Object.entries(suites)) {
+    if (only && role !== only) continue;
+    console.log(`== ${role}`);
+    for (const figure of await suite()) {
+      figures.push(figure);
+      console.log(
+        `${figure.met ? "met    " : "NOT MET"} ${figure.name}: ${
+          round(figure.value)
+        } ${figure.unit} (target ${figure.target})`,
+      );
+    }
+  }
+  if (!only) {
+    const report = renderReport(figures, startedAt, (Date.now() - startedAt.getTime()) / 1000);
+    await Deno.writeTextFile(new URL("../BENCHMARKS.md", import.meta.url), report);
+    console.log("wrote BENCHMARKS.md");
+  }
+}

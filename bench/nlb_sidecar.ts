@@ -1,0 +1,242 @@
+/**
+ * nlb-sidecar benchmarks, each the median of several runs of the real sidecar process (the flags of its
+ * binary, from lib/roles.ts) against the emulated AWS world:
+ * - peak resident memory over 60 s of polling, awsvpc and bridge mode;
+ * - API cost: DescribeTargetHealth calls per target group per interval over a simulated hour;
+ * - detection with 30% of AWS calls throttled: delay from `draining` to the drain, and crashes;
+ * - connections mode: exit delay after the last connection closes.
+ *
+ * Run alone: `deno run -A bench/nlb_sidecar.ts`.
+ * @module
+ */
+import { type BenchFigure, median, peakRssMiB } from "./result.ts";
+import { startEcsWorld, type WorldOptions } from "../sim/ecs_world.ts";
+import { Faults, seededRandom } from "../sim/faults.ts";
+import { type LogEntry, type RoleProcess, spawnRole } from "../tests/support/role_process.ts";
+import { listenLoopback } from "../tests/nlb_sidecar/support.ts";
+
+const ROLE = "nlb-sidecar";
+const RUNS = 3;
+
+interface Run {
+  readonly world: Awaited<ReturnType<typeof startEcsWorld>>;
+  readonly process: RoleProcess;
+  stop(): Promise<void>;
+}
+
+async function start(worldOptions: WorldOptions, env: Record<string, string>): Promise<Run> {
+  const world = await startEcsWorld(worldOptions);
+  const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-bench-" });
+  const process = spawnRole(ROLE, { env: { ...world.env, STATUS_FILE: `${dir}/status.json`, ...env } });
+  return {
+    world,
+    process,
+    async stop() {
+      await process[Symbol.asyncDispose]();
+      await world.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+const healthy = (entry: LogEntry) => entry.message.includes("is healthy");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+async function residentKiB(pid: number, field: "RssAnon" | "RssFile"): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(status.match(new RegExp(`${field}:\\s+(\\d+) kB`))?.[1] ?? 0);
+}
+
+/** Peak RSS (VmHWM) after 60 s of polling every second; the runs of one mode go side by side. */
+async function peakMemory(networkMode: "awsvpc" | "bridge"): Promise<BenchFigure[]> {
+  const seconds = 60;
+  const runs = await Promise.all(
+    Array.from({ length: RUNS }, () => start({ networkMode }, { POLLING_FREQUENCY: "1" })),
+  );
+  const anonPeaks = runs.map(() => 0);
+  try {
+    await Promise.all(runs.map((r) => r.process.waitForLog(healthy, 30_000)));
+    const until = Date.now() + seconds * 1000;
+    while (Date.now() < until) {
+      for (const [i, run] of runs.entries()) {
+        anonPeaks[i] = Math.max(anonPeaks[i], await residentKiB(run.process.pid, "RssAnon"));
+      }
+      await sleep(1_000);
+    }
+    const peaks = await Promise.all(runs.map((r) => peakRssMiB(r.process.pid)));
+    const fileKiB = await Promise.all(runs.map((r) => residentKiB(r.process.pid, "RssFile")));
+    const polls = runs.map((r) => r.world.elbv2.state.healthCalls.get(r.world.targets[0].targetGroupArn)?.length ?? 0);
+    const values = peaks.map((p) => round(p ?? NaN, 1));
+    const value = median(values);
+    return [{
+      role: ROLE,
+      name: `peak RSS, ${networkMode} mode, ${seconds} s of polling`,
+      target: "<= 64 MiB",
+      value,
+      unit: "MiB",
+      met: value <= 64,
+      runs: values,
+      method: `VmHWM of \`deno task ${ROLE}\` (flags of lib/roles.ts) polling every 1 s for ${seconds} s ` +
+        `(${median(polls)} polls), ${RUNS} processes side by side; of it, file-backed pages of the deno executable ` +
+        `${round(median(fileKiB) / 1024, 1)} MiB, anonymous memory peak ${round(median(anonPeaks) / 1024, 1)} MiB`,
+    }];
+  } finally {
+    await Promise.all(runs.map((r) => r.stop()));
+  }
+}
+
+/** DescribeTargetHealth per target group per interval, counted by the emulator over 120 intervals. */
+async function apiCost(): Promise<BenchFigure> {
+  const interval = 0.1;
+  const intervals = 120; // an hour at the default POLLING_FREQUENCY of 30 s
+  const runs = await Promise.all(Array.from({ length: RUNS }, () =>
+    start(
+      { networkMode: "awsvpc", targetGroups: [{ protocol: "TCP" }, { protocol: "HTTPS", containerPort: 8443 }] },
+      { POLLING_FREQUENCY: String(interval) },
+    )));
+  try {
+    await Promise.all(runs.map((r) => r.process.waitForLog(healthy, 30_000)));
+    await sleep(intervals * interval * 1000 + 500);
+    const perRun = runs.map((run) => {
+      const perGroup = run.world.targets.map((t) => {
+        const calls = run.world.elbv2.state.healthCalls.get(t.targetGroupArn) ?? [];
+        const windowEnd = calls[0] + intervals * interval * 1000;
+        return calls.filter((at) => at < windowEnd).length / intervals;
+      });
+      return round(Math.max(...perGroup), 3);
+    });
+    const value = median(perRun);
+    return {
+      role: ROLE,
+      name: "DescribeTargetHealth calls per target group per interval (simulated hour)",
+      target: "1 (within 5%, the interval jitters +-10%)",
+      value,
+      unit: "calls",
+      met: Math.abs(value - 1) <= 0.05,
+      runs: perRun,
+      method: `2 target groups, POLLING_FREQUENCY=${interval}: calls the ELBv2 emulator answered per group in ` +
+        `${intervals} intervals from the first call (= 1 h at 30 s); the busier group of each run`,
+    };
+  } finally {
+    await Promise.all(runs.map((r) => r.stop()));
+  }
+}
+
+/** With 30% of ECS and ELB calls throttled: how long after `draining` the drain starts; crashes. */
+async function detectionUnderThrottling(): Promise<BenchFigure[]> {
+  const interval = 1;
+  const batches = 3;
+  const delays: number[] = [];
+  let crashes = 0;
+  for (let batch = 0; batch < batches; batch++) {
+    const runs = await Promise.all(Array.from({ length: RUNS }, (_, i) => {
+      const seed = 100 + batch * RUNS + i;
+      const throttled = () => Object.assign(new Faults(seededRandom(seed)), { throttleRate: 0.3 });
+      return start(
+        { networkMode: "awsvpc", faults: { ecs: throttled(), elbv2: throttled() } },
+        { POLLING_FREQUENCY: String(interval), DEREGISTRATION_WAIT: "0.5" },
+      );
+    }));
+    try {
+      await Promise.all(runs.map(async (run, i) => {
+        await run.process.waitForLog(healthy, 60_000);
+        await sleep(((i + 1) / (RUNS + 1)) * interval * 1000);
+        const drainedAt = Date.now();
+        run.world.setState("draining");
+        const started = await run.process.waitForLog((e) => e.message.startsWith("drain started"), 30_000);
+        delays.push((Date.parse(started.time) - drainedAt) / 1000 / interval);
+        const exit = await run.process.exited;
+        if (exit.code !== 0 || run.process.logs.some((e) => e.level === "fatal")) crashes++;
+      }));
+    } finally {
+      await Promise.all(runs.map((r) => r.stop()));
+    }
+  }
+  const values = delays.map((d) => round(d));
+  return [{
+    role: ROLE,
+    name: "drain detection delay with 30% of calls throttled",
+    target: "<= 2 polling intervals",
+    value: median(values),
+    unit: "intervals",
+    met: Math.max(...values) <= 2,
+    runs: values,
+    method: `${values.length} sidecars (POLLING_FREQUENCY=${interval}), ECS and ELBv2 emulators throttling 30% of ` +
+      `calls (seeded); time from the target turning draining to the "drain started" line; met only if the ` +
+      `slowest (${Math.max(...values)}) is within 2`,
+  }, {
+    role: ROLE,
+    name: "crashes with 30% of calls throttled",
+    target: "0",
+    value: crashes,
+    unit: "processes",
+    met: crashes === 0,
+    runs: [crashes],
+    method: `the same ${values.length} sidecars: exits other than 0 after the drain, or fatal log lines`,
+  }];
+}
+
+/** connections mode: seconds from the last connection closing to the exit. */
+async function connectionsExit(): Promise<BenchFigure> {
+  const quiet = 2;
+  const apps = Array.from({ length: RUNS }, () => listenLoopback());
+  const runs = await Promise.all(apps.map((app) =>
+    start(
+      { networkMode: "awsvpc", targetGroups: [{ containerPort: app.port }] },
+      {
+        POLLING_FREQUENCY: "0.5",
+        DRAIN_MODE: "connections",
+        DRAIN_QUIET_PERIOD: String(quiet),
+        DEREGISTRATION_WAIT: "60",
+      },
+    )
+  ));
+  try {
+    const values = await Promise.all(runs.map(async (run, i) => {
+      const clients = await apps[i].connect(3);
+      await run.process.waitForLog(healthy, 30_000);
+      run.world.setState("draining");
+      await run.process.waitForLog((e) => e.message.includes("established connections"), 30_000);
+      await sleep(1_000);
+      const closedAt = Date.now();
+      for (const conn of [...clients, ...apps[i].accepted]) conn.close();
+      const exit = await run.process.exited;
+      return round((exit.at - closedAt) / 1000);
+    }));
+    const value = median(values);
+    return {
+      role: ROLE,
+      name: "connections mode: exit after the last connection closed",
+      target: `<= ${quiet + 1} s (DRAIN_QUIET_PERIOD ${quiet} s + 1 s)`,
+      value,
+      unit: "s",
+      met: Math.max(...values) <= quiet + 1,
+      runs: values,
+      method: `real loopback TCP connections to the target port held open during the drain, then closed; ` +
+        `time to the sidecar's exit; met only if the slowest run is within the target`,
+    };
+  } finally {
+    await Promise.all(runs.map((r) => r.stop()));
+    await Promise.all(apps.map((a) => a.close()));
+  }
+}
+
+export async function nlbSidecarBenchmarks(): Promise<BenchFigure[]> {
+  return [
+    ...await peakMemory("awsvpc"),
+    ...await peakMemory("bridge"),
+    await apiCost(),
+    ...await detectionUnderThrottling(),
+    await connectionsExit(),
+  ];
+}
+
+if (import.meta.main) {
+  for (const figure of await nlbSidecarBenchmarks()) {
+    console.log(
+      `${figure.met ? "met " : "MISS"}  ${figure.name}: ${figure.value} ${figure.unit} (target ${figure.target}; ` +
+        `runs ${figure.runs.join(", ")})\n      ${figure.method}`,
+    );
+  }
+}

@@ -1,0 +1,486 @@
+/**
+ * Start-up discovery: from the task metadata to this task's target in each of its service's target
+ * groups. task metadata -> service (`ServiceName`, else the `DescribeTasks` group) -> `DescribeServices`
+ * load balancers of this task's containers -> `DescribeTargetGroups` -> the target for the network
+ * mode and target type:
+ *
+ * | network mode    | target type | Id                                  | Port                      |
+ * | --------------- | ----------- | ----------------------------------- | ------------------------- |
+ * | awsvpc          | ip          | the task's IPv4 (IPv6 for ipv6 TGs) | containerPort             |
+ * | bridge          | instance    | EC2 instance id                     | HostPort of containerPort |
+ * | bridge          | ip          | the instance's private IP           | HostPort of containerPort |
+ * | host            | instance/ip | as bridge                           | containerPort             |
+ *
+ * Transient failures are retried with backoff until the deadline; everything else becomes a
+ * {@link DiscoveryError} that names its cause and the fix.
+ * @module
+ */
+import {
+  DescribeContainerInstancesCommand,
+  DescribeServicesCommand,
+  DescribeTasksCommand,
+  type Failure,
+  type LoadBalancer,
+  type Task,
+} from "@aws-sdk/client-ecs";
+import { DescribeTargetGroupsCommand, type TargetGroup } from "@aws-sdk/client-elastic-load-balancing-v2";
+import {
+  clusterName,
+  type ContainerMetadata,
+  type MetadataClient,
+  type NetworkMode,
+  regionFromTaskArn,
+  type TaskMetadata,
+} from "../ecs_metadata.ts";
+import { classifyError, describeError, retry, type RetryOptions } from "../retry.ts";
+import type { SidecarClients } from "./clients.ts";
+import type { WatchedTarget } from "./machine.ts";
+
+export interface PlannedTarget extends WatchedTarget {
+  readonly targetGroupName: string;
+  readonly protocol: string;
+  readonly targetType: string;
+  readonly ipAddressType: string;
+  readonly container: string;
+  readonly containerPort: number;
+}
+
+/** A load balancer of the service that the sidecar does not watch, and why. */
+export interface SkippedLoadBalancer {
+  readonly loadBalancerName?: string;
+  readonly container?: string;
+  readonly reason: string;
+}
+
+export interface WatchPlan {
+  readonly cluster: string;
+  readonly taskArn: string;
+  readonly serviceName: string;
+  readonly region: string;
+  readonly networkMode: NetworkMode;
+  readonly targets: readonly PlannedTarget[];
+  readonly skipped: readonly SkippedLoadBalancer[];
+}
+
+export type DiscoveryFailure =
+  | "not-in-service"
+  | "no-target-group"
+  | "access-denied"
+  | "unknown-container"
+  | "unsupported"
+  | "not-found"
+  | "timeout";
+
+/** A discovery failure that retrying cannot fix. */
+export class DiscoveryError extends Error {
+  constructor(readonly kind: DiscoveryFailure, message: string, readonly fix: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DiscoveryError";
+  }
+}
+
+/** Something not set up yet (no IP, no host port, a task ECS does not list yet): worth another look. */
+class NotReadyYet extends Error {
+  constructor(message: string, readonly fix: string) {
+    super(message);
+    this.name = "NotReadyYet";
+  }
+}
+
+export interface DiscoveryOptions {
+  readonly metadata: MetadataClient;
+  /** Builds the AWS clients once the region is known. */
+  readonly connect: (region: string) => SidecarClients;
+  readonly region?: string;
+  readonly targetContainerName?: string;
+  /** Epoch ms after which transient failures stop being retried. */
+  readonly deadline: number;
+  readonly signal?: AbortSignal;
+  /** Told about every transient failure before it is retried. */
+  readonly onRetry?: (step: string, error: unknown, attempt: number, delayMs: number) => void;
+  readonly backoff?: RetryOptions["backoff"];
+}
+
+export interface Discovered {
+  readonly plan: WatchPlan;
+  readonly clients: SidecarClients;
+}
+
+const START_AFTER_APPLICATION =
+  "start the sidecar after the application container (dependsOn condition START) and check its portMappings";
+const IAM_FIX = "allow it in the task role's policy (examples/iam/nlb-sidecar-*.json)";
+
+export async function discover(options: DiscoveryOptions): Promise<Discovered> {
+  const attempt = <T>(step: string, operation: () => Promise<T>) => retryStep(options, step, operation);
+  // The metadata client retries transient failures itself, up to the same deadline.
+  const readTask = () =>
+    options.metadata.task({ signal: options.signal, deadline: options.deadline }).catch((error) => {
+      throw options.signal?.aborted ? error : asDiscoveryError("task metadata", error);
+    });
+  let task = await readTask();
+  const region = options.region ?? regionFromTaskArn(task.TaskARN);
+  if (region === undefined) {
+    throw new DiscoveryError("unsupported", `the task ARN ${task.TaskARN} names no region`, "set AWS_REGION");
+  }
+  const clients = options.connect(region);
+  const ecs = new EcsLookups(clients, task, attempt, options.signal);
+  const serviceName = task.ServiceName ?? serviceOfGroup((await ecs.task()).group, task.TaskARN);
+  const { entries, skipped } = loadBalancersOfTask(await ecs.service(serviceName), task, options.targetContainerName);
+  const groups = await describeTargetGroups(clients, entries, attempt, options.signal);
+  const resolver = new TargetResolver(clients, ecs, attempt, options.signal);
+  const targets = await retryStep(options, "task network", async (attemptNumber) => {
+    // The application container may still be starting: its IP or host port shows up in a later read.
+    if (attemptNumber > 0) task = await readTask();
+    const resolved: PlannedTarget[] = [];
+    for (const entry of entries) resolved.push(await resolver.target(task, entry, groups.get(entry.targetGroupArn)!));
+    return resolved;
+  });
+  return {
+    plan: {
+      cluster: clusterName(task.Cluster),
+      taskArn: task.TaskARN,
+      serviceName,
+      region,
+      networkMode: networkOf(containerOf(task, targets[0].container)).NetworkMode,
+      targets,
+      skipped,
+    },
+    clients,
+  };
+}
+
+type Attempt = <T>(step: string, operation: () => Promise<T>) => Promise<T>;
+
+/** Retries `operation` through transient failures until the deadline and turns the rest into DiscoveryErrors. */
+async function retryStep<T>(
+  options: DiscoveryOptions,
+  step: string,
+  operation: (attempt: number) => Promise<T>,
+): Promise<T> {
+  try {
+    return await retry(operation, {
+      signal: options.signal,
+      deadline: options.deadline,
+      backoff: options.backoff,
+      classify: (error) => error instanceof NotReadyYet ? "transient" : classifyError(error),
+      onRetry: (error, attempt, delayMs) => options.onRetry?.(step, error, attempt, delayMs),
+    });
+  } catch (error) {
+    if (options.signal?.aborted || error instanceof DiscoveryError) throw error;
+    throw asDiscoveryError(step, error);
+  }
+}
+
+function asDiscoveryError(step: string, error: unknown): DiscoveryError {
+  const { error: code, message } = describeError(error);
+  if (error instanceof NotReadyYet || classifyError(error) === "transient") {
+    return new DiscoveryError(
+      "timeout",
+      `${step} still failing when DISCOVERY_TIMEOUT ran out: ${code}: ${message}`,
+      error instanceof NotReadyYet
+        ? error.fix
+        : "check that the task reaches the metadata endpoint and the AWS APIs (NAT, VPC endpoints), or raise DISCOVERY_TIMEOUT",
+      { cause: error },
+    );
+  }
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  if (/AccessDenied|UnauthorizedOperation|NotAuthorized/i.test(code) || status === 403) {
+    return new DiscoveryError("access-denied", `${step} was refused: ${code}: ${message}`, IAM_FIX, { cause: error });
+  }
+  return new DiscoveryError(
+    "not-found",
+    `${step} failed: ${code}: ${message}`,
+    "check that the service and its target groups exist",
+    { cause: error },
+  );
+}
+
+/** `service:<name>` is a service's task; `family:<name>` was started by RunTask. */
+function serviceOfGroup(group: string | undefined, taskArn: string): string {
+  if (group?.startsWith("service:")) return group.slice("service:".length);
+  throw new DiscoveryError(
+    "not-in-service",
+    `task ${taskArn} does not belong to a service (group ${JSON.stringify(group ?? "")})`,
+    "run the sidecar only in tasks started by an ECS service with a load balancer; for other tasks leave it out",
+  );
+}
+
+/** ECS lookups shared by the steps, each made at most once. */
+class EcsLookups {
+  #task?: Promise<Task>;
+  #instanceId?: Promise<string>;
+
+  constructor(
+    readonly clients: SidecarClients,
+    readonly metadata: TaskMetadata,
+    readonly attempt: Attempt,
+    readonly signal: AbortSignal | undefined,
+  ) {}
+
+  task(): Promise<Task> {
+    return this.#task ??= this.attempt("ecs:DescribeTasks", async () => {
+      const out = await this.clients.ecs.send(
+        new DescribeTasksCommand({ cluster: this.metadata.Cluster, tasks: [this.metadata.TaskARN] }),
+        { abortSignal: this.signal },
+      );
+      const task = out.tasks?.[0];
+      // ECS is eventually consistent: a task that is running but not found yet will be found on a retry.
+      if (!task) {
+        throw new NotReadyYet(
+          `DescribeTasks does not know task ${this.metadata.TaskARN}${failures(out)}`,
+          "check that AWS_REGION is the task's region",
+        );
+      }
+      return task;
+    });
+  }
+
+  async service(name: string) {
+    const out = await this.attempt(
+      "ecs:DescribeServices",
+      () =>
+        this.clients.ecs.send(new DescribeServicesCommand({ cluster: this.metadata.Cluster, services: [name] }), {
+          abortSignal: this.signal,
+        }),
+    );
+    const service = out.services?.[0];
+    if (!service) {
+      throw new DiscoveryError(
+        "not-in-service",
+        `service ${name} not found in cluster ${this.metadata.Cluster}${failures(out)}`,
+        "check that the service exists and AWS_REGION names its region",
+      );
+    }
+    return service;
+  }
+
+  /** The EC2 instance of a bridge or host task. */
+  instanceId(): Promise<string> {
+    return this.#instanceId ??= (async () => {
+      const containerInstanceArn = (await this.task()).containerInstanceArn;
+      if (!containerInstanceArn) {
+        throw new DiscoveryError(
+          "unsupported",
+          `task ${this.metadata.TaskARN} runs on no container instance`,
+          "bridge and host network modes need an EC2 container instance",
+        );
+      }
+      const out = await this.attempt("ecs:DescribeContainerInstances", () =>
+        this.clients.ecs.send(
+          new DescribeContainerInstancesCommand({
+            cluster: this.metadata.Cluster,
+            containerInstances: [containerInstanceArn],
+          }),
+          { abortSignal: this.signal },
+        ));
+      const instanceId = out.containerInstances?.[0]?.ec2InstanceId;
+      if (!instanceId) {
+        throw new DiscoveryError(
+          "unsupported",
+          `container instance ${containerInstanceArn} is not an EC2 instance${failures(out)}`,
+          "load-balanced bridge and host tasks must run on EC2 container instances",
+        );
+      }
+      return instanceId;
+    })();
+  }
+}
+
+function failures(out: { failures?: Failure[] }): string {
+  const failure = out.failures?.[0];
+  return failure ? ` (${failure.reason ?? "failure"}${failure.detail ? `: ${failure.detail}` : ""})` : "";
+}
+
+interface LoadBalancerEntry {
+  readonly targetGroupArn: string;
+  readonly container: string;
+  readonly containerPort: number;
+}
+
+/**
+ * The service's target groups for this task's containers. Classic load balancers are skipped (they have
+ * no target health to watch). With ECS blue/green deployments a task sits in the alternate group, so
+ * both groups are watched.
+ */
+function loadBalancersOfTask(
+  service: { loadBalancers?: LoadBalancer[]; serviceName?: string },
+  task: TaskMetadata,
+  targetContainerName: string | undefined,
+): { entries: LoadBalancerEntry[]; skipped: SkippedLoadBalancer[] } {
+  const names = task.Containers.map((c) => c.Name);
+  if (targetContainerName !== undefined && !names.includes(targetContainerName)) {
+    throw new DiscoveryError(
+      "unknown-container",
+      `TARGET_CONTAINER_NAME=${targetContainerName} names no container of this task (containers: ${names.join(", ")})`,
+      "set TARGET_CONTAINER_NAME to the load-balanced container's name, or leave it unset",
+    );
+  }
+  const entries: LoadBalancerEntry[] = [];
+  const skipped: SkippedLoadBalancer[] = [];
+  for (const lb of service.loadBalancers ?? []) {
+    const container = lb.containerName;
+    if (!lb.targetGroupArn) {
+      skipped.push({
+        loadBalancerName: lb.loadBalancerName,
+        container,
+        reason: "a Classic Load Balancer has no target groups; only NLB and ALB target groups are watched",
+      });
+      continue;
+    }
+    if (!container || lb.containerPort === undefined || !names.includes(container)) continue;
+    if (targetContainerName !== undefined && container !== targetContainerName) continue;
+    for (const arn of [lb.targetGroupArn, lb.advancedConfiguration?.alternateTargetGroupArn]) {
+      if (arn) entries.push({ targetGroupArn: arn, container, containerPort: lb.containerPort });
+    }
+  }
+  if (entries.length === 0) {
+    const wanted = targetContainerName ?? names.join(", ");
+    throw new DiscoveryError(
+      "no-target-group",
+      `service ${service.serviceName} has no NLB or ALB target group for container ${wanted}`,
+      "attach a target group to the service (loadBalancers), or set TARGET_CONTAINER_NAME to the load-balanced container",
+    );
+  }
+  return { entries, skipped };
+}
+
+async function describeTargetGroups(
+  clients: SidecarClients,
+  entries: readonly LoadBalancerEntry[],
+  attempt: Attempt,
+  signal: AbortSignal | undefined,
+): Promise<Map<string, TargetGroup>> {
+  const arns = [...new Set(entries.map((e) => e.targetGroupArn))];
+  const out = await attempt(
+    "elasticloadbalancing:DescribeTargetGroups",
+    () => clients.elbv2.send(new DescribeTargetGroupsCommand({ TargetGroupArns: arns }), { abortSignal: signal }),
+  );
+  const groups = new Map((out.TargetGroups ?? []).map((g) => [g.TargetGroupArn ?? "", g]));
+  for (const arn of arns) {
+    if (!groups.has(arn)) {
+      throw new DiscoveryError("not-found", `target group ${arn} not found`, "check the service's loadBalancers");
+    }
+  }
+  return groups;
+}
+
+function containerOf(task: TaskMetadata, name: string): ContainerMetadata {
+  const container = task.Containers.find((c) => c.Name === name);
+  if (!container) {
+    throw new NotReadyYet(`container ${name} is not in the task metadata`, "check the service's containerName");
+  }
+  return container;
+}
+
+function networkOf(container: ContainerMetadata) {
+  const network = container.Networks?.[0];
+  if (!network || !["awsvpc", "bridge", "host"].includes(network.NetworkMode)) {
+    throw new DiscoveryError(
+      "unsupported",
+      `container ${container.Name} uses network mode ${network?.NetworkMode ?? "none"}`,
+      "load-balanced tasks use the awsvpc, bridge or host network mode",
+    );
+  }
+  return network;
+}
+
+/** Which port mapping a target group's protocol uses: UDP-only protocols map udp ports, the rest tcp. */
+function mappingProtocols(protocol: string | undefined): Array<"tcp" | "udp"> {
+  if (protocol === "UDP" || protocol === "QUIC") return ["udp"];
+  if (protocol === "TCP_UDP" || protocol === "TCP_QUIC") return ["tcp", "udp"];
+  return ["tcp"];
+}
+
+class TargetResolver {
+  constructor(
+    readonly clients: SidecarClients,
+    readonly ecs: EcsLookups,
+    readonly attempt: Attempt,
+    readonly signal: AbortSignal | undefined,
+  ) {}
+
+  async target(task: TaskMetadata, entry: LoadBalancerEntry, group: TargetGroup): Promise<PlannedTarget> {
+    const container = containerOf(task, entry.container);
+    const network = networkOf(container);
+    const targetType = group.TargetType ?? "";
+    const ipv6 = group.IpAddressType === "ipv6";
+    const base = {
+      targetGroupArn: entry.targetGroupArn,
+      targetGroupName: group.TargetGroupName ?? entry.targetGroupArn,
+      protocol: group.Protocol ?? "",
+      targetType,
+      ipAddressType: group.IpAddressType ?? "ipv4",
+      container: entry.container,
+      containerPort: entry.containerPort,
+    };
+    if (targetType !== "ip" && targetType !== "instance") {
+      throw new DiscoveryError(
+        "unsupported",
+        `target group ${base.targetGroupName} has target type ${targetType}`,
+        "ECS tasks are ip or instance targets; point the service at such a target group",
+      );
+    }
+    if (network.NetworkMode === "awsvpc") {
+      if (targetType !== "ip") {
+        throw new DiscoveryError(
+          "unsupported",
+          `target group ${base.targetGroupName} has target type instance, but awsvpc tasks can only be ip targets`,
+          "use a target group of type ip for awsvpc tasks",
+        );
+      }
+      const address = ipv6 ? network.IPv6Addresses?.[0] : network.IPv4Addresses?.[0];
+      if (address === undefined) {
+        if (ipv6 && network.IPv4Addresses?.length) {
+          throw new DiscoveryError(
+            "unsupported",
+            `target group ${base.targetGroupName} is ipv6 but the task has no IPv6 address`,
+            "run the task in a subnet with IPv6 addresses, or use an ipv4 target group",
+          );
+        }
+        throw new NotReadyYet(`container ${container.Name} has no IP address`, START_AFTER_APPLICATION);
+      }
+      return { ...base, id: address, port: entry.containerPort };
+    }
+    const port = network.NetworkMode === "host" ? entry.containerPort : hostPort(container, entry, group.Protocol);
+    const instanceId = await this.ecs.instanceId();
+    const id = targetType === "instance" ? instanceId : await this.instanceAddress(instanceId, ipv6);
+    return { ...base, id, port };
+  }
+
+  /** The private address of the task's instance: only `ip` targets of bridge and host tasks need it. */
+  async instanceAddress(instanceId: string, ipv6: boolean): Promise<string> {
+    const [{ DescribeInstancesCommand }, ec2] = await Promise.all([
+      import("@aws-sdk/client-ec2"),
+      this.clients.ec2(),
+    ]);
+    const out = await this.attempt(
+      "ec2:DescribeInstances",
+      () => ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }), { abortSignal: this.signal }),
+    );
+    const instance = out.Reservations?.[0]?.Instances?.[0];
+    const address = ipv6
+      ? instance?.Ipv6Address ?? instance?.NetworkInterfaces?.[0]?.Ipv6Addresses?.[0]?.Ipv6Address
+      : instance?.PrivateIpAddress;
+    if (!address) {
+      throw new DiscoveryError(
+        "unsupported",
+        `instance ${instanceId} has no private ${ipv6 ? "IPv6" : "IPv4"} address`,
+        ipv6 ? "use an ipv4 target group or give the instance an IPv6 address" : "check the instance",
+      );
+    }
+    return address;
+  }
+}
+
+function hostPort(container: ContainerMetadata, entry: LoadBalancerEntry, protocol: string | undefined): number {
+  for (const wanted of mappingProtocols(protocol)) {
+    const mapping = container.Ports?.find((p) =>
+      p.ContainerPort === entry.containerPort && (p.Protocol ?? "tcp") === wanted && p.HostPort
+    );
+    if (mapping?.HostPort) return mapping.HostPort;
+  }
+  throw new NotReadyYet(
+    `container ${container.Name} has no host port for container port ${entry.containerPort}`,
+    START_AFTER_APPLICATION,
+  );
+}

@@ -1,0 +1,396 @@
+/**
+ * Every decision the nlb-sidecar makes, with no I/O: what it has observed (target health answers, failed
+ * polls, connection counts) and the time go in; what to do next (poll a target group, count
+ * connections, finish) and what changed come out. The watch loop only carries these out, so the
+ * decisions are tested directly, without AWS or timers.
+ *
+ * The rules: a target in `draining` starts the drain. A target that was seen registered and now answers
+ * `unused`/`Target.NotRegistered` is gone; once every target is gone the task has left the load
+ * balancers and the sidecar finishes at once. `fixed` drains finish after the deregistration wait;
+ * `connections` drains finish as soon as no connection has been seen for the quiet period, or at the
+ * same cap. Failed polls never finish anything: they are retried with jittered backoff.
+ * @module
+ */
+import { backoffDelay } from "../retry.ts";
+import type { DrainMode } from "./settings.ts";
+
+export type { DrainMode } from "./settings.ts";
+
+/** One target of this task in one target group, as DescribeTargetHealth names it. */
+export interface WatchedTarget {
+  readonly targetGroupArn: string;
+  readonly id: string;
+  readonly port: number;
+}
+
+export interface TargetHealthReading {
+  readonly id: string;
+  readonly port: number;
+  readonly state: string;
+  readonly reason?: string;
+  readonly description?: string;
+}
+
+export interface PollError {
+  readonly code: string;
+  readonly message: string;
+  readonly transient: boolean;
+}
+
+export type Observation =
+  | {
+    readonly kind: "target-health";
+    readonly at: number;
+    readonly targetGroupArn: string;
+    readonly readings: readonly TargetHealthReading[];
+  }
+  | { readonly kind: "poll-failed"; readonly at: number; readonly targetGroupArn: string; readonly error: PollError }
+  | { readonly kind: "connections"; readonly at: number; readonly established: number }
+  /** Connections could not be counted: the drain falls back to the fixed wait. */
+  | { readonly kind: "connections-unavailable"; readonly at: number; readonly message: string };
+
+export type Action =
+  | { readonly kind: "poll"; readonly targetGroupArn: string }
+  | { readonly kind: "count-connections" };
+
+export type FinishReason = "deregistered" | "drain-wait-elapsed" | "connections-quiet";
+
+export interface Finish {
+  readonly reason: FinishReason;
+  /** Since the drain started; 0 when the targets were gone before any drain was seen. */
+  readonly waitedMs: number;
+}
+
+export type MachineEvent =
+  | {
+    readonly kind: "target-changed";
+    readonly target: WatchedTarget;
+    readonly state: string;
+    readonly previousState?: string;
+    readonly reason?: string;
+    readonly description?: string;
+  }
+  | {
+    readonly kind: "drain-started";
+    readonly target: WatchedTarget;
+    readonly reason?: string;
+    readonly mode: DrainMode;
+  }
+  | {
+    readonly kind: "poll-failed";
+    readonly targetGroupArn: string;
+    readonly error: PollError;
+    /** Consecutive failures of this group, this one included. */
+    readonly failures: number;
+    /** First failure of a streak, or a different error than the one before. */
+    readonly changed: boolean;
+    readonly retryInMs: number;
+  }
+  | { readonly kind: "poll-recovered"; readonly targetGroupArn: string; readonly failures: number }
+  | { readonly kind: "connections-changed"; readonly established: number; readonly previous?: number }
+  | { readonly kind: "connections-unavailable"; readonly message: string }
+  | ({ readonly kind: "finished" } & Finish);
+
+export interface Step {
+  readonly events: readonly MachineEvent[];
+  readonly actions: readonly Action[];
+  /** When `step` next has something to do if nothing is observed before (epoch ms; Infinity: only observations). */
+  readonly wakeAt: number;
+  readonly finished?: Finish;
+}
+
+export type Phase = "watching" | "draining" | "finished";
+
+export interface MachineStatus {
+  readonly phase: Phase;
+  /** Every target group has answered at or after this time; undefined until each has answered once. */
+  readonly lastSuccessfulPollAt?: number;
+  readonly drainStartedAt?: number;
+  readonly drainDeadline?: number;
+  readonly targets: ReadonlyArray<WatchedTarget & { readonly state?: string; readonly reason?: string }>;
+}
+
+export interface MachineOptions {
+  readonly targets: readonly WatchedTarget[];
+  readonly pollIntervalMs: number;
+  readonly deregistrationWaitMs: number;
+  /** The mode in force: `connections` only where connections can be counted (the caller decides). */
+  readonly drainMode: DrainMode;
+  readonly quietPeriodMs: number;
+  readonly startedAt: number;
+  readonly random?: () => number;
+}
+
+/** The reason ELB gives for a target that is not (or no longer) registered. */
+export const NOT_REGISTERED = "Target.NotRegistered";
+
+const JITTER = 0.1;
+/** Connections are counted at least this often, so the sidecar exits within a second of the quiet period. */
+const MAX_CONNECTION_SAMPLE_MS = 1_000;
+const MIN_CONNECTION_SAMPLE_MS = 50;
+
+interface TargetRecord {
+  readonly target: WatchedTarget;
+  state?: string;
+  reason?: string;
+  seenRegistered: boolean;
+}
+
+interface GroupRecord {
+  nextPollAt: number;
+  inFlight: boolean;
+  failures: number;
+  lastErrorCode?: string;
+  lastAnswerAt?: number;
+}
+
+interface Drain {
+  readonly startedAt: number;
+  readonly deadline: number;
+  /** First count of the current run of zero counts: the quiet period is measured from here. */
+  quietSince?: number;
+  established?: number;
+  nextSampleAt: number;
+  sampling: boolean;
+}
+
+export function targetKey(target: { readonly id: string; readonly port: number }): string {
+  return `${target.id}:${target.port}`;
+}
+
+function isGone(record: TargetRecord): boolean {
+  return record.state === "unused" && record.reason === NOT_REGISTERED;
+}
+
+export class DrainMachine {
+  readonly #options: MachineOptions;
+  readonly #random: () => number;
+  readonly #targets = new Map<string, Map<string, TargetRecord>>();
+  readonly #groups = new Map<string, GroupRecord>();
+  readonly #sampleMs: number;
+  #countingConnections: boolean;
+  #drain?: Drain;
+  #finished?: Finish;
+
+  constructor(options: MachineOptions) {
+    if (options.targets.length === 0) throw new Error("DrainMachine needs at least one target");
+    this.#options = options;
+    this.#random = options.random ?? Math.random;
+    this.#countingConnections = options.drainMode === "connections";
+    this.#sampleMs = Math.min(
+      MAX_CONNECTION_SAMPLE_MS,
+      Math.max(MIN_CONNECTION_SAMPLE_MS, options.quietPeriodMs / 4),
+    );
+    for (const target of options.targets) {
+      let group = this.#targets.get(target.targetGroupArn);
+      if (!group) {
+        group = new Map();
+        this.#targets.set(target.targetGroupArn, group);
+        this.#groups.set(target.targetGroupArn, { nextPollAt: options.startedAt, inFlight: false, failures: 0 });
+      }
+      group.set(targetKey(target), { target, seenRegistered: false });
+    }
+  }
+
+  get phase(): Phase {
+    return this.#finished ? "finished" : this.#drain ? "draining" : "watching";
+  }
+
+  /** Applies what was observed since the last step, then says what is due at `now`. */
+  step(now: number, observations: readonly Observation[] = []): Step {
+    const events: MachineEvent[] = [];
+    for (const observation of observations) {
+      if (this.#finished) break;
+      this.#observe(observation, events);
+    }
+    if (!this.#finished) this.#checkDeadline(now, events);
+    if (this.#finished) return { events, actions: [], wakeAt: Infinity, finished: this.#finished };
+    return { events, actions: this.#dueActions(now), wakeAt: this.#wakeAt() };
+  }
+
+  status(): MachineStatus {
+    const answers = [...this.#groups.values()].map((g) => g.lastAnswerAt);
+    return {
+      phase: this.phase,
+      lastSuccessfulPollAt: answers.some((a) => a === undefined) ? undefined : Math.min(...answers as number[]),
+      drainStartedAt: this.#drain?.startedAt,
+      drainDeadline: this.#drain?.deadline,
+      targets: [...this.#targets.values()].flatMap((group) =>
+        [...group.values()].map((r) => ({ ...r.target, state: r.state, reason: r.reason }))
+      ),
+    };
+  }
+
+  #observe(observation: Observation, events: MachineEvent[]): void {
+    switch (observation.kind) {
+      case "target-health":
+        return this.#observeHealth(observation, events);
+      case "poll-failed":
+        return this.#observePollFailure(observation, events);
+      case "connections":
+        return this.#observeConnections(observation.at, observation.established, events);
+      case "connections-unavailable":
+        this.#countingConnections = false;
+        events.push({ kind: "connections-unavailable", message: observation.message });
+    }
+  }
+
+  #observeHealth(
+    observation: Extract<Observation, { kind: "target-health" }>,
+    events: MachineEvent[],
+  ): void {
+    const group = this.#groups.get(observation.targetGroupArn);
+    const targets = this.#targets.get(observation.targetGroupArn);
+    if (!group || !targets) return;
+    group.inFlight = false;
+    group.lastAnswerAt = observation.at;
+    if (group.failures > 0) {
+      events.push({ kind: "poll-recovered", targetGroupArn: observation.targetGroupArn, failures: group.failures });
+      group.failures = 0;
+      group.lastErrorCode = undefined;
+    }
+    for (const reading of observation.readings) {
+      const record = targets.get(targetKey(reading));
+      if (!record || (record.state === reading.state && record.reason === reading.reason)) continue;
+      events.push({
+        kind: "target-changed",
+        target: record.target,
+        state: reading.state,
+        previousState: record.state,
+        reason: reading.reason,
+        description: reading.description,
+      });
+      record.state = reading.state;
+      record.reason = reading.reason;
+      if (!isGone(record)) record.seenRegistered = true;
+      if (reading.state === "draining" && !this.#drain) this.#startDrain(observation.at, record, events);
+    }
+    if (this.#allGone()) this.#finish("deregistered", observation.at, events);
+  }
+
+  /** Every target has answered, none is registered any more, and at least one was registered before. */
+  #allGone(): boolean {
+    const records = [...this.#targets.values()].flatMap((group) => [...group.values()]);
+    return records.every(isGone) && records.some((r) => r.seenRegistered);
+  }
+
+  #startDrain(at: number, record: TargetRecord, events: MachineEvent[]): void {
+    this.#drain = {
+      startedAt: at,
+      deadline: at + this.#options.deregistrationWaitMs,
+      nextSampleAt: at,
+      sampling: false,
+    };
+    events.push({ kind: "drain-started", target: record.target, reason: record.reason, mode: this.#options.drainMode });
+  }
+
+  #observePollFailure(
+    observation: Extract<Observation, { kind: "poll-failed" }>,
+    events: MachineEvent[],
+  ): void {
+    const group = this.#groups.get(observation.targetGroupArn);
+    if (!group) return;
+    group.inFlight = false;
+    group.failures++;
+    const changed = group.failures === 1 || group.lastErrorCode !== observation.error.code;
+    group.lastErrorCode = observation.error.code;
+    if (observation.error.transient) {
+      const interval = this.#options.pollIntervalMs;
+      const retryAt = observation.at +
+        backoffDelay(group.failures - 1, { baseMs: interval / 4, capMs: interval }, this.#random);
+      group.nextPollAt = Math.min(group.nextPollAt, retryAt);
+    }
+    events.push({
+      kind: "poll-failed",
+      targetGroupArn: observation.targetGroupArn,
+      error: observation.error,
+      failures: group.failures,
+      changed,
+      retryInMs: Math.max(0, group.nextPollAt - observation.at),
+    });
+  }
+
+  #observeConnections(at: number, established: number, events: MachineEvent[]): void {
+    const drain = this.#drain;
+    if (!drain) return;
+    drain.sampling = false;
+    if (established !== drain.established) {
+      events.push({ kind: "connections-changed", established, previous: drain.established });
+      drain.established = established;
+    }
+    if (established > 0) {
+      drain.quietSince = undefined;
+      drain.nextSampleAt = at + this.#sampleMs;
+      return;
+    }
+    // Measured from the first count that saw no connection, never from the last that saw one: a
+    // connection may have lasted until just before this count, so the quiet period is never cut short.
+    drain.quietSince ??= at;
+    const quietUntil = drain.quietSince + this.#options.quietPeriodMs;
+    if (at >= quietUntil) {
+      this.#finish("connections-quiet", at, events);
+      return;
+    }
+    drain.nextSampleAt = Math.min(at + this.#sampleMs, quietUntil);
+  }
+
+  #checkDeadline(now: number, events: MachineEvent[]): void {
+    if (this.#drain && now >= this.#drain.deadline) this.#finish("drain-wait-elapsed", now, events);
+  }
+
+  #finish(reason: FinishReason, at: number, events: MachineEvent[]): void {
+    this.#finished = { reason, waitedMs: this.#drain ? at - this.#drain.startedAt : 0 };
+    events.push({ kind: "finished", ...this.#finished });
+  }
+
+  #dueActions(now: number): Action[] {
+    const actions: Action[] = [];
+    for (const [targetGroupArn, group] of this.#groups) {
+      if (group.inFlight || group.nextPollAt > now) continue;
+      group.inFlight = true;
+      group.nextPollAt = now + this.#options.pollIntervalMs * (1 - JITTER + 2 * JITTER * this.#random());
+      actions.push({ kind: "poll", targetGroupArn });
+    }
+    const drain = this.#drain;
+    if (this.#countingConnections && drain && !drain.sampling && drain.nextSampleAt <= now) {
+      drain.sampling = true;
+      actions.push({ kind: "count-connections" });
+    }
+    return actions;
+  }
+
+  #wakeAt(): number {
+    let wakeAt = Infinity;
+    for (const group of this.#groups.values()) if (!group.inFlight) wakeAt = Math.min(wakeAt, group.nextPollAt);
+    const drain = this.#drain;
+    if (drain) {
+      wakeAt = Math.min(wakeAt, drain.deadline);
+      if (this.#countingConnections && !drain.sampling) wakeAt = Math.min(wakeAt, drain.nextSampleAt);
+    }
+    return wakeAt;
+  }
+}
+
+/** What `connections` mode needs: the application's sockets in view, and connections to count. */
+const CONNECTION_PROTOCOLS = new Set(["TCP", "TLS", "HTTP", "HTTPS"]);
+
+/**
+ * The drain mode in force for a task: `connections` falls back to `fixed` where the sidecar cannot see
+ * the application's connections (bridge mode has a network namespace per container) or where targets
+ * carry UDP; `fallback` says why.
+ */
+export function effectiveDrainMode(
+  requested: DrainMode,
+  task: { readonly networkMode: string; readonly targets: ReadonlyArray<{ readonly protocol: string }> },
+): { readonly mode: DrainMode; readonly fallback?: string } {
+  if (requested === "fixed") return { mode: "fixed" };
+  if (task.networkMode !== "awsvpc" && task.networkMode !== "host") {
+    return {
+      mode: "fixed",
+      fallback: `${task.networkMode} network mode: the sidecar cannot see the application's connections`,
+    };
+  }
+  const other = task.targets.find((t) => !CONNECTION_PROTOCOLS.has(t.protocol));
+  if (other) return { mode: "fixed", fallback: `a ${other.protocol} target group: only TCP connections are counted` };
+  return { mode: "connections" };
+}

@@ -1,0 +1,184 @@
+/**
+ * The nlb-sidecar role: discovery once, then the watch loop until the task's targets have drained.
+ * The `health` subcommand only reads the status file, so it loads none of the AWS SDK.
+ *
+ * Exit codes: 0 drained, deregistered, or stopped by SIGTERM/SIGINT; 1 discovery failed with
+ * ON_DISCOVERY_FAILURE=exit, an unexpected error, or `health` found the daemon unhealthy;
+ * 2 configuration error.
+ * @module
+ */
+import { type MetadataClient, metadataClient } from "../ecs_metadata.ts";
+import { ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
+import type { Logger } from "../log.ts";
+import { describeError } from "../retry.ts";
+import { roleInfo } from "../roles.ts";
+import { ConnectionTables } from "./connections.ts";
+import type { DiscoveryError, WatchPlan } from "./discovery.ts";
+import { effectiveDrainMode } from "./machine.ts";
+import { nlbSidecarSettings, validateSettings } from "./settings.ts";
+import { checkHealth, StatusReporter } from "./status.ts";
+
+type Context = RoleContext<typeof nlbSidecarSettings>;
+
+export const nlbSidecarProgram: RoleProgram<typeof nlbSidecarSettings> = {
+  info: roleInfo("nlb-sidecar")!,
+  spec: nlbSidecarSettings,
+  subcommands: {
+    health: "exit 0 while the last successful poll is younger than 3 polling intervals or a drain is under way",
+  },
+  helpExtra: [
+    "exit 0 also means: the target drained, was deregistered, or SIGTERM/SIGINT arrived.",
+    "exit 1 also means: discovery failed with ON_DISCOVERY_FAILURE=exit.",
+  ].join("\n"),
+  validate: validateSettings,
+  run: (context) => context.subcommand === "health" ? health(context) : runSidecar(context),
+};
+
+async function health({ config, log }: Context): Promise<number> {
+  const verdict = await checkHealth(config.statusFile);
+  if (verdict.healthy) log.info("healthy: {reason}", { reason: verdict.reason });
+  else log.warning("unhealthy: {reason}", { reason: verdict.reason });
+  return verdict.healthy ? ExitCode.Ok : ExitCode.Failure;
+}
+
+/** AWS calls may take this long at most, so that a hung endpoint costs at most one late poll. */
+function callTimeoutMs(pollIntervalMs: number): number {
+  return Math.min(10_000, Math.max(2_000, pollIntervalMs));
+}
+
+async function runSidecar(context: Context): Promise<number> {
+  const { config, log, shutdown, env } = context;
+  const pollIntervalMs = config.pollingFrequency * 1000;
+  const status = new StatusReporter(config.statusFile, pollIntervalMs, log);
+  using tables = config.drainMode === "connections" ? await openConnectionTables(log) : undefined;
+  dropEscalatingPermissions();
+  await status.report("discovering");
+
+  const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }] = await Promise.all([
+    import("./discovery.ts"),
+    import("./clients.ts"),
+    import("./watch.ts"),
+  ]);
+  const onRetry = (step: string, error: unknown, attempt: number, delayMs: number) => {
+    const { error: code, message, status: httpStatus } = describeError(error);
+    log.warning("{step} failed ({error}), retrying in {retryInSeconds} s", {
+      step,
+      error: code,
+      detail: message,
+      httpStatus,
+      attempt: attempt + 1,
+      retryInSeconds: delayMs / 1000,
+    });
+  };
+  const metadata: MetadataClient = metadataClient(config.metadataUri, {
+    onRetry: (error, attempt, delayMs) => onRetry("task metadata", error, attempt, delayMs),
+  });
+  let discovered;
+  try {
+    discovered = await discover({
+      metadata,
+      connect: (region) => sidecarClients(region, env, callTimeoutMs(pollIntervalMs)),
+      region: config.region,
+      targetContainerName: config.targetContainerName,
+      deadline: Date.now() + config.discoveryTimeout * 1000,
+      signal: shutdown.signal,
+      onRetry,
+    });
+  } catch (error) {
+    if (shutdown.signal.aborted) return stopped(context, "discovering");
+    if (!(error instanceof DiscoveryError)) throw error;
+    return await discoveryFailed(context, error, status);
+  }
+  const { plan, clients } = discovered;
+  logPlan(log, plan);
+  const drain = effectiveDrainMode(config.drainMode, plan);
+  if (drain.fallback) {
+    log.warning("DRAIN_MODE=connections is not possible here ({fallback}): draining waits DEREGISTRATION_WAIT", {
+      fallback: drain.fallback,
+    });
+  }
+  const outcome = await watchTargets({
+    targets: plan.targets,
+    elbv2: clients.elbv2,
+    drainMode: drain.mode,
+    countConnections: tables && ((ports) => tables.countEstablished(ports)),
+    pollIntervalMs,
+    deregistrationWaitMs: config.deregistrationWait * 1000,
+    quietPeriodMs: config.drainQuietPeriod * 1000,
+    log,
+    signal: shutdown.signal,
+    onStatus: (machine) =>
+      status.report(machine.phase, {
+        lastSuccessfulPollAt: machine.lastSuccessfulPollAt,
+        drainStartedAt: machine.drainStartedAt,
+        drainDeadline: machine.drainDeadline,
+        targets: machine.targets,
+      }),
+  });
+  if (outcome.kind === "stopped") return stopped(context, outcome.phase);
+  return ExitCode.Ok;
+}
+
+/**
+ * Deno opens files under /proc only for a process that holds every permission, which is why the binary
+ * is built with all of them. Once the socket tables are open the sidecar gives up the two that would
+ * let compromised code escape the runtime: starting programs and loading native libraries.
+ */
+function dropEscalatingPermissions(): void {
+  Deno.permissions.revokeSync({ name: "run" });
+  Deno.permissions.revokeSync({ name: "ffi" });
+}
+
+async function openConnectionTables(log: Logger): Promise<ConnectionTables | undefined> {
+  try {
+    return await ConnectionTables.open();
+  } catch (error) {
+    log.warning("cannot open /proc/net/tcp ({detail}): DRAIN_MODE=connections will wait DEREGISTRATION_WAIT", {
+      detail: (error as Error).message,
+    });
+    return undefined;
+  }
+}
+
+function logPlan(log: Logger, plan: WatchPlan): void {
+  for (const skipped of plan.skipped) {
+    log.warning("skipping load balancer {loadBalancerName}: {reason}", { ...skipped });
+  }
+  log.info("watching {count} target(s) of task {taskArn} in service {serviceName}", {
+    count: plan.targets.length,
+    taskArn: plan.taskArn,
+    serviceName: plan.serviceName,
+    cluster: plan.cluster,
+    region: plan.region,
+    networkMode: plan.networkMode,
+    targets: plan.targets.map((t) => ({
+      targetGroup: t.targetGroupName,
+      targetGroupArn: t.targetGroupArn,
+      target: `${t.id}:${t.port}`,
+      protocol: t.protocol,
+      targetType: t.targetType,
+      container: t.container,
+    })),
+  });
+}
+
+async function discoveryFailed(context: Context, error: DiscoveryError, status: StatusReporter): Promise<number> {
+  const { config, log, shutdown } = context;
+  log.error("discovery failed ({kind}): {cause}. Fix: {fix}", {
+    kind: error.kind,
+    cause: error.message,
+    fix: error.fix,
+  });
+  await status.report("discovery-failed", { cause: error.message });
+  if (config.onDiscoveryFailure === "exit") return ExitCode.Failure;
+  log.info("ON_DISCOVERY_FAILURE=idle: reporting unhealthy and waiting for SIGTERM; the application keeps running");
+  if (!shutdown.signal.aborted) {
+    await new Promise((resolve) => shutdown.signal.addEventListener("abort", resolve, { once: true }));
+  }
+  return stopped(context, "discovery-failed");
+}
+
+function stopped({ log, shutdown }: Context, state: string): number {
+  log.info("stopping on {signal}: exit 0", { signal: String(shutdown.signal.reason), state });
+  return ExitCode.Ok;
+}

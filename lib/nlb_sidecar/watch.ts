@@ -1,0 +1,216 @@
+/**
+ * The watch loop: carries out what the {@link DrainMachine} asks for (DescribeTargetHealth per target
+ * group, connection counts), feeds back what came of it, and logs every change. Calls run concurrently
+ * with the timers, so a slow AWS answer never delays the end of a drain.
+ * @module
+ */
+import type { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
+import type { Logger } from "../log.ts";
+import type { PlannedTarget } from "./discovery.ts";
+import {
+  type Action,
+  DrainMachine,
+  type DrainMode,
+  type Finish,
+  type MachineEvent,
+  type MachineStatus,
+  NOT_REGISTERED,
+  type Observation,
+  type Phase,
+  targetKey,
+} from "./machine.ts";
+import { describeTargetHealth, pollError } from "./target_health.ts";
+
+export interface WatchOptions {
+  readonly targets: readonly PlannedTarget[];
+  readonly elbv2: ElasticLoadBalancingV2Client;
+  /** The mode in force (see `effectiveDrainMode`). */
+  readonly drainMode: DrainMode;
+  /** Counts ESTABLISHED connections on the given ports; needed in `connections` mode. */
+  readonly countConnections?: (ports: ReadonlySet<number>) => Promise<number>;
+  readonly pollIntervalMs: number;
+  readonly deregistrationWaitMs: number;
+  readonly quietPeriodMs: number;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  /** Called whenever something changed or a poll round completed, to keep the status file current. */
+  readonly onStatus?: (status: MachineStatus) => Promise<void>;
+  readonly random?: () => number;
+}
+
+export type WatchOutcome =
+  | { readonly kind: "finished"; readonly finish: Finish }
+  /** The signal aborted; `phase` is where the watch was. */
+  | { readonly kind: "stopped"; readonly phase: Phase };
+
+/** Runs until the machine finishes (exit 0) or `signal` aborts. Nothing else ends it. */
+export async function watchTargets(options: WatchOptions): Promise<WatchOutcome> {
+  const machine = new DrainMachine({
+    targets: options.targets,
+    pollIntervalMs: options.pollIntervalMs,
+    deregistrationWaitMs: options.deregistrationWaitMs,
+    drainMode: options.drainMode,
+    quietPeriodMs: options.quietPeriodMs,
+    startedAt: Date.now(),
+    random: options.random,
+  });
+  const inbox = new Inbox<Observation>();
+  const describe = new EventLog(options);
+  // Calls still in flight when the watch ends are cancelled with it.
+  const ended = new AbortController();
+  const signal = AbortSignal.any([options.signal, ended.signal]);
+  let observations: Observation[] = [];
+  let lastReported: MachineStatus | undefined;
+  try {
+    for (;;) {
+      const step = machine.step(Date.now(), observations);
+      for (const event of step.events) describe.log(event);
+      const status = machine.status();
+      if (step.events.length > 0 || status.lastSuccessfulPollAt !== lastReported?.lastSuccessfulPollAt) {
+        lastReported = status;
+        await options.onStatus?.(status);
+      }
+      if (step.finished) return { kind: "finished", finish: step.finished };
+      for (const action of step.actions) carryOut(action, options, inbox, signal);
+      observations = await inbox.take(step.wakeAt - Date.now(), options.signal);
+      if (options.signal.aborted) return { kind: "stopped", phase: machine.phase };
+    }
+  } finally {
+    ended.abort();
+  }
+}
+
+function carryOut(action: Action, options: WatchOptions, inbox: Inbox<Observation>, signal: AbortSignal): void {
+  if (action.kind === "poll") {
+    const targetGroupArn = action.targetGroupArn;
+    const targets = options.targets.filter((t) => t.targetGroupArn === targetGroupArn);
+    describeTargetHealth(options.elbv2, targetGroupArn, targets, signal).then(
+      (readings) => inbox.push({ kind: "target-health", at: Date.now(), targetGroupArn, readings }),
+      (error) => {
+        if (!signal.aborted) {
+          inbox.push({ kind: "poll-failed", at: Date.now(), targetGroupArn, error: pollError(error) });
+        }
+      },
+    );
+    return;
+  }
+  const ports = new Set(options.targets.map((t) => t.port));
+  const count = options.countConnections;
+  if (!count) {
+    inbox.push({ kind: "connections-unavailable", at: Date.now(), message: "no connection table is open" });
+    return;
+  }
+  count(ports).then(
+    (established) => inbox.push({ kind: "connections", at: Date.now(), established }),
+    (error) => inbox.push({ kind: "connections-unavailable", at: Date.now(), message: (error as Error).message }),
+  );
+}
+
+/** One log line per machine event, with the fields operators search for. */
+class EventLog {
+  readonly #names: Map<string, string>;
+
+  constructor(readonly options: WatchOptions) {
+    this.#names = new Map(options.targets.map((t) => [t.targetGroupArn, t.targetGroupName]));
+  }
+
+  #group(arn: string): string {
+    return this.#names.get(arn) ?? arn;
+  }
+
+  log(event: MachineEvent): void {
+    const log = this.options.log;
+    switch (event.kind) {
+      case "target-changed": {
+        const gone = event.state === "unused" && event.reason === NOT_REGISTERED;
+        log.info(`target {target} in {targetGroup} is ${gone ? "not registered" : "{state}"}`, {
+          targetGroup: this.#group(event.target.targetGroupArn),
+          target: targetKey(event.target),
+          state: event.state,
+          previousState: event.previousState,
+          reason: event.reason,
+          description: event.description,
+        });
+        return;
+      }
+      case "drain-started":
+        log.info("drain started by target {target} in {targetGroup}: {mode} mode, exiting within {waitSeconds} s", {
+          targetGroup: this.#group(event.target.targetGroupArn),
+          target: targetKey(event.target),
+          state: "draining",
+          reason: event.reason,
+          mode: event.mode,
+          waitSeconds: this.options.deregistrationWaitMs / 1000,
+          ...(event.mode === "connections" ? { quietPeriodSeconds: this.options.quietPeriodMs / 1000 } : {}),
+        });
+        return;
+      case "poll-failed": {
+        const fields = {
+          targetGroup: this.#group(event.targetGroupArn),
+          error: event.error.code,
+          detail: event.error.message,
+          transient: event.error.transient,
+          failures: event.failures,
+          retryInSeconds: Math.round(event.retryInMs) / 1000,
+        };
+        const text = "DescribeTargetHealth for {targetGroup} failed ({error}), retrying in {retryInSeconds} s";
+        if (event.changed) log.warning(text, fields);
+        else log.debug(text, fields);
+        return;
+      }
+      case "poll-recovered":
+        log.info("DescribeTargetHealth for {targetGroup} answers again after {failures} failed calls", {
+          targetGroup: this.#group(event.targetGroupArn),
+          failures: event.failures,
+        });
+        return;
+      case "connections-changed":
+        log.info("{established} established connections on the target ports", {
+          established: event.established,
+          previous: event.previous,
+          ports: [...new Set(this.options.targets.map((t) => t.port))],
+        });
+        return;
+      case "connections-unavailable":
+        log.warning("cannot count connections ({detail}): waiting the full DEREGISTRATION_WAIT instead", {
+          detail: event.message,
+        });
+        return;
+      case "finished":
+        log.info("finished: {reason} after {waitedSeconds} s of draining, exit 0", {
+          reason: event.reason,
+          waitedSeconds: Math.round(event.waitedMs) / 1000,
+        });
+        return;
+    }
+  }
+}
+
+/** Observations from calls in flight; `take` waits for the first one, a deadline, or an abort. */
+class Inbox<T> {
+  readonly #items: T[] = [];
+  #wake?: () => void;
+
+  push(item: T): void {
+    this.#items.push(item);
+    this.#wake?.();
+  }
+
+  async take(waitMs: number, signal: AbortSignal): Promise<T[]> {
+    if (this.#items.length === 0 && waitMs > 0 && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        // An infinite wait means "until something arrives": setTimeout would fire at once on Infinity.
+        const timer = Number.isFinite(waitMs) ? setTimeout(done, waitMs) : undefined;
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", done);
+          resolve();
+        }
+        this.#wake = done;
+        signal.addEventListener("abort", done, { once: true });
+      });
+      this.#wake = undefined;
+    }
+    return this.#items.splice(0);
+  }
+}

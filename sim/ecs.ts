@@ -1,0 +1,157 @@
+/**
+ * Amazon ECS emulator (AWS JSON 1.1): the three read calls the nlb-sidecar makes, `DescribeTasks`,
+ * `DescribeServices` and `DescribeContainerInstances`, over a state the test edits directly. Unknown
+ * resources come back as `failures` with reason `MISSING`, as ECS answers; an unknown cluster is
+ * `ClusterNotFoundException`; denied operations answer `AccessDeniedException`.
+ * @module
+ */
+import { type AwsEmulator, startAwsEmulator } from "./aws_emulator.ts";
+import { AwsError, awsJsonService } from "./aws_protocols.ts";
+import type { Faults } from "./faults.ts";
+
+export interface EcsLoadBalancer {
+  readonly targetGroupArn?: string;
+  readonly loadBalancerName?: string;
+  readonly containerName?: string;
+  readonly containerPort?: number;
+  readonly advancedConfiguration?: { readonly alternateTargetGroupArn?: string };
+}
+
+export interface EcsTask {
+  readonly taskArn: string;
+  /** `service:<name>` for a service's task, `family:<name>` for RunTask. */
+  readonly group: string;
+  readonly launchType: string;
+  readonly containerInstanceArn?: string;
+  readonly lastStatus?: string;
+}
+
+export interface EcsService {
+  readonly serviceName: string;
+  readonly loadBalancers: readonly EcsLoadBalancer[];
+}
+
+export interface EcsContainerInstance {
+  readonly containerInstanceArn: string;
+  /** Absent for ECS Anywhere (external) instances. */
+  readonly ec2InstanceId?: string;
+}
+
+export interface EcsCluster {
+  readonly clusterArn: string;
+  readonly tasks: EcsTask[];
+  readonly services: EcsService[];
+  readonly containerInstances: EcsContainerInstance[];
+}
+
+export class EcsState {
+  readonly clusters = new Map<string, EcsCluster>();
+  /** Operations that answer AccessDeniedException, as for a task role without the permission. */
+  readonly denied = new Set<string>();
+
+  constructor(readonly region = "eu-west-1", readonly account = "123456789012") {}
+
+  /** Creates (or returns) a cluster by short name. */
+  cluster(name: string): EcsCluster {
+    let cluster = this.clusters.get(name);
+    if (!cluster) {
+      cluster = {
+        clusterArn: `arn:aws:ecs:${this.region}:${this.account}:cluster/${name}`,
+        tasks: [],
+        services: [],
+        containerInstances: [],
+      };
+      this.clusters.set(name, cluster);
+    }
+    return cluster;
+  }
+
+  serviceArn(cluster: string, service: string): string {
+    return `arn:aws:ecs:${this.region}:${this.account}:service/${cluster}/${service}`;
+  }
+
+  #find(input: Record<string, unknown>): { name: string; cluster: EcsCluster } {
+    const raw = String(input.cluster ?? "default");
+    const name = raw.startsWith("arn:") ? raw.slice(raw.lastIndexOf("/") + 1) : raw;
+    const cluster = this.clusters.get(name);
+    if (!cluster) throw new AwsError("ClusterNotFoundException", "Cluster not found.");
+    return { name, cluster };
+  }
+
+  #guard(operation: string): void {
+    if (this.denied.has(operation)) {
+      throw new AwsError(
+        "AccessDeniedException",
+        `User: arn:aws:sts::${this.account}:assumed-role/task-role/sidecar is not authorized to perform: ` +
+          `ecs:${operation} because no identity-based policy allows the ecs:${operation} action`,
+      );
+    }
+  }
+
+  describeTasks(input: Record<string, unknown>) {
+    this.#guard("DescribeTasks");
+    const { cluster } = this.#find(input);
+    const wanted = (input.tasks as string[] | undefined) ?? [];
+    if (wanted.length === 0) throw new AwsError("InvalidParameterException", "Tasks cannot be empty.");
+    const tasks = cluster.tasks.filter((t) => wanted.includes(t.taskArn) || wanted.includes(shortId(t.taskArn)));
+    return {
+      tasks: tasks.map((t) => ({ clusterArn: cluster.clusterArn, lastStatus: "RUNNING", ...t })),
+      failures: wanted
+        .filter((arn) => !tasks.some((t) => t.taskArn === arn || shortId(t.taskArn) === arn))
+        .map((arn) => ({ arn, reason: "MISSING" })),
+    };
+  }
+
+  describeServices(input: Record<string, unknown>) {
+    this.#guard("DescribeServices");
+    const { name, cluster } = this.#find(input);
+    const wanted = (input.services as string[] | undefined) ?? [];
+    const found = cluster.services.filter((s) =>
+      wanted.includes(s.serviceName) || wanted.includes(this.serviceArn(name, s.serviceName))
+    );
+    return {
+      services: found.map((s) => ({
+        serviceArn: this.serviceArn(name, s.serviceName),
+        serviceName: s.serviceName,
+        clusterArn: cluster.clusterArn,
+        status: "ACTIVE",
+        loadBalancers: s.loadBalancers,
+      })),
+      failures: wanted
+        .filter((w) => !found.some((s) => s.serviceName === w || this.serviceArn(name, s.serviceName) === w))
+        .map((w) => ({ arn: w.startsWith("arn:") ? w : this.serviceArn(name, w), reason: "MISSING" })),
+    };
+  }
+
+  describeContainerInstances(input: Record<string, unknown>) {
+    this.#guard("DescribeContainerInstances");
+    const { cluster } = this.#find(input);
+    const wanted = (input.containerInstances as string[] | undefined) ?? [];
+    const found = cluster.containerInstances.filter((c) => wanted.includes(c.containerInstanceArn));
+    return {
+      containerInstances: found.map((c) => ({ ...c, status: "ACTIVE", agentConnected: true })),
+      failures: wanted
+        .filter((w) => !found.some((c) => c.containerInstanceArn === w))
+        .map((arn) => ({ arn, reason: "MISSING" })),
+    };
+  }
+}
+
+function shortId(arn: string): string {
+  return arn.slice(arn.lastIndexOf("/") + 1);
+}
+
+export type EcsEmulator = AwsEmulator<EcsState>;
+
+export function startEcsEmulator(state: EcsState = new EcsState(), faults?: Faults): Promise<EcsEmulator> {
+  const framing = awsJsonService({
+    targetPrefix: "AmazonEC2ContainerServiceV20141113",
+    throttleCode: "ThrottlingException",
+    operations: {
+      DescribeTasks: (input) => state.describeTasks(input),
+      DescribeServices: (input) => state.describeServices(input),
+      DescribeContainerInstances: (input) => state.describeContainerInstances(input),
+    },
+  });
+  return startAwsEmulator(framing, state, faults);
+}

@@ -1,0 +1,241 @@
+/**
+ * Elastic Load Balancing v2 emulator (query protocol): `DescribeTargetGroups` and `DescribeTargetHealth`
+ * with per-target health the test scripts. As ELB does: a target that is not registered answers
+ * `unused` / `Target.NotRegistered`; a deregistered target is `draining`
+ * (`Target.DeregistrationInProgress`) for the group's deregistration delay, then not registered; a
+ * deleted target group is `TargetGroupNotFound`; an Id of the wrong kind for the group is `InvalidTarget`.
+ * @module
+ */
+import { type AwsEmulator, startAwsEmulator } from "./aws_emulator.ts";
+import { AwsError, awsQueryService, queryList } from "./aws_protocols.ts";
+import type { Faults } from "./faults.ts";
+
+export type TargetState =
+  | "initial"
+  | "healthy"
+  | "unhealthy"
+  | "unhealthy.draining"
+  | "unused"
+  | "draining"
+  | "unavailable";
+
+export interface TargetHealth {
+  readonly State: TargetState;
+  readonly Reason?: string;
+  readonly Description?: string;
+}
+
+/** What ELB says alongside each state (the reason codes and texts of the real service). */
+export const TYPICAL_HEALTH: Readonly<Record<TargetState, TargetHealth>> = {
+  initial: {
+    State: "initial",
+    Reason: "Elb.RegistrationInProgress",
+    Description: "Target registration is in progress",
+  },
+  healthy: { State: "healthy" },
+  unhealthy: { State: "unhealthy", Reason: "Target.FailedHealthChecks", Description: "Health checks failed" },
+  "unhealthy.draining": {
+    State: "unhealthy.draining",
+    Reason: "Target.FailedHealthChecks",
+    Description: "Target is unhealthy and is being drained",
+  },
+  unused: {
+    State: "unused",
+    Reason: "Target.NotRegistered",
+    Description: "Target is not registered to the target group",
+  },
+  draining: {
+    State: "draining",
+    Reason: "Target.DeregistrationInProgress",
+    Description: "Target deregistration is in progress",
+  },
+  unavailable: { State: "unavailable", Reason: "Target.HealthCheckDisabled", Description: "Health checks disabled" },
+};
+
+export interface TargetGroupDefinition {
+  readonly name: string;
+  readonly protocol: string;
+  readonly port: number;
+  readonly targetType: "ip" | "instance" | "lambda" | "alb";
+  readonly ipAddressType?: "ipv4" | "ipv6";
+  readonly loadBalancerArns?: readonly string[];
+  /** `deregistration_delay.timeout_seconds`, in milliseconds here so tests can be fast. */
+  readonly deregistrationDelayMs?: number;
+}
+
+interface Registration {
+  health: TargetHealth;
+  /** States still to be answered, one per DescribeTargetHealth that includes this target. */
+  script: TargetState[];
+  drainingUntil?: number;
+}
+
+interface TargetGroupRecord extends TargetGroupDefinition {
+  readonly arn: string;
+  readonly targets: Map<string, Registration>;
+}
+
+const key = (id: string, port: number) => `${id}:${port}`;
+
+export class Elbv2State {
+  readonly targetGroups = new Map<string, TargetGroupRecord>();
+  readonly denied = new Set<string>();
+  /** When each DescribeTargetHealth call for a target group was answered (epoch ms), per group ARN. */
+  readonly healthCalls = new Map<string, number[]>();
+
+  constructor(readonly region = "eu-west-1", readonly account = "123456789012") {}
+
+  createTargetGroup(definition: TargetGroupDefinition): string {
+    const arn = `arn:aws:elasticloadbalancing:${this.region}:${this.account}:targetgroup/${definition.name}/` +
+      crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+    this.targetGroups.set(arn, { ...definition, arn, targets: new Map() });
+    return arn;
+  }
+
+  deleteTargetGroup(arn: string): void {
+    this.targetGroups.delete(arn);
+  }
+
+  #group(arn: string): TargetGroupRecord {
+    const group = this.targetGroups.get(arn);
+    if (!group) throw new AwsError("TargetGroupNotFound", `Target groups '${arn}' not found`);
+    return group;
+  }
+
+  /** Registers a target (as ECS does when the task starts) in `state`. */
+  register(arn: string, id: string, port: number, state: TargetState = "healthy"): void {
+    this.#group(arn).targets.set(key(id, port), { health: TYPICAL_HEALTH[state], script: [] });
+  }
+
+  /** Sets a registered target's state now; `unused` (NotRegistered) removes it. */
+  setState(arn: string, id: string, port: number, state: TargetState): void {
+    const group = this.#group(arn);
+    if (state === "unused") {
+      group.targets.delete(key(id, port));
+      return;
+    }
+    const registration = group.targets.get(key(id, port)) ?? { health: TYPICAL_HEALTH[state], script: [] };
+    registration.health = TYPICAL_HEALTH[state];
+    registration.drainingUntil = undefined;
+    group.targets.set(key(id, port), registration);
+  }
+
+  /** The next DescribeTargetHealth answers for this target, one state per call; the last one then stays. */
+  script(arn: string, id: string, port: number, states: readonly TargetState[]): void {
+    const group = this.#group(arn);
+    const registration = group.targets.get(key(id, port)) ?? { health: TYPICAL_HEALTH.unused, script: [] };
+    registration.script.push(...states);
+    group.targets.set(key(id, port), registration);
+  }
+
+  /** DeregisterTargets: draining for the group's deregistration delay, then gone. */
+  deregister(arn: string, id: string, port: number, now = Date.now()): void {
+    const group = this.#group(arn);
+    const registration = group.targets.get(key(id, port));
+    if (!registration) return;
+    registration.health = TYPICAL_HEALTH.draining;
+    registration.script = [];
+    registration.drainingUntil = now + (group.deregistrationDelayMs ?? 300_000);
+  }
+
+  /** The health ELB reports for a target right now (consumes one scripted step). */
+  healthOf(arn: string, id: string, port: number, now = Date.now()): TargetHealth {
+    const group = this.#group(arn);
+    const registration = group.targets.get(key(id, port));
+    if (!registration) return TYPICAL_HEALTH.unused;
+    const scripted = registration.script.shift();
+    if (scripted) registration.health = TYPICAL_HEALTH[scripted];
+    if (registration.drainingUntil !== undefined && now >= registration.drainingUntil) {
+      group.targets.delete(key(id, port));
+      return TYPICAL_HEALTH.unused;
+    }
+    return registration.health;
+  }
+
+  #guard(operation: string): void {
+    if (this.denied.has(operation)) {
+      throw new AwsError(
+        "AccessDenied",
+        `User: arn:aws:sts::${this.account}:assumed-role/task-role/sidecar is not authorized to perform: ` +
+          `elasticloadbalancing:${operation} because no identity-based policy allows the ` +
+          `elasticloadbalancing:${operation} action`,
+        403,
+      );
+    }
+  }
+
+  describeTargetGroups(params: URLSearchParams) {
+    this.#guard("DescribeTargetGroups");
+    const arns = queryList(params, "TargetGroupArns") as string[];
+    const missing = arns.filter((arn) => !this.targetGroups.has(arn));
+    if (missing.length > 0) {
+      throw new AwsError("TargetGroupNotFound", `One or more target groups not found: ${missing.join(", ")}`);
+    }
+    const groups = arns.length > 0 ? arns.map((arn) => this.targetGroups.get(arn)!) : [...this.targetGroups.values()];
+    return {
+      TargetGroups: groups.map((g) => ({
+        TargetGroupArn: g.arn,
+        TargetGroupName: g.name,
+        Protocol: g.protocol,
+        Port: g.port,
+        VpcId: "vpc-0123456789abcdef0",
+        TargetType: g.targetType,
+        IpAddressType: g.ipAddressType ?? "ipv4",
+        HealthCheckProtocol: g.protocol === "HTTPS" ? "HTTPS" : g.protocol === "HTTP" ? "HTTP" : "TCP",
+        LoadBalancerArns: g.loadBalancerArns ?? [],
+      })),
+    };
+  }
+
+  describeTargetHealth(params: URLSearchParams) {
+    this.#guard("DescribeTargetHealth");
+    const arn = params.get("TargetGroupArn") ?? "";
+    const group = this.#group(arn);
+    const calls = this.healthCalls.get(arn) ?? [];
+    calls.push(Date.now());
+    this.healthCalls.set(arn, calls);
+    const requested = (queryList(params, "Targets") as Array<Record<string, string>>).map((t) => ({
+      id: t.Id,
+      port: t.Port === undefined ? group.port : Number(t.Port),
+    }));
+    for (const target of requested) validateTarget(group, target.id);
+    const targets = requested.length > 0 ? requested : [...group.targets.keys()].map((k) => {
+      const at = k.lastIndexOf(":");
+      return { id: k.slice(0, at), port: Number(k.slice(at + 1)) };
+    });
+    return {
+      TargetHealthDescriptions: targets.map((t) => ({
+        Target: { Id: t.id, Port: t.port },
+        HealthCheckPort: String(t.port),
+        TargetHealth: this.healthOf(arn, t.id, t.port),
+      })),
+    };
+  }
+}
+
+function validateTarget(group: TargetGroupRecord, id: string): void {
+  const valid = group.targetType === "instance"
+    ? /^i-[0-9a-f]{8,17}$/.test(id)
+    : group.targetType === "ip"
+    ? (group.ipAddressType === "ipv6" ? id.includes(":") : /^\d+\.\d+\.\d+\.\d+$/.test(id))
+    : true;
+  if (!valid) {
+    throw new AwsError("InvalidTarget", `The following targets are not valid for target group ${group.name}: '${id}'`);
+  }
+}
+
+export type Elbv2Emulator = AwsEmulator<Elbv2State>;
+
+export function startElbv2Emulator(state: Elbv2State = new Elbv2State(), faults?: Faults): Promise<Elbv2Emulator> {
+  const framing = awsQueryService({
+    flavor: "query",
+    version: "2015-12-01",
+    xmlns: "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
+    throttleCode: "Throttling",
+    operations: {
+      DescribeTargetGroups: (params) => state.describeTargetGroups(params),
+      DescribeTargetHealth: (params) => state.describeTargetHealth(params),
+    },
+  });
+  return startAwsEmulator(framing, state, faults);
+}

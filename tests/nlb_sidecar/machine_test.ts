@@ -1,0 +1,306 @@
+/**
+ * The decision machine on its own: observations and time in, actions and events out. No AWS, no
+ * timers: every case drives `step` with explicit times.
+ */
+import assert from "node:assert/strict";
+import {
+  type Action,
+  DrainMachine,
+  type DrainMode,
+  effectiveDrainMode,
+  type MachineOptions,
+  type Observation,
+  type Step,
+  type TargetHealthReading,
+} from "../../lib/nlb_sidecar/machine.ts";
+
+const TG_A = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/a/1";
+const TG_B = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/b/2";
+const A = { targetGroupArn: TG_A, id: "10.0.1.23", port: 8080 };
+const B = { targetGroupArn: TG_B, id: "10.0.1.23", port: 9090 };
+const INTERVAL = 30_000;
+
+function machine(options: Partial<MachineOptions> = {}): DrainMachine {
+  return new DrainMachine({
+    targets: [A],
+    pollIntervalMs: INTERVAL,
+    deregistrationWaitMs: 120_000,
+    drainMode: "fixed",
+    quietPeriodMs: 5_000,
+    startedAt: 0,
+    random: () => 0.5,
+    ...options,
+  });
+}
+
+const health = (at: number, target: typeof A, state: string, reason?: string): Observation => ({
+  kind: "target-health",
+  at,
+  targetGroupArn: target.targetGroupArn,
+  readings: [{ id: target.id, port: target.port, state, reason } satisfies TargetHealthReading],
+});
+const gone = (at: number, target: typeof A) => health(at, target, "unused", "Target.NotRegistered");
+const pollFailed = (at: number, target: typeof A, code = "Throttling", transient = true): Observation => ({
+  kind: "poll-failed",
+  at,
+  targetGroupArn: target.targetGroupArn,
+  error: { code, message: `${code} happened`, transient },
+});
+const throttled = (at: number, target: typeof A) => pollFailed(at, target);
+const polls = (step: Step) => step.actions.filter((a): a is Extract<Action, { kind: "poll" }> => a.kind === "poll");
+const kinds = (step: Step) => step.events.map((e) => e.kind);
+
+Deno.test("machine: polls every target group at once at start, then once per interval", () => {
+  const m = machine({ targets: [A, B] });
+  const first = m.step(0);
+  assert.deepEqual(polls(first).map((p) => p.targetGroupArn), [TG_A, TG_B]);
+  assert.equal(first.wakeAt, Infinity, "both polls in flight: nothing to do until an answer arrives");
+  const answered = m.step(100, [health(100, A, "healthy"), health(100, B, "healthy")]);
+  assert.equal(polls(answered).length, 0, "no second call before the interval is over");
+  assert.equal(answered.wakeAt, INTERVAL, "random 0.5 means no jitter");
+  assert.equal(polls(m.step(INTERVAL - 1)).length, 0);
+  assert.equal(polls(m.step(INTERVAL)).length, 2);
+});
+
+Deno.test("machine: the interval jitters by at most 10% either way", () => {
+  for (const [random, expected] of [[0, 0.9 * INTERVAL], [0.999999, 1.1 * INTERVAL]] as const) {
+    const m = machine({ random: () => random });
+    m.step(0);
+    const next = m.step(0, [health(0, A, "healthy")]);
+    assert.ok(Math.abs(next.wakeAt - expected) < 1, `random ${random}: next poll at ${next.wakeAt}`);
+  }
+});
+
+Deno.test("machine: draining starts the drain and finishes after the deregistration wait (fixed)", () => {
+  const m = machine();
+  m.step(0);
+  m.step(10, [health(10, A, "healthy")]);
+  const draining = m.step(40_000, [health(40_000, A, "draining", "Target.DeregistrationInProgress")]);
+  assert.deepEqual(kinds(draining), ["target-changed", "drain-started"]);
+  assert.equal(m.phase, "draining");
+  assert.equal(m.status().drainDeadline, 160_000);
+  assert.equal(m.step(159_999).finished, undefined);
+  const done = m.step(160_000);
+  assert.deepEqual(done.finished, { reason: "drain-wait-elapsed", waitedMs: 120_000 });
+  assert.equal(m.phase, "finished");
+});
+
+Deno.test("machine: a registered target that becomes not-registered finishes at once", () => {
+  const m = machine();
+  m.step(0);
+  m.step(5, [health(5, A, "healthy")]);
+  const step = m.step(30_010, [gone(30_010, A)]);
+  assert.deepEqual(step.finished, { reason: "deregistered", waitedMs: 0 });
+});
+
+Deno.test("machine: unused before the first registration keeps waiting", () => {
+  const m = machine();
+  m.step(0);
+  const step = m.step(5, [gone(5, A)]);
+  assert.equal(step.finished, undefined);
+  assert.equal(m.phase, "watching");
+  m.step(INTERVAL, [health(INTERVAL, A, "initial", "Elb.RegistrationInProgress")]);
+  const left = m.step(2 * INTERVAL, [gone(2 * INTERVAL, A)]);
+  assert.equal(left.finished?.reason, "deregistered", "registered once (initial), then gone");
+});
+
+Deno.test("machine: only a target gone from every group ends the task; one gone group alone does not", () => {
+  const m = machine({ targets: [A, B] });
+  m.step(0);
+  m.step(5, [health(5, A, "healthy"), health(5, B, "healthy")]);
+  const partly = m.step(INTERVAL, [gone(INTERVAL, A), health(INTERVAL, B, "healthy")]);
+  assert.equal(partly.finished, undefined, "still served through group B");
+  assert.equal(m.phase, "watching");
+  const all = m.step(2 * INTERVAL, [gone(2 * INTERVAL, B)]);
+  assert.equal(all.finished?.reason, "deregistered");
+});
+
+Deno.test("machine: a drain that sees its target gone finishes early", () => {
+  const m = machine();
+  m.step(0);
+  m.step(5, [health(5, A, "draining", "Target.DeregistrationInProgress")]);
+  const step = m.step(40_005, [gone(40_005, A)]);
+  assert.deepEqual(step.finished, { reason: "deregistered", waitedMs: 40_000 });
+});
+
+Deno.test("machine: draining in one group of several starts the drain; unhealthy.draining does not", () => {
+  const m = machine({ targets: [A, B] });
+  m.step(0);
+  const unhealthy = m.step(5, [health(5, A, "unhealthy.draining", "Target.FailedHealthChecks")]);
+  assert.ok(!kinds(unhealthy).includes("drain-started"), "a failing health check may recover: not a drain");
+  const step = m.step(6, [health(6, B, "draining", "Target.DeregistrationInProgress")]);
+  const started = step.events.find((e) => e.kind === "drain-started");
+  assert.ok(started && started.kind === "drain-started");
+  assert.deepEqual(started.target, B);
+});
+
+Deno.test("machine: every state change is one event, repeats are none", () => {
+  const m = machine();
+  m.step(0);
+  assert.deepEqual(kinds(m.step(1, [health(1, A, "initial", "Elb.RegistrationInProgress")])), ["target-changed"]);
+  assert.deepEqual(kinds(m.step(2, [health(2, A, "initial", "Elb.RegistrationInProgress")])), []);
+  const healthy = m.step(3, [health(3, A, "healthy")]).events[0];
+  assert.ok(healthy.kind === "target-changed");
+  assert.equal(healthy.previousState, "initial");
+  assert.equal(healthy.state, "healthy");
+});
+
+Deno.test("machine: a transient failure is retried sooner with backoff, a permanent one at the next interval", () => {
+  const m = machine({ random: () => 0.5 });
+  m.step(0);
+  const failed = m.step(100, [throttled(100, A)]);
+  const event = failed.events[0];
+  assert.ok(event.kind === "poll-failed" && event.changed && event.failures === 1);
+  // Full jitter, first attempt: half (random 0.5) of a quarter interval.
+  assert.equal(failed.wakeAt, 100 + INTERVAL / 8);
+  assert.equal(polls(m.step(100 + INTERVAL / 8)).length, 1);
+  const again = m.step(5_000, [throttled(5_000, A)]);
+  const repeat = again.events[0];
+  assert.ok(repeat.kind === "poll-failed" && !repeat.changed && repeat.failures === 2, "same error: not a change");
+  assert.ok(again.wakeAt <= 5_000 + INTERVAL / 4, "second retry within half an interval");
+  const recovered = m.step(9_000, [health(9_000, A, "healthy")]);
+  assert.deepEqual(kinds(recovered), ["poll-recovered", "target-changed"]);
+
+  const p = machine();
+  p.step(0);
+  const denied = p.step(50, [pollFailed(50, A, "TargetGroupNotFoundException", false)]);
+  assert.equal(denied.wakeAt, INTERVAL, "a permanent error waits for the regular tick");
+});
+
+Deno.test("machine: failures never finish anything, however many", () => {
+  const m = machine({ deregistrationWaitMs: 1_000 });
+  let now = 0;
+  m.step(now);
+  for (let i = 0; i < 500; i++) {
+    now += INTERVAL;
+    const step = m.step(now, [throttled(now, A)]);
+    assert.equal(step.finished, undefined);
+    for (const action of step.actions) assert.equal(action.kind, "poll");
+  }
+  assert.equal(m.phase, "watching");
+  assert.equal(m.status().lastSuccessfulPollAt, undefined, "never answered: the health check says so");
+});
+
+Deno.test("machine: lastSuccessfulPollAt is the oldest of the groups' last answers", () => {
+  const m = machine({ targets: [A, B] });
+  m.step(0);
+  m.step(10, [health(10, A, "healthy")]);
+  assert.equal(m.status().lastSuccessfulPollAt, undefined, "B has not answered yet");
+  m.step(20, [health(20, B, "healthy")]);
+  assert.equal(m.status().lastSuccessfulPollAt, 10);
+  m.step(INTERVAL);
+  m.step(INTERVAL + 10, [health(INTERVAL + 10, A, "healthy"), throttled(INTERVAL + 10, B)]);
+  assert.equal(m.status().lastSuccessfulPollAt, 20, "B's last answer is the older one");
+});
+
+function connectionsMachine(quietPeriodMs = 5_000, deregistrationWaitMs = 120_000): DrainMachine {
+  const m = machine({ drainMode: "connections", quietPeriodMs, deregistrationWaitMs });
+  m.step(0);
+  const step = m.step(10, [health(10, A, "draining", "Target.DeregistrationInProgress")]);
+  assert.deepEqual(
+    step.actions,
+    [{ kind: "count-connections" }],
+    "connections are counted as soon as the drain starts",
+  );
+  return m;
+}
+const connections = (at: number, established: number): Observation => ({ kind: "connections", at, established });
+
+Deno.test("machine: connections mode finishes once no connection was seen for the quiet period", () => {
+  const m = connectionsMachine();
+  const busy = m.step(20, [connections(20, 3)]);
+  assert.deepEqual(kinds(busy), ["connections-changed"]);
+  assert.equal(busy.wakeAt, 1_020, "counted at least once a second");
+  m.step(1_020);
+  const idle = m.step(1_030, [connections(1_030, 0)]);
+  assert.equal(idle.finished, undefined);
+  assert.equal(idle.wakeAt, 2_030);
+  // First seen quiet at 1_030: quiet until 6_030; samples are scheduled so that one lands exactly there.
+  let now = 1_030;
+  for (;;) {
+    const step = m.step(now);
+    if (step.actions.length > 0) {
+      const result = m.step(now, [connections(now, 0)]);
+      if (result.finished) {
+        assert.deepEqual(result.finished, { reason: "connections-quiet", waitedMs: now - 10 });
+        assert.equal(now, 6_030);
+        break;
+      }
+      now = result.wakeAt;
+    } else {
+      now = step.wakeAt;
+    }
+    assert.ok(now <= 6_030, `overshot the quiet deadline: ${now}`);
+  }
+});
+
+Deno.test("machine: a connection seen again restarts the quiet period", () => {
+  const m = connectionsMachine(2_000);
+  m.step(20, [connections(20, 0)]);
+  m.step(520, [connections(520, 0)]);
+  m.step(1_020, [connections(1_020, 1)]);
+  const early = m.step(2_100, [connections(2_100, 0)]);
+  assert.equal(early.finished, undefined, "quiet only since 2_100, the first count without a connection");
+  assert.equal(early.wakeAt, 2_600);
+  assert.equal(m.step(4_099, [connections(4_099, 0)]).finished, undefined);
+  const done = m.step(4_100, [connections(4_100, 0)]);
+  assert.equal(done.finished?.reason, "connections-quiet");
+});
+
+Deno.test("machine: connections mode still ends at the deregistration wait when connections stay open", () => {
+  const m = connectionsMachine(1_000, 5_000);
+  for (let at = 20; at < 5_010; at += 500) assert.equal(m.step(at, [connections(at, 2)]).finished, undefined);
+  assert.deepEqual(m.step(5_010).finished, { reason: "drain-wait-elapsed", waitedMs: 5_000 });
+});
+
+Deno.test("machine: connections that cannot be counted fall back to the fixed wait", () => {
+  const m = connectionsMachine(1_000, 5_000);
+  const step = m.step(30, [{ kind: "connections-unavailable", at: 30, message: "gone" }]);
+  assert.deepEqual(kinds(step), ["connections-unavailable"]);
+  assert.ok(!step.actions.some((a) => a.kind === "count-connections"));
+  assert.equal(m.step(4_000).finished, undefined);
+  assert.equal(m.step(5_010).finished?.reason, "drain-wait-elapsed");
+});
+
+Deno.test("machine: fixed mode never counts connections", () => {
+  const m = machine();
+  m.step(0);
+  const step = m.step(5, [health(5, A, "draining")]);
+  assert.ok(!step.actions.some((a) => a.kind === "count-connections"));
+});
+
+Deno.test("machine: a zero deregistration wait finishes in the step that sees draining", () => {
+  const m = machine({ deregistrationWaitMs: 0 });
+  m.step(0);
+  assert.equal(m.step(5, [health(5, A, "draining")]).finished?.reason, "drain-wait-elapsed");
+});
+
+Deno.test("machine: answers for targets that are not this task's are ignored", () => {
+  const m = machine();
+  m.step(0);
+  const step = m.step(5, [{
+    kind: "target-health",
+    at: 5,
+    targetGroupArn: TG_A,
+    readings: [{ id: "10.0.9.9", port: 8080, state: "draining" }],
+  }]);
+  assert.deepEqual(kinds(step), []);
+  assert.equal(m.phase, "watching");
+});
+
+Deno.test("effectiveDrainMode: connections only where the sidecar can see TCP connections", () => {
+  const tcp = [{ protocol: "TCP" }, { protocol: "HTTPS" }];
+  const cases: Array<[DrainMode, string, Array<{ protocol: string }>, DrainMode, boolean]> = [
+    ["fixed", "awsvpc", tcp, "fixed", false],
+    ["connections", "awsvpc", tcp, "connections", false],
+    ["connections", "host", [{ protocol: "TLS" }, { protocol: "HTTP" }], "connections", false],
+    ["connections", "bridge", tcp, "fixed", true],
+    ["connections", "awsvpc", [{ protocol: "TCP" }, { protocol: "UDP" }], "fixed", true],
+    ["connections", "host", [{ protocol: "TCP_UDP" }], "fixed", true],
+  ];
+  for (const [requested, networkMode, targets, mode, fallback] of cases) {
+    const result = effectiveDrainMode(requested, { networkMode, targets });
+    assert.equal(result.mode, mode, `${requested} ${networkMode} ${JSON.stringify(targets)}`);
+    assert.equal(result.fallback !== undefined, fallback);
+  }
+});

@@ -1,0 +1,155 @@
+/**
+ * Project-level promises: generated docs and tasks are fresh, every entry point answers, and every
+ * deployable example only uses settings, subcommands and binaries the roles really have.
+ */
+import assert from "node:assert/strict";
+import { findStale, ROLE_SPECS } from "../tools/docs.ts";
+import { roleInfo, type RoleName, ROLES } from "../lib/roles.ts";
+import { runRoleToEnd } from "./support/role_process.ts";
+
+const root = new URL("../", import.meta.url);
+
+async function deno(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), { args, cwd: root.pathname, env: { NO_COLOR: "1" } }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+Deno.test("README role sections and deno.json role tasks are generated from the code and up to date", async () => {
+  const stale = await findStale();
+  assert.equal(stale.readme, false, "README.md is stale: run deno task docs");
+  assert.deepEqual(stale.tasks, [], "deno.json tasks are stale: run deno task docs");
+});
+
+Deno.test("main.ts --help names every role; an unknown role exits 2", async () => {
+  const help = await deno(["run", "-A", "main.ts", "--help"]);
+  assert.equal(help.code, 0);
+  for (const role of ROLES) assert.match(help.stdout, new RegExp(`^  ${role.name} `, "m"));
+  const unknown = await deno(["run", "-A", "main.ts", "bogus"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown role "bogus"/);
+  assert.match((await deno(["run", "-A", "main.ts", "--version"])).stdout, /^ecs-lifecycle \d+\.\d+\.\d+/);
+});
+
+for (const role of ROLES) {
+  Deno.test(`deno task ${role.name} --help exits 0 and documents every setting`, async () => {
+    const out = await deno(["task", "-q", role.name, "--help"]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, new RegExp(`^usage: ${role.binary}`));
+    for (const setting of Object.values(ROLE_SPECS[role.name])) {
+      assert.ok(out.stdout.includes(`--${setting.flag}`), `--${setting.flag} missing from --help`);
+      if (setting.env) assert.ok(out.stdout.includes(setting.env), `${setting.env} missing from --help`);
+    }
+  });
+}
+
+Deno.test("DEREGISTRATION_WAIT=abc: the sidecar exits 2 and names the setting", async () => {
+  const out = await runRoleToEnd("nlb-sidecar", {
+    env: { DEREGISTRATION_WAIT: "abc", ECS_CONTAINER_METADATA_URI_V4: "http://127.0.0.1:9/v4/x" },
+  });
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /DEREGISTRATION_WAIT="abc"/);
+  assert.equal(out.stderr.trim().split("\n").length, 1, "one line");
+});
+
+// ------------------------------------------------------------------------------------------ examples
+
+interface ContainerDefinition {
+  name: string;
+  image: string;
+  essential?: boolean;
+  environment?: Array<{ name: string; value: string }>;
+  healthCheck?: { command: string[] };
+  command?: string[];
+  dependsOn?: Array<{ containerName: string; condition: string }>;
+  stopTimeout?: number;
+  memory?: number;
+  memoryReservation?: number;
+}
+
+const binaries = new Map(ROLES.map((r) => [r.binary, r.name]));
+
+function roleOfImage(image: string): RoleName | undefined {
+  const match = image.match(/ecs-lifecycle\/([a-z-]+)(:|$)/);
+  return match && roleInfo(match[1]) ? match[1] as RoleName : undefined;
+}
+
+async function examples(folder: string, ending: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(new URL(folder, root))) {
+    if (entry.isFile && entry.name.endsWith(ending)) found.push(`${folder}${entry.name}`);
+  }
+  return found.sort();
+}
+
+Deno.test("every task definition example uses real settings, health subcommands and binaries", async () => {
+  const files = await examples("examples/", ".taskdef.json");
+  assert.ok(files.length >= 3, `expected the Fargate, bridge and Envoy examples, found ${files}`);
+  const seenRoles = new Set<RoleName>();
+  for (const file of files) {
+    const taskDefinition = JSON.parse(await Deno.readTextFile(new URL(file, root)));
+    const containers = taskDefinition.containerDefinitions as ContainerDefinition[];
+    assert.ok(Array.isArray(containers) && containers.length > 0, `${file}: containerDefinitions`);
+    const names = new Set(containers.map((c) => c.name));
+    for (const container of containers) {
+      for (const dependency of container.dependsOn ?? []) {
+        assert.ok(names.has(dependency.containerName), `${file}: dependsOn ${dependency.containerName}`);
+        assert.ok(["START", "COMPLETE", "SUCCESS", "HEALTHY"].includes(dependency.condition), `${file}: condition`);
+      }
+      const role = roleOfImage(container.image);
+      if (!role) continue;
+      seenRoles.add(role);
+      const envNames = new Set(Object.values(ROLE_SPECS[role]).map((s) => s.env).filter(Boolean));
+      for (const variable of container.environment ?? []) {
+        assert.ok(envNames.has(variable.name), `${file}: ${container.name} sets unknown ${variable.name}`);
+      }
+      const check = container.healthCheck?.command;
+      assert.ok(check, `${file}: ${container.name} has a healthCheck`);
+      assert.equal(check[0], "CMD", `${file}: distroless has no shell, so CMD not CMD-SHELL`);
+      const binary = check[1].split("/").pop()!;
+      assert.equal(binaries.get(binary), role, `${file}: health check runs ${check[1]}`);
+      assert.equal(check[1], `/usr/local/bin/${binary}`, `${file}: the image puts binaries in /usr/local/bin`);
+      assert.equal(check[2], "health", `${file}: health subcommand`);
+      const help = await runRoleToEnd(role, { args: ["--help"] });
+      assert.match(help.stdout, /^\s+health\s/m, `${role} has a health subcommand`);
+    }
+  }
+  assert.deepEqual([...seenRoles].sort(), ["appmesh-helper", "nlb-sidecar"]);
+});
+
+Deno.test("IAM policy examples are well-formed and grant only what the sidecar calls", async () => {
+  const allowed = new Set([
+    "ecs:DescribeTasks",
+    "ecs:DescribeServices",
+    "ecs:DescribeContainerInstances",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "ec2:DescribeInstances",
+  ]);
+  const files = await examples("examples/iam/", ".json");
+  assert.ok(files.length >= 2, `expected IAM policies per network mode, found ${files}`);
+  for (const file of files) {
+    const policy = JSON.parse(await Deno.readTextFile(new URL(file, root)));
+    assert.equal(policy.Version, "2012-10-17", file);
+    for (const statement of policy.Statement) {
+      assert.equal(statement.Effect, "Allow", file);
+      for (const action of [statement.Action].flat()) assert.ok(allowed.has(action), `${file}: ${action}`);
+    }
+  }
+});
+
+Deno.test("the systemd unit runs the sentry binary with flags it accepts", async () => {
+  const unit = await Deno.readTextFile(new URL("deploy/ecs-network-sentry.service", root));
+  const execStart = unit.match(/^ExecStart=(.+)$/m)?.[1];
+  assert.ok(execStart, "ExecStart");
+  const [binary, ...args] = execStart.split(/\s+/);
+  assert.equal(binary, "/usr/local/bin/ecs-network-sentry");
+  assert.match(unit, /^Restart=always$/m);
+  assert.match(unit, /^After=.*docker\.service/m);
+  const flags = new Set(
+    Object.values(ROLE_SPECS["network-sentry"]).flatMap((s) => [`--${s.flag}`, s.short ? `-${s.short}` : ""]),
+  );
+  for (const word of args.filter((a) => a.startsWith("-"))) {
+    assert.ok(flags.has(word.split("=")[0]), `unit uses unknown flag ${word}`);
+  }
+});
