@@ -65,6 +65,7 @@ image:
 # Host install of the network sentry: one binary and its systemd unit. Build first with `make compile`.
 install:
 	install -D -m 0755 dist/x86_64-unknown-linux-gnu/ecs-network-sentry $(DESTDIR)$(PREFIX)/bin/ecs-network-sentry
+	mkdir -p $(TOOLS)
 	sed 's#/usr/local/bin/#$(PREFIX)/bin/#' deploy/ecs-network-sentry.service > $(TOOLS)/ecs-network-sentry.service
 	install -D -m 0644 $(TOOLS)/ecs-network-sentry.service $(DESTDIR)/etc/systemd/system/ecs-network-sentry.service
 

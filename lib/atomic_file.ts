@@ -5,12 +5,15 @@
  */
 import { dirname } from "node:path";
 
-/** Writes `text` to a temp file beside `path`, fsyncs it, renames it over `path`, then fsyncs the folder. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
+/**
+ * Writes `text` to a temp file beside `path`, fsyncs it, renames it over `path`, then fsyncs the folder.
+ * `mode` defaults to owner-only; files other users must read (a metrics file) pass e.g. 0o644.
+ */
+export async function writeFileAtomic(path: string, text: string, mode = 0o600): Promise<void> {
   const folder = dirname(path);
   await Deno.mkdir(folder, { recursive: true });
   const temp = `${path}.${Deno.pid}.tmp`;
-  const file = await Deno.open(temp, { write: true, create: true, truncate: true, mode: 0o600 });
+  const file = await Deno.open(temp, { write: true, create: true, truncate: true, mode });
   try {
     const bytes = new TextEncoder().encode(text);
     let offset = 0;

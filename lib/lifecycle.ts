@@ -203,8 +203,8 @@ export async function runRole<Spec extends LoggingSettings>(
     }
     return await program.run({ ...context, log, shutdown });
   } catch (error) {
-    log.fatal("stopped by an unexpected error: {message}", {
-      message: (error as Error)?.message ?? String(error),
+    log.fatal("stopped by an unexpected error: {error}", {
+      error: (error as Error)?.message ?? String(error),
       stack: (error as Error)?.stack,
     });
     return ExitCode.Failure;

@@ -99,13 +99,17 @@ function plainProperties(properties: Record<string, unknown>): Record<string, un
 
 /** `{"time","level","role","message",...fields}`: the record's properties become top-level fields. */
 export function jsonLine(role: string, record: LogRecord): string {
-  return JSON.stringify({
+  const line: Record<string, unknown> = {
     time: new Date(record.timestamp).toISOString(),
     level: record.level,
     role,
     message: renderMessage(record),
-    ...plainProperties(record.properties),
-  }) + "\n";
+  };
+  // A property named like a core field (`message`, `level`) is kept beside it, never in its place.
+  for (const [key, value] of Object.entries(plainProperties(record.properties))) {
+    line[key in line ? `${key}_field` : key] = value;
+  }
+  return JSON.stringify(line) + "\n";
 }
 
 /** `2026-11-22 09:00:01,200 INFO PID_42 message key=value`: the eINS layout, so old log searches match. */
@@ -119,8 +123,9 @@ export function textLine(record: LogRecord): string {
 }
 
 /**
- * A sink writing eINS-style text lines to a rotating file. Its module is loaded only here, when a file
- * is wanted: loading it costs a sidecar about 6 MiB of resident memory.
+ * A sink writing eINS-style text lines to a rotating file, as Python's RotatingFileHandler does: the live
+ * file plus `maxFiles` older ones (`.1` the newest). The module is loaded only here, when a file is wanted:
+ * loading it costs a sidecar about 6 MiB of resident memory.
  */
 export async function rotatingFileSink(file: RotatingFile): Promise<Sink & Disposable> {
   const { getRotatingFileSink } = await import("@logtape/file");

@@ -19,6 +19,18 @@ Deno.test("JSON lines carry time, level, role, message and the structured fields
   assert.deepEqual(JSON.parse(lines[1]).cause, { name: "Error", message: "boom" });
 });
 
+Deno.test("a property named like a core field does not replace it", () => {
+  const lines: string[] = [];
+  const log = setupLogging({ role: "nlb-sidecar", level: "info", format: "json", write: (l) => lines.push(l) });
+  log.info("the real message", { message: "a field", level: "a field too" });
+  closeLogging();
+  const entry = JSON.parse(lines[0]);
+  assert.equal(entry.message, "the real message");
+  assert.equal(entry.level, "info");
+  assert.equal(entry.message_field, "a field");
+  assert.equal(entry.level_field, "a field too");
+});
+
 Deno.test("text lines follow the eINS layout", () => {
   const lines: string[] = [];
   const log = setupLogging({ role: "network-sentry", level: "debug", format: "text", write: (l) => lines.push(l) });

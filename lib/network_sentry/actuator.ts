@@ -1,0 +1,102 @@
+/**
+ * Carries out planned steps: writes each step's journal, then runs its Docker calls with bounded
+ * parallelism. A failed call ends the run (later steps, such as unpausing the agent, must not overtake
+ * it) and is retried from a fresh plan on the next probe; a container that vanished is skipped.
+ * @module
+ */
+import type { Logger } from "../log.ts";
+import { DOCKER_PARALLELISM, type DockerHost, errorFields, isVanished, mapBounded } from "./docker.ts";
+import type { JournalStore } from "./journal.ts";
+import type { Action, Journal, Phase, Step } from "./machine.ts";
+
+export type DockerActions = Pick<DockerHost, "pause" | "unpause" | "setRestartPolicy" | "stopAndRemove">;
+
+export interface Actuator {
+  readonly docker: DockerActions;
+  readonly journal: JournalStore;
+  readonly log: Logger;
+  /** Log what would be done instead of doing it. */
+  readonly dryRun: boolean;
+  readonly signal?: AbortSignal;
+}
+
+export interface StepsOutcome {
+  /** The journal as last saved. */
+  readonly journal: Journal;
+  /** Every step ran to the end. */
+  readonly finished: boolean;
+  readonly failedCalls: number;
+}
+
+/** Runs `steps` in order; `saved` is the journal currently on disk (not rewritten when unchanged). */
+export async function runSteps(steps: readonly Step[], saved: Journal, actuator: Actuator): Promise<StepsOutcome> {
+  let journal = saved;
+  for (const step of steps) {
+    if (actuator.signal?.aborted) return { journal, finished: false, failedCalls: 0 };
+    actuator.log.info(`[${step.phase}] step: {step}`, { step: step.title, actions: step.actions.length });
+    if (JSON.stringify(step.journal) !== JSON.stringify(journal)) {
+      await actuator.journal.save(step.journal);
+      journal = step.journal;
+    }
+    const results = await mapBounded(
+      step.actions,
+      DOCKER_PARALLELISM,
+      (action) => perform(action, step.phase, actuator),
+    );
+    const failedCalls = results.filter((ok) => !ok).length;
+    if (failedCalls > 0 || actuator.signal?.aborted) return { journal, finished: false, failedCalls };
+  }
+  return { journal, finished: true, failedCalls: 0 };
+}
+
+/** One Docker call, logged the way eINS logged it; `false` when it failed (vanished containers are fine). */
+async function perform(action: Action, phase: Phase, actuator: Actuator): Promise<boolean> {
+  const { log } = actuator;
+  const fields = action.kind === "set-policy" || action.kind === "remove"
+    ? { container: action.name, cluster: action.cluster, id: action.id }
+    : { container: action.name, id: action.id };
+  const [done, call] = describe(action, actuator.docker);
+  if (actuator.dryRun) {
+    log.info(`[${phase}] dry run, would do: ${done}`, { ...fields, ...details(action) });
+    return true;
+  }
+  try {
+    await call();
+    log.info(`[${phase}] ${done}`, { ...fields, ...details(action) });
+    return true;
+  } catch (error) {
+    if (actuator.signal?.aborted) {
+      log.warning(`[${phase}] interrupted by shutdown: ${done}`, fields);
+      return false;
+    }
+    if (isVanished(error)) {
+      log.info(`[${phase}] container vanished, skipped: ${done}`, fields);
+      return true;
+    }
+    log.error(`[${phase}] docker error, retried on the next probe: {detail}`, {
+      ...fields,
+      action: action.kind,
+      ...errorFields(error),
+    });
+    return false;
+  }
+}
+
+/** The eINS log wording of an action, and the call that does it. */
+function describe(action: Action, docker: DockerActions): [string, () => Promise<void>] {
+  switch (action.kind) {
+    case "pause-agent":
+      return ["ecs agent paused..", () => docker.pause(action.id)];
+    case "unpause-agent":
+      return ["ecs agent unpaused..", () => docker.unpause(action.id)];
+    case "set-policy":
+      // `{policy}` is filled from the log record's fields (LogTape templates), not pasted in.
+      return ["set container restart policy: {policy}", () => docker.setRestartPolicy(action.id, action.policy)];
+    case "remove":
+      return ["container has been restarted by docker, stopping & removing..", () => docker.stopAndRemove(action.id)];
+  }
+}
+
+function details(action: Action): Record<string, unknown> {
+  return action.kind === "remove" ? { why: action.why } : action.kind === "set-policy" ? { policy: action.policy } : {};
+}

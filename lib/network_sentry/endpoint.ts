@@ -1,0 +1,45 @@
+/**
+ * Where the probe goes: the regional ECS endpoint of a region, and whether the HTTPS proxy is used for
+ * it (`NO_PROXY` as curl reads it).
+ * @module
+ */
+
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+export function isRegionName(region: string): boolean {
+  return REGION.test(region);
+}
+
+/** `https://ecs.<region>.amazonaws.com`, or `.amazonaws.com.cn` in the China partition. */
+export function regionalEndpoint(region: string): string {
+  const suffix = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
+  return `https://ecs.${region}.${suffix}`;
+}
+
+/**
+ * The proxy for `target`, or `undefined` when it is reached directly. `noProxy` entries: `*` (all), a
+ * host name (matching itself and its subdomains), `.suffix`, `host:port` (that port only), or an IP.
+ */
+export function proxyFor(target: URL, httpsProxy: string | undefined, noProxy: string | undefined): string | undefined {
+  if (httpsProxy === undefined) return undefined;
+  const host = target.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const port = target.port || "443";
+  for (const raw of (noProxy ?? "").split(",")) {
+    const entry = raw.trim().toLowerCase();
+    if (entry === "") continue;
+    if (entry === "*") return undefined;
+    const [entryHost, entryPort] = splitHostPort(entry);
+    if (entryPort !== undefined && entryPort !== port) continue;
+    const name = entryHost.replace(/^\*?\./, "");
+    if (host === name || host.endsWith(`.${name}`)) return undefined;
+  }
+  return httpsProxy;
+}
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port`; a bare IPv6 address has no port. */
+function splitHostPort(entry: string): [string, string | undefined] {
+  const bracketed = entry.match(/^\[([^\]]+)\](?::(\d+))?$/);
+  if (bracketed) return [bracketed[1], bracketed[2]];
+  const parts = entry.split(":");
+  return parts.length === 2 ? [parts[0], parts[1]] : [entry, undefined];
+}

@@ -1,0 +1,364 @@
+/**
+ * The sentry's decisions, free of I/O: probe results become a verdict through the thresholds, and the
+ * journal plus what Docker shows become an ordered list of steps. Each step carries the journal to
+ * write before its actions run, so a process killed at any point resumes from a journal that already
+ * names what it was about to do. Every plan is computed from what Docker shows now, which makes
+ * replaying a step after a crash harmless.
+ * @module
+ */
+import type { Strategy } from "./settings.ts";
+
+export interface RestartPolicy {
+  readonly Name: string;
+  readonly MaximumRetryCount: number;
+}
+
+/** A container as Docker shows it; only ECS-labelled ones (and the agent) are observed. */
+export interface ObservedContainer {
+  readonly id: string;
+  readonly name: string;
+  /** Docker's `State.Status`: running, paused, restarting, exited, created, dead, removing. */
+  readonly state: string;
+  readonly cluster: string;
+  readonly taskArn: string;
+  readonly family: string;
+  readonly containerName: string;
+  readonly restartCount: number;
+  readonly restartPolicy: RestartPolicy;
+  /** `State.StartedAt`; a daemon restart restarts containers without counting it in RestartCount. */
+  readonly startedAt: string;
+  /** `State.Health.Status` when the container has a health check. */
+  readonly health?: string;
+}
+
+export interface AgentContainer {
+  readonly id: string;
+  readonly name: string;
+  readonly state: string;
+}
+
+export interface Observation {
+  /** `undefined` when no container has the agent's name. */
+  readonly agent?: AgentContainer;
+  /** ECS-labelled containers, the agent excluded, in any state. */
+  readonly containers: readonly ObservedContainer[];
+}
+
+/** What the sentry recorded about a container before changing its restart policy. */
+export interface ManagedContainer {
+  readonly id: string;
+  readonly name: string;
+  readonly cluster: string;
+  readonly taskArn: string;
+  readonly family: string;
+  readonly containerName: string;
+  readonly previousPolicy: RestartPolicy;
+  readonly restartCount: number;
+  readonly startedAt: string;
+  /** Decided once when the hand-back begins: Docker restarted it during the outage. */
+  readonly restarted?: boolean;
+}
+
+/**
+ * - `online`: nothing of ours is in effect.
+ * - `offline`: the agent is held paused and the recorded containers are on `on-failure`.
+ * - `handing-back`: restoring after an outage (cleanup, preserve, manual).
+ * - `cutover`: policies restored and agent running; restarted containers wait for their replacements.
+ * - `awaiting-resume`: manual strategy, restarted containers found: the agent stays paused until `resume`.
+ */
+export const MODES = ["online", "offline", "handing-back", "cutover", "awaiting-resume"] as const;
+export type Mode = typeof MODES[number];
+
+export interface Journal {
+  readonly version: 1;
+  readonly mode: Mode;
+  /** When the current mode began (ms since the epoch). */
+  readonly since?: number;
+  /** The strategy of the hand-back in progress, fixed when it begins so a restart finishes it the same way. */
+  readonly strategy?: Strategy;
+  /** The agent was already paused when the outage began (by someone else): the sentry leaves it paused. */
+  readonly agentPausedBefore?: boolean;
+  readonly containers: readonly ManagedContainer[];
+}
+
+export const ONLINE: Journal = { version: 1, mode: "online", containers: [] };
+
+export type Action =
+  | { readonly kind: "pause-agent"; readonly id: string; readonly name: string }
+  | { readonly kind: "unpause-agent"; readonly id: string; readonly name: string }
+  | {
+    readonly kind: "set-policy";
+    readonly id: string;
+    readonly name: string;
+    readonly cluster: string;
+    readonly policy: RestartPolicy;
+  }
+  | {
+    readonly kind: "remove";
+    readonly id: string;
+    readonly name: string;
+    readonly cluster: string;
+    readonly why: string;
+  };
+
+export type Phase = "ecs-offline" | "ecs-online";
+
+export interface Step {
+  readonly phase: Phase;
+  /** What the step does, logged before it starts. */
+  readonly title: string;
+  /** Written (atomically) before any action of the step runs. */
+  readonly journal: Journal;
+  readonly actions: readonly Action[];
+}
+
+// --- probes and thresholds ---
+
+export interface ProbeCounters {
+  readonly consecutiveFailures: number;
+  readonly consecutiveSuccesses: number;
+}
+
+export const NO_PROBES: ProbeCounters = { consecutiveFailures: 0, consecutiveSuccesses: 0 };
+
+export function countProbe(counters: ProbeCounters, reachable: boolean): ProbeCounters {
+  return reachable
+    ? { consecutiveFailures: 0, consecutiveSuccesses: counters.consecutiveSuccesses + 1 }
+    : { consecutiveFailures: counters.consecutiveFailures + 1, consecutiveSuccesses: 0 };
+}
+
+/** `down`/`up` once a threshold of consecutive probes is reached; `undecided` while a streak is shorter. */
+export type Verdict = "down" | "up" | "undecided";
+
+export interface Thresholds {
+  readonly failureThreshold: number;
+  readonly recoveryThreshold: number;
+}
+
+export function verdictOf(counters: ProbeCounters, thresholds: Thresholds): Verdict {
+  if (counters.consecutiveFailures >= thresholds.failureThreshold) return "down";
+  if (counters.consecutiveSuccesses >= thresholds.recoveryThreshold) return "up";
+  return "undecided";
+}
+
+/** Whether Docker must be looked at this tick: only when something of ours is or must be in effect. */
+export function needsDocker(journal: Journal, verdict: Verdict): boolean {
+  return journal.mode !== "online" || verdict === "down";
+}
+
+// --- plans ---
+
+export interface PlanSettings {
+  readonly strategy: Strategy;
+  /** `MaximumRetryCount` of the `on-failure` policy set while offline (0 = unlimited). */
+  readonly retries: number;
+  readonly cutoverTimeoutMs: number;
+}
+
+/** A replacement counts as started once it has run this long (or reports healthy). */
+export const REPLACEMENT_SETTLE_MS = 10_000;
+
+export interface PlanInput {
+  readonly journal: Journal;
+  readonly verdict: Verdict;
+  readonly observation: Observation;
+  readonly settings: PlanSettings;
+  readonly now: number;
+}
+
+/** The ordered steps that move Docker and the journal towards what the verdict asks for. */
+export function plan(input: PlanInput): Step[] {
+  const { journal, verdict, observation, now } = input;
+  const current = keepObserved(journal, observation);
+  if (current.mode === "online") {
+    if (verdict !== "down") return [];
+    const agentPausedBefore = observation.agent?.state === "paused";
+    return offlineSteps({ version: 1, mode: "offline", since: now, agentPausedBefore, containers: [] }, input);
+  }
+  if (current.mode === "offline") {
+    return verdict === "up" ? handBackSteps(beginHandBack(current, input), input) : offlineSteps(current, input);
+  }
+  if (verdict === "down") {
+    // Back offline in the middle of a hand-back: what was recorded (and found restarted) stays recorded.
+    return offlineSteps({ ...current, mode: "offline", since: now, strategy: undefined }, input);
+  }
+  return handBackSteps(current, input);
+}
+
+/** The policy the sentry sets while offline. */
+export function offlinePolicy(retries: number): RestartPolicy {
+  return { Name: "on-failure", MaximumRetryCount: retries };
+}
+
+/** Docker restarted the container since it was recorded: by its restart policy, or when the daemon came back. */
+export function wasRestarted(recorded: ManagedContainer, observed: ObservedContainer): boolean {
+  return observed.restartCount > recorded.restartCount || observed.startedAt !== recorded.startedAt;
+}
+
+function keepObserved(journal: Journal, observation: Observation): Journal {
+  const present = new Set(observation.containers.map((c) => c.id));
+  const containers = journal.containers.filter((c) => present.has(c.id));
+  return containers.length === journal.containers.length ? journal : { ...journal, containers };
+}
+
+function observedById(observation: Observation): Map<string, ObservedContainer> {
+  return new Map(observation.containers.map((c) => [c.id, c]));
+}
+
+function samePolicy(a: RestartPolicy, b: RestartPolicy): boolean {
+  return a.Name === b.Name && (a.Name !== "on-failure" || a.MaximumRetryCount === b.MaximumRetryCount);
+}
+
+/** The title of a step that only writes the journal ahead of the step that acts on it. */
+export const WRITE_JOURNAL = "write the journal";
+
+/**
+ * Steps in order. A step that changes the journal and acts is split in two, the journal first, so that
+ * the write is a step of its own (logged, and a point a crash can fall on); a step with neither is dropped.
+ */
+class StepList {
+  readonly steps: Step[] = [];
+  #journal: Journal;
+
+  constructor(readonly phase: Phase, journal: Journal) {
+    this.#journal = journal;
+  }
+
+  add(title: string, journal: Journal, actions: readonly Action[]): void {
+    if (journal !== this.#journal && actions.length > 0) {
+      this.steps.push({ phase: this.phase, title: WRITE_JOURNAL, journal, actions: [] });
+    } else if (journal === this.#journal && actions.length === 0) {
+      return;
+    }
+    this.steps.push({ phase: this.phase, title, journal, actions });
+    this.#journal = journal;
+  }
+}
+
+function offlineSteps(journal: Journal, input: PlanInput): Step[] {
+  const { observation, settings } = input;
+  const steps = new StepList("ecs-offline", input.journal);
+  const agent = observation.agent;
+  const pause: Action[] = agent?.state === "running" ? [{ kind: "pause-agent", id: agent.id, name: agent.name }] : [];
+  steps.add("hold the ECS agent paused", journal, pause);
+  const recorded = new Set(journal.containers.map((c) => c.id));
+  const newcomers: ManagedContainer[] = observation.containers
+    .filter((c) => c.state === "running" && !recorded.has(c.id))
+    .map((c) => ({
+      id: c.id,
+      name: c.name,
+      cluster: c.cluster,
+      taskArn: c.taskArn,
+      family: c.family,
+      containerName: c.containerName,
+      previousPolicy: c.restartPolicy,
+      restartCount: c.restartCount,
+      startedAt: c.startedAt,
+    }));
+  const withNewcomers: Journal = newcomers.length > 0
+    ? { ...journal, containers: [...journal.containers, ...newcomers] }
+    : journal;
+  const target = offlinePolicy(settings.retries);
+  const observed = observedById(observation);
+  const policies: Action[] = withNewcomers.containers
+    .filter((c) => !samePolicy(observed.get(c.id)!.restartPolicy, target))
+    .map((c) => ({ kind: "set-policy", id: c.id, name: c.name, cluster: c.cluster, policy: target }));
+  steps.add("keep ECS containers alive with an on-failure restart policy", withNewcomers, policies);
+  return steps.steps;
+}
+
+function beginHandBack(journal: Journal, input: PlanInput): Journal {
+  const observed = observedById(input.observation);
+  const strategy = input.settings.strategy;
+  return {
+    ...journal,
+    mode: strategy === "cutover" ? "cutover" : "handing-back",
+    since: input.now,
+    strategy,
+    containers: journal.containers.map((c) => ({
+      ...c,
+      restarted: c.restarted === true || wasRestarted(c, observed.get(c.id)!),
+    })),
+  };
+}
+
+function handBackSteps(journal: Journal, input: PlanInput): Step[] {
+  const { observation, now } = input;
+  const observed = observedById(observation);
+  const restarted = journal.containers.filter((c) => c.restarted);
+  const kept = journal.containers.filter((c) => !c.restarted);
+  const restore = (containers: readonly ManagedContainer[]): Action[] =>
+    containers
+      .filter((c) => !samePolicy(observed.get(c.id)!.restartPolicy, c.previousPolicy))
+      .map((c) => ({ kind: "set-policy", id: c.id, name: c.name, cluster: c.cluster, policy: c.previousPolicy }));
+  const steps = new StepList("ecs-online", input.journal);
+  const complete = () => steps.add("hand-back complete: clear the journal", ONLINE, []);
+  switch (journal.strategy ?? input.settings.strategy) {
+    case "cleanup":
+      steps.add(
+        "stop and remove containers Docker restarted during the outage",
+        journal,
+        restarted.map(removal("restarted by Docker during the outage")),
+      );
+      steps.add("restore the recorded restart policies", journal, restore(kept));
+      steps.add("unpause the ECS agent", journal, unpause(journal, observation));
+      complete();
+      break;
+    case "preserve":
+      steps.add("restore the recorded restart policies", journal, restore(journal.containers));
+      steps.add("unpause the ECS agent", journal, unpause(journal, observation));
+      complete();
+      break;
+    case "manual":
+      if (journal.mode === "awaiting-resume") break;
+      steps.add("restore the recorded restart policies", journal, restore(journal.containers));
+      if (restarted.length > 0) {
+        const waiting: Journal = { ...journal, mode: "awaiting-resume", since: now };
+        steps.add("keep the ECS agent paused until an operator runs resume", waiting, []);
+        break;
+      }
+      steps.add("unpause the ECS agent", journal, unpause(journal, observation));
+      complete();
+      break;
+    case "cutover": {
+      steps.add("restore the recorded restart policies", journal, restore(journal.containers));
+      steps.add("unpause the ECS agent", journal, unpause(journal, observation));
+      const timedOut = now - (journal.since ?? now) >= input.settings.cutoverTimeoutMs;
+      const due = restarted.filter((c) => timedOut || hasReplacement(c, observation, journal, now));
+      const why = timedOut ? "cutover timeout passed" : "the agent started its replacement";
+      steps.add("remove restarted containers whose replacement runs", journal, due.map(removal(why)));
+      if (due.length === restarted.length) complete();
+      break;
+    }
+  }
+  return steps.steps;
+}
+
+/** `resume` (manual strategy): the operator has looked at the restarted containers; hand the agent back. */
+export function resumeSteps(journal: Journal, observation: Observation): Step[] {
+  if (journal.mode !== "awaiting-resume") return [];
+  const steps = new StepList("ecs-online", journal);
+  steps.add("resume: unpause the ECS agent", journal, unpause(journal, observation));
+  steps.add("hand-back complete: clear the journal", ONLINE, []);
+  return steps.steps;
+}
+
+function removal(why: string): (c: ManagedContainer) => Action {
+  return (c) => ({ kind: "remove", id: c.id, name: c.name, cluster: c.cluster, why });
+}
+
+function unpause(journal: Journal, observation: Observation): Action[] {
+  const agent = observation.agent;
+  if (agent === undefined || agent.state !== "paused" || journal.agentPausedBefore) return [];
+  return [{ kind: "unpause-agent", id: agent.id, name: agent.name }];
+}
+
+/** A running container of the same task family and container name, started by the agent after the outage. */
+function hasReplacement(restarted: ManagedContainer, observation: Observation, journal: Journal, now: number): boolean {
+  const recorded = new Set(journal.containers.map((c) => c.id));
+  return observation.containers.some((c) =>
+    !recorded.has(c.id) && c.state === "running" && c.family === restarted.family &&
+    c.containerName === restarted.containerName &&
+    (c.health === "healthy" || now - Date.parse(c.startedAt) >= REPLACEMENT_SETTLE_MS)
+  );
+}

@@ -1,0 +1,169 @@
+/**
+ * The connectivity probe: one HTTPS GET of the regional endpoint over a verified TLS connection, direct
+ * or tunnelled through an HTTP proxy with CONNECT, all within one hard deadline. Any HTTP answer means
+ * the control plane is reachable; everything else is a failure with a reason an operator can act on.
+ *
+ * Written on Deno.connect/startTls rather than fetch: fetch reads the proxy from the environment on its
+ * own and cannot be told to go direct, and its errors do not say which stage failed.
+ * @module
+ */
+import { VERSION } from "../version.ts";
+
+export type ProbeFailureReason = "dns" | "refused" | "timeout" | "tls" | "reset" | "proxy" | "protocol";
+
+export type ProbeResult =
+  | { readonly ok: true; readonly status: number; readonly latencyMs: number }
+  | {
+    readonly ok: false;
+    readonly reason: ProbeFailureReason;
+    readonly detail: string;
+    readonly latencyMs: number;
+  };
+
+export interface ProbeTarget {
+  /** https:// URL; its path is requested. */
+  readonly endpoint: string;
+  readonly timeoutMs: number;
+  /** Extra trusted roots (PEM), besides the built-in ones. */
+  readonly caCerts?: readonly string[];
+  /** http:// proxy to tunnel through, already filtered by NO_PROXY. */
+  readonly proxy?: string;
+}
+
+type Stage = "connect" | "proxy" | "tls" | "answer";
+
+/** A failure already classified by the stage that raised it. */
+class ProbeFailure extends Error {
+  constructor(readonly reason: ProbeFailureReason, detail: string) {
+    super(detail);
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Probes once. Never throws for network trouble; rethrows `signal`'s reason when it aborts (shutdown). */
+export async function probeEndpoint(target: ProbeTarget, signal?: AbortSignal): Promise<ProbeResult> {
+  const started = performance.now();
+  const deadline = AbortSignal.timeout(target.timeoutMs);
+  const abort = signal ? AbortSignal.any([signal, deadline]) : deadline;
+  const opened: Deno.Conn[] = [];
+  const progress = { stage: "connect" as Stage };
+  const aborted = new Promise<never>((_, reject) => {
+    const fail = () => reject(new ProbeFailure("timeout", `no answer within ${target.timeoutMs} ms`));
+    if (abort.aborted) fail();
+    else abort.addEventListener("abort", fail, { once: true });
+  });
+  aborted.catch(() => {});
+  try {
+    const status = await Promise.race([exchange(target, abort, opened, progress), aborted]);
+    return { ok: true, status, latencyMs: performance.now() - started };
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    const failure = error instanceof ProbeFailure ? error : classify(error, progress.stage);
+    const detail = failure.reason === "timeout" ? `${failure.message} (during ${progress.stage})` : failure.message;
+    return { ok: false, reason: failure.reason, detail, latencyMs: performance.now() - started };
+  } finally {
+    for (const conn of opened) {
+      try {
+        conn.close();
+      } catch {
+        // already closed by the TLS layer
+      }
+    }
+  }
+}
+
+async function exchange(
+  target: ProbeTarget,
+  abort: AbortSignal,
+  opened: Deno.Conn[],
+  progress: { stage: Stage },
+): Promise<number> {
+  const url = new URL(target.endpoint);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(url.port || 443);
+  let conn: Deno.Conn;
+  if (target.proxy) {
+    progress.stage = "proxy";
+    const proxy = new URL(target.proxy);
+    conn = await Deno.connect({ hostname: proxy.hostname.replace(/^\[|\]$/g, ""), port: Number(proxy.port || 80) })
+      .catch((error) => {
+        throw new ProbeFailure("proxy", `proxy ${proxy.host}: ${(error as Error).message}`);
+      });
+    opened.push(conn);
+    await openTunnel(conn, url.host.includes(":") ? url.host : `${url.host}:${port}`, proxy);
+  } else {
+    conn = await Deno.connect({ hostname: host, port, signal: abort });
+    opened.push(conn);
+  }
+  progress.stage = "tls";
+  const tls = await Deno.startTls(conn as Deno.TcpConn, {
+    hostname: host,
+    caCerts: target.caCerts ? [...target.caCerts] : undefined,
+  });
+  opened.push(tls);
+  await tls.handshake();
+  progress.stage = "answer";
+  const request = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+    `User-Agent: ecs-network-sentry/${VERSION}\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
+  await writeAll(tls, encoder.encode(request));
+  const statusLine = await readUntil(tls, "\r\n", 8192);
+  const status = statusLine.match(/^HTTP\/\d(?:\.\d)? (\d{3})/)?.[1];
+  if (status === undefined) {
+    throw new ProbeFailure("protocol", `not an HTTP answer: ${JSON.stringify(statusLine.slice(0, 60))}`);
+  }
+  return Number(status);
+}
+
+async function openTunnel(conn: Deno.Conn, authority: string, proxy: URL): Promise<void> {
+  const credentials = proxy.username
+    ? `Proxy-Authorization: Basic ${
+      btoa(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`)
+    }\r\n`
+    : "";
+  await writeAll(conn, encoder.encode(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${credentials}\r\n`));
+  const head = await readUntil(conn, "\r\n\r\n", 16384).catch((error) => {
+    throw new ProbeFailure("proxy", `proxy ${proxy.host} closed the tunnel: ${(error as Error).message}`);
+  });
+  const statusLine = head.split("\r\n", 1)[0];
+  if (!/^HTTP\/\d(?:\.\d)? 200\b/.test(statusLine)) {
+    throw new ProbeFailure("proxy", `proxy ${proxy.host} refused CONNECT ${authority}: ${statusLine}`);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+/** Reads byte by byte up to and including `marker`, so nothing past it (TLS records) is consumed. */
+async function readUntil(conn: Deno.Conn, marker: string, limit: number): Promise<string> {
+  const buffer = new Uint8Array(limit);
+  const one = new Uint8Array(1);
+  let length = 0;
+  while (length < limit) {
+    const n = await conn.read(one);
+    if (n === null) throw new Error("connection closed before an answer");
+    buffer[length++] = one[0];
+    const text = decoder.decode(buffer.subarray(Math.max(0, length - marker.length), length));
+    if (text === marker) return decoder.decode(buffer.subarray(0, length - marker.length));
+  }
+  throw new Error(`no ${JSON.stringify(marker)} within ${limit} bytes`);
+}
+
+function classify(error: unknown, stage: Stage): ProbeFailure {
+  const message = (error as Error)?.message ?? String(error);
+  if (error instanceof Deno.errors.ConnectionRefused) return new ProbeFailure("refused", message);
+  if (stage === "connect" && /lookup address|name or service|nodename|name resolution|dns/i.test(message)) {
+    return new ProbeFailure("dns", message);
+  }
+  if (stage === "tls") return new ProbeFailure("tls", message);
+  if (
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.BrokenPipe || /closed before an answer/.test(message)
+  ) {
+    return new ProbeFailure("reset", message);
+  }
+  return new ProbeFailure(stage === "proxy" ? "proxy" : "protocol", message);
+}

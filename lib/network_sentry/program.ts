@@ -1,0 +1,150 @@
+/**
+ * The network sentry as a role program: the daemon, and the `status` and `resume` subcommands.
+ * @module
+ */
+import type { RoleContext, RoleProgram } from "../lifecycle.ts";
+import type { RotatingFile } from "../log.ts";
+import { roleInfo } from "../roles.ts";
+import { readStatus } from "../status_file.ts";
+import { runSteps } from "./actuator.ts";
+import { DockerHost, parseDockerHost } from "./docker.ts";
+import { dryRunJournal, fileJournal, type JournalStore } from "./journal.ts";
+import { resumeSteps } from "./machine.ts";
+import { probeEndpoint } from "./probe.ts";
+import { proxyFor, regionalEndpoint } from "./endpoint.ts";
+import { type ProbeMemory, runSentry, statusFileFor } from "./sentry.ts";
+import {
+  type NetworkSentryConfig,
+  type NetworkSentrySettings,
+  networkSentrySettings,
+  validateSettings,
+} from "./settings.ts";
+
+/** Exit codes beyond the shared 0/1/2. */
+export const SentryExitCode = {
+  /** `resume` refused: the sentry is offline or in the middle of an automatic hand-back. */
+  ResumeRefused: 3,
+} as const;
+
+const info = roleInfo("network-sentry")!;
+
+export const networkSentryProgram: RoleProgram<NetworkSentrySettings> = {
+  info,
+  spec: networkSentrySettings,
+  subcommands: {
+    status: "print the mode, the last probe and the journal as JSON",
+    resume: "manual strategy: unpause the ECS agent and finish the hand-back now",
+  },
+  helpExtra: "       3 resume refused (the sentry is offline or handing back on its own)\n" +
+    "HTTPS_PROXY/NO_PROXY are read from the environment; lower-case spellings are not.",
+  validate: validateSettings,
+  logFile: (config): RotatingFile => ({ path: config.logFile, maxBytes: 5 * 1024 * 1024, maxFiles: 5 }),
+  run(context) {
+    switch (context.subcommand) {
+      case "status":
+        return printStatus(context.config);
+      case "resume":
+        return resume(context);
+      default:
+        return daemon(context);
+    }
+  },
+};
+
+function journalFor(config: NetworkSentryConfig): JournalStore {
+  return config.dryRun ? dryRunJournal(config.stateFile) : fileJournal(config.stateFile);
+}
+
+function endpointOf(config: NetworkSentryConfig): string {
+  return config.endpoint ?? regionalEndpoint(config.region);
+}
+
+async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<number> {
+  const { config, log, shutdown } = context;
+  const endpoint = endpointOf(config);
+  const proxy = proxyFor(new URL(endpoint), config.httpsProxy, config.noProxy);
+  const caCerts = config.caFile === undefined ? undefined : [await Deno.readTextFile(config.caFile)];
+  log.info("[startup] probing {endpoint} every {interval} s ({via}); restart strategy {strategy}", {
+    endpoint,
+    interval: config.interval,
+    via: proxy === undefined ? "direct" : `via proxy ${new URL(proxy).host}`,
+    strategy: config.restartStrategy,
+    dryRun: config.dryRun,
+  });
+  if (config.dryRun) log.warning("[startup] dry run: Docker and the journal are left untouched");
+  return await runSentry({
+    config,
+    log,
+    signal: shutdown.signal,
+    endpoint,
+    probe: (signal) => probeEndpoint({ endpoint, timeoutMs: config.timeout * 1000, caCerts, proxy }, signal),
+    docker: new DockerHost(parseDockerHost(config.dockerHost), shutdown.signal),
+    journal: journalFor(config),
+    statusFile: config.dryRun ? undefined : statusFileFor(config.stateFile),
+    resumeCommand: resumeCommand(config),
+  });
+}
+
+/** The command logged under the manual strategy, with every flag that locates this sentry's state. */
+function resumeCommand(config: NetworkSentryConfig): string {
+  const defaults = networkSentrySettings;
+  const flags: string[] = ["--region", config.region];
+  if (config.stateFile !== defaults.stateFile.default) flags.push("--state-file", config.stateFile);
+  if (config.dockerHost !== defaults.dockerHost.default) flags.push("--docker-host", config.dockerHost);
+  if (config.agentContainer !== defaults.agentContainer.default) flags.push("--agent-container", config.agentContainer);
+  return [info.binary, "resume", ...flags].map(shellWord).join(" ");
+}
+
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+async function printStatus(config: NetworkSentryConfig): Promise<number> {
+  const journal = await fileJournal(config.stateFile).load();
+  const status = await readStatus(statusFileFor(config.stateFile));
+  const probes = status?.details as (ProbeMemory & { endpoint?: string }) | undefined;
+  const iso = (ms: number | undefined) => ms === undefined ? undefined : new Date(ms).toISOString();
+  const document = {
+    mode: journal.mode,
+    since: iso(journal.since),
+    strategy: journal.strategy,
+    endpoint: probes?.endpoint,
+    lastProbe: probes?.lastProbe && { ...probes.lastProbe, at: iso(probes.lastProbe.at) },
+    consecutiveFailures: probes?.counters.consecutiveFailures,
+    consecutiveSuccesses: probes?.counters.consecutiveSuccesses,
+    probedBy: status && { pid: status.pid, updatedAt: iso(status.updatedAt) },
+    journal: { path: config.stateFile, ...journal },
+  };
+  console.log(JSON.stringify(document, null, 2));
+  return 0;
+}
+
+async function resume(context: RoleContext<NetworkSentrySettings>): Promise<number> {
+  const { config, log, shutdown } = context;
+  const store = journalFor(config);
+  const docker = new DockerHost(parseDockerHost(config.dockerHost), shutdown.signal);
+  return await store.locked(async () => {
+    const journal = await store.load();
+    if (journal.mode === "online") {
+      log.info("[resume] nothing to resume: no hand-back is waiting");
+      return 0;
+    }
+    if (journal.mode !== "awaiting-resume") {
+      log.error("[resume] refused: the sentry is {mode}; it hands back on its own once the region answers", {
+        mode: journal.mode,
+      });
+      return SentryExitCode.ResumeRefused;
+    }
+    const observation = await docker.observe(config.agentContainer);
+    const outcome = await runSteps(resumeSteps(journal, observation), journal, {
+      docker,
+      journal: store,
+      log,
+      dryRun: config.dryRun,
+      signal: shutdown.signal,
+    });
+    if (!outcome.finished) return 1;
+    log.info("[resume] hand-back complete, the ECS agent is in charge again");
+    return 0;
+  });
+}

@@ -1,0 +1,180 @@
+/**
+ * The network sentry's settings: the original eINS flags with their short forms and defaults, then the
+ * new ones. One declaration each; `--help` and the README table are generated from here.
+ * @module
+ */
+import { ConfigError, type ConfigOf, integer, oneOf, seconds, type Setting, text, toggle, url } from "../config.ts";
+import { type Level, type LogFormat, logFormatSetting, logLevelSetting } from "../log.ts";
+import { parseDockerHost } from "./docker.ts";
+import { isRegionName } from "./endpoint.ts";
+
+export const STRATEGIES = ["cleanup", "preserve", "manual", "cutover"] as const;
+export type Strategy = typeof STRATEGIES[number];
+
+/** A type alias, not an interface: the settings machinery indexes specs by name. */
+export type NetworkSentrySettings = {
+  readonly region: Setting<string>;
+  readonly interval: Setting<number>;
+  readonly retries: Setting<number>;
+  readonly logFile: Setting<string>;
+  readonly logLevel: Setting<Level>;
+  readonly logFormat: Setting<LogFormat>;
+  readonly endpoint: Setting<string | undefined>;
+  readonly timeout: Setting<number>;
+  readonly caFile: Setting<string | undefined>;
+  readonly httpsProxy: Setting<string | undefined>;
+  readonly noProxy: Setting<string | undefined>;
+  readonly failureThreshold: Setting<number>;
+  readonly recoveryThreshold: Setting<number>;
+  readonly restartStrategy: Setting<Strategy>;
+  readonly cutoverTimeout: Setting<number>;
+  readonly dockerHost: Setting<string>;
+  readonly agentContainer: Setting<string>;
+  readonly stateFile: Setting<string>;
+  readonly metricsFile: Setting<string | undefined>;
+  readonly dryRun: Setting<boolean>;
+  readonly once: Setting<boolean>;
+};
+
+export const networkSentrySettings: NetworkSentrySettings = {
+  region: text({
+    flag: "region",
+    short: "r",
+    required: true,
+    type: "region",
+    help: "AWS region of the ECS cluster that manages this external instance (e.g. eu-west-1).",
+  }),
+  interval: seconds({
+    flag: "interval",
+    short: "i",
+    default: 20,
+    help: "Seconds between connectivity probes.",
+  }),
+  retries: integer({
+    flag: "retries",
+    short: "n",
+    default: 0,
+    help: "How often Docker restarts a failing container while offline (on-failure MaximumRetryCount; 0 = unlimited).",
+  }),
+  logFile: text({
+    flag: "logfile",
+    short: "l",
+    default: "/tmp/ecs-external-instance-network-sentry.log",
+    type: "path",
+    help: "Log file (text lines, rotated at 5 MiB, 5 files kept), written besides stdout.",
+  }),
+  logLevel: logLevelSetting({ flag: "loglevel", short: "k", default: "info" }),
+  logFormat: logFormatSetting(),
+  endpoint: url({
+    flag: "endpoint",
+    help: "HTTPS endpoint to probe; default the regional ECS endpoint (ecs.<region>.amazonaws.com[.cn]).",
+  }),
+  timeout: seconds({
+    flag: "timeout",
+    default: 5,
+    help: "Seconds a probe may take in all (DNS, connect, proxy tunnel, TLS, answer) before it counts as failed.",
+  }),
+  caFile: text({
+    flag: "ca-file",
+    type: "path",
+    help: "PEM file of extra CA certificates trusted besides the built-in roots (TLS-inspecting proxies).",
+  }),
+  httpsProxy: url({
+    env: "HTTPS_PROXY",
+    flag: "https-proxy",
+    help: "http:// proxy the probe tunnels through with CONNECT; credentials in the URL are sent as Basic auth.",
+  }),
+  noProxy: text({
+    env: "NO_PROXY",
+    flag: "no-proxy",
+    type: "hosts",
+    help: "Comma-separated hosts that bypass the proxy: name, .suffix, host:port, IP, or * for all.",
+  }),
+  failureThreshold: integer({
+    flag: "failure-threshold",
+    default: 2,
+    min: 1,
+    max: 1000,
+    help: "Consecutive failed probes before the host goes offline.",
+  }),
+  recoveryThreshold: integer({
+    flag: "recovery-threshold",
+    default: 2,
+    min: 1,
+    max: 1000,
+    help: "Consecutive successful probes before containers are handed back to the ECS agent.",
+  }),
+  restartStrategy: oneOf({
+    flag: "restart-strategy",
+    default: "cleanup",
+    choices: STRATEGIES,
+    help: "What happens to containers Docker restarted during the outage once online (see the strategies section).",
+  }),
+  cutoverTimeout: seconds({
+    flag: "cutover-timeout",
+    default: 300,
+    help: "cutover: remove a restarted container after this long even if the agent started no replacement.",
+  }),
+  dockerHost: text({
+    env: "DOCKER_HOST",
+    flag: "docker-host",
+    default: "unix:///var/run/docker.sock",
+    type: "unix://path|tcp://host:port",
+    help: "Docker Engine API address.",
+  }),
+  agentContainer: text({
+    flag: "agent-container",
+    default: "ecs-agent",
+    type: "name",
+    help: "Name of the ECS agent's container, paused while offline.",
+  }),
+  stateFile: text({
+    flag: "state-file",
+    default: "/var/lib/ecs-network-sentry/state.json",
+    type: "path",
+    help: "Journal of what the sentry changed (written atomically before each step, resumed on start).",
+  }),
+  metricsFile: text({
+    flag: "metrics-file",
+    type: "path",
+    help: "Prometheus text file for node_exporter's textfile collector (name it *.prom), rewritten every probe.",
+  }),
+  dryRun: toggle({
+    flag: "dry-run",
+    help: "Log every action the sentry would take; change nothing in Docker and write no journal.",
+  }),
+  once: toggle({ flag: "once", help: "Run one probe and one reconcile, then exit." }),
+};
+
+export type NetworkSentryConfig = ConfigOf<NetworkSentrySettings>;
+
+/** Checks across settings, run before anything starts; every problem names its flag. */
+export function validateSettings(config: NetworkSentryConfig): void {
+  if (!isRegionName(config.region)) {
+    throw new ConfigError("--region", config.region, "expected an AWS region name such as eu-west-1");
+  }
+  if (config.interval <= 0) throw new ConfigError("--interval", String(config.interval), "must be above 0");
+  if (config.timeout <= 0) throw new ConfigError("--timeout", String(config.timeout), "must be above 0");
+  if (config.endpoint !== undefined && !config.endpoint.startsWith("https://")) {
+    throw new ConfigError("--endpoint", config.endpoint, "must be an https:// URL (the probe checks TLS)");
+  }
+  if (config.httpsProxy !== undefined && !config.httpsProxy.startsWith("http://")) {
+    throw new ConfigError("--https-proxy", config.httpsProxy, "only http:// proxies are supported");
+  }
+  if (config.caFile !== undefined) {
+    let pem: string;
+    try {
+      pem = Deno.readTextFileSync(config.caFile);
+    } catch (error) {
+      throw new ConfigError("--ca-file", config.caFile, (error as Error).message);
+    }
+    if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new ConfigError("--ca-file", config.caFile, "holds no PEM certificate");
+    }
+  }
+  try {
+    parseDockerHost(config.dockerHost);
+  } catch (error) {
+    throw new ConfigError("--docker-host", config.dockerHost, (error as Error).message);
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * A regional ECS endpoint on loopback, behind a throw-away CA made at test time with the `openssl` CLI.
+ * Each TCP connection meets the behaviour in force: an HTTPS answer, a refusal (nothing listens), a
+ * blackhole (accepted, never answered), a failing TLS handshake (a certificate the CA did not sign), a
+ * reset, or a flapping cycle of these. Plus an HTTP CONNECT proxy that maps names such as
+ * `ecs.eu-test-1.amazonaws.com:443` to loopback ports, as a corporate proxy in front of the region would.
+ * @module
+ */
+import { join } from "node:path";
+
+export type EndpointBehaviour = "answer" | "refuse" | "blackhole" | "tls-fail" | "reset";
+
+export interface TestCa {
+  /** PEM file of the CA, for `--ca-file`. */
+  readonly caFile: string;
+  readonly caPem: string;
+  /** Server certificate and key signed by the CA, valid for the given names, localhost and 127.0.0.1. */
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** A self-signed certificate for the same names, which no client trusts. */
+  readonly untrustedCertPem: string;
+  readonly untrustedKeyPem: string;
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" }).output();
+  } catch (error) {
+    throw new Error(`the endpoint emulator needs the openssl CLI: ${(error as Error).message}`);
+  }
+  if (!output.success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
+}
+
+/** Makes a CA and two server certificates (one signed by it, one not) in `dir`. */
+export async function createTestCa(dir: string, hostnames: readonly string[] = []): Promise<TestCa> {
+  const names = ["localhost", ...hostnames];
+  const san = [...names.map((n) => `DNS:${n}`), "IP:127.0.0.1"].join(",");
+  await Deno.writeTextFile(
+    join(dir, "server.cnf"),
+    `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
+  );
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl([
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=sentry test CA",
+  ], dir);
+  await openssl(["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", `/CN=${names[0]}`], dir);
+  await openssl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      "server.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "server.pem",
+      "-days",
+      "2",
+      "-extfile",
+      "server.cnf",
+    ],
+    dir,
+  );
+  await openssl(
+    [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      "untrusted.key",
+      "-out",
+      "untrusted.pem",
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${names[0]}`,
+      "-addext",
+      `subjectAltName=${san}`,
+    ],
+    dir,
+  );
+  const read = (name: string) => Deno.readTextFile(join(dir, name));
+  return {
+    caFile: join(dir, "ca.pem"),
+    caPem: await read("ca.pem"),
+    certPem: await read("server.pem"),
+    keyPem: await read("server.key"),
+    untrustedCertPem: await read("untrusted.pem"),
+    untrustedKeyPem: await read("untrusted.key"),
+  };
+}
+
+export interface RegionEndpoint extends AsyncDisposable {
+  /** `https://localhost:<port>` */
+  readonly url: string;
+  readonly port: number;
+  readonly behaviour: EndpointBehaviour;
+  /** Connections accepted so far (refused ones never arrive). */
+  readonly connections: number;
+  /** Every new connection meets `behaviour` (a refusal closes the listening socket until changed). */
+  set(behaviour: EndpointBehaviour): void;
+  /** Connection n meets `cycle[n % cycle.length]`; refusals cannot flap (they need a closed port). */
+  flap(cycle: readonly Exclude<EndpointBehaviour, "refuse">[]): void;
+  close(): Promise<void>;
+}
+
+export function startRegionEndpoint(ca: TestCa): RegionEndpoint {
+  const backend = (cert: string, key: string) =>
+    Deno.serve(
+      { hostname: "127.0.0.1", port: 0, cert, key, onListen() {} },
+      () => new Response('{"__type":"UnknownOperationException"}', { status: 404 }),
+    );
+  const trusted = backend(ca.certPem, ca.keyPem);
+  const untrusted = backend(ca.untrustedCertPem, ca.untrustedKeyPem);
+  const held = new Set<Deno.Conn>();
+  let cycle: readonly EndpointBehaviour[] = ["answer"];
+  let connections = 0;
+  let listener: Deno.Listener | undefined = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+
+  const relay = async (conn: Deno.Conn, to: Deno.HttpServer<Deno.NetAddr>) => {
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port: to.addr.port });
+    held.add(upstream);
+    await Promise.allSettled([conn.readable.pipeTo(upstream.writable), upstream.readable.pipeTo(conn.writable)]);
+    held.delete(upstream);
+  };
+  const handle = (conn: Deno.Conn) => {
+    const behaviour = cycle[connections++ % cycle.length];
+    held.add(conn);
+    const done = () => held.delete(conn);
+    if (behaviour === "blackhole") return;
+    if (behaviour === "reset") {
+      conn.close();
+      done();
+      return;
+    }
+    relay(conn, behaviour === "tls-fail" ? untrusted : trusted).catch(() => {}).finally(done);
+  };
+  const accept = async (active: Deno.Listener) => {
+    try {
+      for await (const conn of active) handle(conn);
+    } catch {
+      // the listener was closed
+    }
+  };
+  accept(listener);
+
+  const set = (next: readonly EndpointBehaviour[]) => {
+    cycle = next;
+    if (next.includes("refuse")) {
+      listener?.close();
+      listener = undefined;
+    } else if (listener === undefined) {
+      listener = Deno.listen({ hostname: "127.0.0.1", port });
+      accept(listener);
+    }
+  };
+  const close = async () => {
+    listener?.close();
+    listener = undefined;
+    for (const conn of held) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    }
+    await Promise.all([trusted.shutdown(), untrusted.shutdown()]);
+  };
+  return {
+    url: `https://localhost:${port}`,
+    port,
+    get behaviour() {
+      return cycle[connections % cycle.length];
+    },
+    get connections() {
+      return connections;
+    },
+    set: (behaviour) => set([behaviour]),
+    flap: (next) => set(next),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+export interface ConnectProxy extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  /** `CONNECT` targets asked for, in order, including ones refused. */
+  readonly tunnels: readonly string[];
+  /** `Proxy-Authorization` headers seen, decoded (`user:password`). */
+  readonly credentials: readonly string[];
+  close(): Promise<void>;
+}
+
+/** An HTTP CONNECT proxy; `routes` maps `host:port` to a loopback port, anything else gets 502. */
+export function startConnectProxy(routes: Readonly<Record<string, number>>): ConnectProxy {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const tunnels: string[] = [];
+  const credentials: string[] = [];
+  const open = new Set<Deno.Conn>();
+  const encoder = new TextEncoder();
+  const serve = async (conn: Deno.Conn) => {
+    open.add(conn);
+    try {
+      const head = await readHead(conn);
+      const [method, target] = head.split(" ", 2);
+      tunnels.push(target);
+      const auth = head.match(/^proxy-authorization: basic (\S+)\r?$/im)?.[1];
+      if (auth) credentials.push(atob(auth));
+      const routed = routes[target];
+      if (method !== "CONNECT" || routed === undefined) {
+        await conn.write(encoder.encode("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"));
+        return;
+      }
+      const upstream = await Deno.connect({ hostname: "127.0.0.1", port: routed }).catch(() => undefined);
+      if (upstream === undefined) {
+        await conn.write(encoder.encode("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"));
+        return;
+      }
+      open.add(upstream);
+      await conn.write(encoder.encode("HTTP/1.1 200 Connection established\r\n\r\n"));
+      await Promise.allSettled([conn.readable.pipeTo(upstream.writable), upstream.readable.pipeTo(conn.writable)]);
+      open.delete(upstream);
+    } catch {
+      // the client went away
+    } finally {
+      open.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // closed by pipeTo already
+      }
+    }
+  };
+  (async () => {
+    try {
+      for await (const conn of listener) serve(conn);
+    } catch {
+      // closed
+    }
+  })();
+  let closed = false;
+  const close = () => {
+    if (closed) return Promise.resolve();
+    closed = true;
+    listener.close();
+    for (const conn of open) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    }
+    return Promise.resolve();
+  };
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    tunnels,
+    credentials,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+async function readHead(conn: Deno.Conn): Promise<string> {
+  const chunks: number[] = [];
+  const one = new Uint8Array(1);
+  while (chunks.length < 16384) {
+    if (await conn.read(one) === null) break;
+    chunks.push(one[0]);
+    const n = chunks.length;
+    if (n >= 4 && chunks[n - 4] === 13 && chunks[n - 3] === 10 && chunks[n - 2] === 13 && chunks[n - 1] === 10) break;
+  }
+  return new TextDecoder().decode(new Uint8Array(chunks));
+}

@@ -1,0 +1,115 @@
+/**
+ * What the process-level sentry tests share: one private Docker engine and one endpoint emulator per
+ * test file, a fresh state folder and container set per test, and polling helpers over real state.
+ * @module
+ */
+import { readJsonFile } from "../../lib/atomic_file.ts";
+import type { Journal } from "../../lib/network_sentry/machine.ts";
+import { type DockerEngine, engineForTests } from "../../sim/docker_engine.ts";
+import { createTestCa, type RegionEndpoint, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
+import { type RoleProcess, runRoleToEnd, spawnRole } from "../support/role_process.ts";
+
+export { waitUntil } from "../support/wait.ts";
+
+export interface Fixture {
+  readonly engine: DockerEngine;
+  readonly endpoint: RegionEndpoint;
+  readonly ca: TestCa;
+  readonly dir: string;
+  close(): Promise<void>;
+}
+
+/** `undefined` (tests skip) when Docker cannot run here, unless REQUIRE_DOCKER=1. */
+export async function startFixture(): Promise<Fixture | undefined> {
+  const engine = await engineForTests();
+  if (!engine) return undefined;
+  const dir = await Deno.makeTempDir({ prefix: "sentry-test-" });
+  const ca = await createTestCa(dir);
+  const endpoint = startRegionEndpoint(ca);
+  return {
+    engine,
+    endpoint,
+    ca,
+    dir,
+    async close() {
+      await endpoint.close();
+      await engine.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** The standard host: the agent, a healthy task container, a crash-looping one, and an unlabelled one. */
+export async function standardHost(engine: DockerEngine, crashAfter = 2): Promise<void> {
+  await engine.removeAll();
+  await Promise.all([
+    engine.createAgent(),
+    engine.createTask({ name: "web", family: "web", containerName: "web", behaviour: "healthy" }),
+    engine.createTask({ name: "crasher", family: "batch", containerName: "worker", behaviour: "crash", crashAfter }),
+    engine.createUnlabelled("not-ecs"),
+  ]);
+}
+
+export class SentryCase {
+  readonly stateFile: string;
+  readonly logFile: string;
+  readonly metricsFile: string;
+
+  constructor(readonly fixture: Fixture, name: string) {
+    const folder = `${fixture.dir}/${name}`;
+    Deno.mkdirSync(folder, { recursive: true });
+    this.stateFile = `${folder}/state.json`;
+    this.logFile = `${folder}/sentry.log`;
+    this.metricsFile = `${folder}/sentry.prom`;
+  }
+
+  /** The flags every run shares: fast probes against the emulator, this case's files, the private engine. */
+  flags(extra: readonly string[] = []): string[] {
+    return [
+      "--region",
+      "eu-test-1",
+      "--endpoint",
+      this.fixture.endpoint.url,
+      "--ca-file",
+      this.fixture.ca.caFile,
+      "--interval",
+      "0.2",
+      "--timeout",
+      "0.5",
+      "--docker-host",
+      this.fixture.engine.host,
+      "--state-file",
+      this.stateFile,
+      "--logfile",
+      this.logFile,
+      "--metrics-file",
+      this.metricsFile,
+      ...extra,
+    ];
+  }
+
+  start(extra: readonly string[] = []): RoleProcess {
+    return spawnRole("network-sentry", { args: this.flags(extra) });
+  }
+
+  run(extra: readonly string[] = []) {
+    return runRoleToEnd("network-sentry", { args: this.flags(extra) });
+  }
+
+  journal(): Promise<Journal | undefined> {
+    return readJsonFile<Journal>(this.stateFile);
+  }
+}
+
+/** The agent is paused and both task containers are on on-failure: the offline state is in force. */
+export async function offlineApplied(engine: DockerEngine): Promise<boolean> {
+  const states = await engine.states();
+  return states.get("ecs-agent")?.status === "paused" && states.get("web")?.policy === "on-failure" &&
+    states.get("crasher")?.policy === "on-failure";
+}
+
+/** Waits for the process to exit (after a signal) and returns its exit code. */
+export async function stopped(sentry: RoleProcess, signal: Deno.Signal = "SIGTERM"): Promise<number> {
+  sentry.kill(signal);
+  return (await sentry.exited).code;
+}

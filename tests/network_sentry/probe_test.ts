@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { proxyFor, regionalEndpoint } from "../../lib/network_sentry/endpoint.ts";
+import { probeEndpoint, type ProbeResult } from "../../lib/network_sentry/probe.ts";
+import { createTestCa, startConnectProxy, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
+import { runRoleToEnd } from "../support/role_process.ts";
+
+const REGION_HOST = "ecs.eu-test-1.amazonaws.com";
+const dir = await Deno.makeTempDir({ prefix: "sentry-probe-" });
+const ca: TestCa = await createTestCa(dir, [REGION_HOST]);
+
+function failed(result: ProbeResult): { reason: string; detail: string } {
+  assert.equal(result.ok, false, `expected a failure, got ${JSON.stringify(result)}`);
+  return result as { reason: string; detail: string };
+}
+
+Deno.test("regional endpoints follow the partition", () => {
+  assert.equal(regionalEndpoint("ap-southeast-2"), "https://ecs.ap-southeast-2.amazonaws.com");
+  assert.equal(regionalEndpoint("cn-north-1"), "https://ecs.cn-north-1.amazonaws.com.cn");
+  assert.equal(regionalEndpoint("us-gov-west-1"), "https://ecs.us-gov-west-1.amazonaws.com");
+});
+
+Deno.test("NO_PROXY: names, suffixes, ports, IPs and *", () => {
+  const target = new URL("https://ecs.eu-west-1.amazonaws.com");
+  const proxy = "http://proxy:3128";
+  assert.equal(proxyFor(target, undefined, undefined), undefined);
+  assert.equal(proxyFor(target, proxy, undefined), proxy);
+  assert.equal(proxyFor(target, proxy, ""), proxy);
+  assert.equal(proxyFor(target, proxy, "*"), undefined);
+  assert.equal(proxyFor(target, proxy, "amazonaws.com"), undefined);
+  assert.equal(proxyFor(target, proxy, " .amazonaws.com ,other"), undefined);
+  assert.equal(proxyFor(target, proxy, "*.amazonaws.com"), undefined);
+  assert.equal(proxyFor(target, proxy, "ws.com"), proxy, "a suffix must end at a dot");
+  assert.equal(proxyFor(target, proxy, "ecs.eu-west-1.amazonaws.com:443"), undefined);
+  assert.equal(proxyFor(target, proxy, "ecs.eu-west-1.amazonaws.com:8443"), proxy);
+  assert.equal(proxyFor(new URL("https://127.0.0.1:8443"), proxy, "127.0.0.1"), undefined);
+  assert.equal(proxyFor(new URL("https://[::1]:8443"), proxy, "::1"), undefined);
+  assert.equal(proxyFor(new URL("https://[::1]:8443"), proxy, "[::1]:8443"), undefined);
+});
+
+Deno.test("probe: an HTTP answer over TLS verified with the extra CA is reachable", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  const result = await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] });
+  assert.equal(result.ok, true, JSON.stringify(result));
+  assert.equal((result as { status: number }).status, 404, "any HTTP status counts as an answer");
+});
+
+Deno.test("probe: without the CA the same endpoint fails TLS verification", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000 }));
+  assert.equal(failure.reason, "tls");
+  assert.match(failure.detail, /UnknownIssuer|certificate/i);
+});
+
+Deno.test("probe: a certificate the CA did not sign is a TLS failure", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  endpoint.set("tls-fail");
+  const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
+  assert.equal(failure.reason, "tls");
+});
+
+Deno.test("probe: a refused connection is reported as refused", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  endpoint.set("refuse");
+  const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
+  assert.equal(failure.reason, "refused");
+  endpoint.set("answer");
+  const again = await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] });
+  assert.equal(again.ok, true, "the port listens again once the refusal ends");
+});
+
+Deno.test("probe: a blackholed endpoint fails at the timeout, not minutes later", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  endpoint.set("blackhole");
+  const started = performance.now();
+  const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 400, caCerts: [ca.caPem] }));
+  const elapsed = performance.now() - started;
+  assert.equal(failure.reason, "timeout");
+  assert.match(failure.detail, /during tls/);
+  assert.ok(elapsed >= 390 && elapsed < 1000, `took ${elapsed} ms`);
+});
+
+Deno.test("probe: an unresolvable host is a DNS failure", async () => {
+  const failure = failed(await probeEndpoint({ endpoint: "https://ecs.no-such-region-1.invalid", timeoutMs: 3000 }));
+  assert.equal(failure.reason, "dns");
+});
+
+Deno.test("probe: through an HTTP CONNECT proxy to a name only the proxy can resolve", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await using proxy = startConnectProxy({ [`${REGION_HOST}:443`]: endpoint.port });
+  const withAuth = proxy.url.replace("http://", "http://sentry:s%40cret@");
+  const result = await probeEndpoint({
+    endpoint: `https://${REGION_HOST}`,
+    timeoutMs: 2000,
+    caCerts: [ca.caPem],
+    proxy: withAuth,
+  });
+  assert.equal(result.ok, true, JSON.stringify(result));
+  assert.deepEqual(proxy.tunnels, [`${REGION_HOST}:443`]);
+  assert.deepEqual(proxy.credentials, ["sentry:s@cret"]);
+  const direct = failed(
+    await probeEndpoint({ endpoint: `https://${REGION_HOST}`, timeoutMs: 2000, caCerts: [ca.caPem] }),
+  );
+  assert.equal(direct.reason, "dns", "without the proxy the name does not resolve here");
+});
+
+Deno.test("probe: a proxy that refuses the tunnel, or is down, is a proxy failure", async () => {
+  await using proxy = startConnectProxy({});
+  const refused = failed(
+    await probeEndpoint({ endpoint: `https://${REGION_HOST}`, timeoutMs: 2000, caCerts: [ca.caPem], proxy: proxy.url }),
+  );
+  assert.equal(refused.reason, "proxy");
+  assert.match(refused.detail, /502/);
+  await proxy.close();
+  const down = failed(
+    await probeEndpoint({ endpoint: `https://${REGION_HOST}`, timeoutMs: 2000, caCerts: [ca.caPem], proxy: proxy.url }),
+  );
+  assert.equal(down.reason, "proxy");
+});
+
+Deno.test("probe: a blackhole behind the proxy still ends at the timeout", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  endpoint.set("blackhole");
+  await using proxy = startConnectProxy({ [`${REGION_HOST}:443`]: endpoint.port });
+  const failure = failed(
+    await probeEndpoint({ endpoint: `https://${REGION_HOST}`, timeoutMs: 400, caCerts: [ca.caPem], proxy: proxy.url }),
+  );
+  assert.equal(failure.reason, "timeout");
+});
+
+Deno.test("probe: a flapping endpoint alternates answers and failures per connection", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  endpoint.flap(["answer", "reset"]);
+  const outcomes: boolean[] = [];
+  for (let i = 0; i < 4; i++) {
+    outcomes.push((await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] })).ok);
+  }
+  assert.deepEqual(outcomes, [true, false, true, false]);
+});
+
+Deno.test("probe: shutdown during a probe rethrows the shutdown reason", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  endpoint.set("blackhole");
+  const shutdown = new AbortController();
+  setTimeout(() => shutdown.abort("SIGTERM"), 100);
+  await assert.rejects(
+    probeEndpoint({ endpoint: endpoint.url, timeoutMs: 5000, caCerts: [ca.caPem] }, shutdown.signal),
+    (reason) => reason === "SIGTERM",
+  );
+});
+
+globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+
+Deno.test("process: the sentry probes its region's default endpoint through HTTPS_PROXY, and NO_PROXY bypasses it", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await using proxy = startConnectProxy({ [`${REGION_HOST}:443`]: endpoint.port });
+  const flags = [
+    "--region=eu-test-1",
+    `--ca-file=${ca.caFile}`,
+    "--once",
+    `--state-file=${dir}/proxied/state.json`,
+    `--logfile=${dir}/proxied.log`,
+    `--docker-host=unix://${dir}/no-docker.sock`,
+  ];
+  const proxied = await runRoleToEnd("network-sentry", { args: flags, env: { HTTPS_PROXY: proxy.url } });
+  assert.equal(proxied.code, 0, proxied.stderr);
+  assert.deepEqual(proxy.tunnels, [`${REGION_HOST}:443`]);
+  assert.match(proxied.stdout, /"via":"via proxy 127\.0\.0\.1:\d+"/);
+  assert.doesNotMatch(proxied.stdout, /unreachable/);
+  const bypassed = await runRoleToEnd("network-sentry", {
+    args: flags,
+    env: { HTTPS_PROXY: proxy.url, NO_PROXY: ".amazonaws.com" },
+  });
+  assert.equal(bypassed.code, 0, bypassed.stderr);
+  assert.equal(proxy.tunnels.length, 1, "NO_PROXY kept the probe off the proxy");
+  assert.match(bypassed.stdout, /\[connect\] ecs at eu-test-1 unreachable \(dns\)/);
+});

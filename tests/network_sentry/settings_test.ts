@@ -1,0 +1,161 @@
+import assert from "node:assert/strict";
+import { ConfigError, parseSettings } from "../../lib/config.ts";
+import { renderMetrics } from "../../lib/network_sentry/metrics.ts";
+import { networkSentrySettings, validateSettings } from "../../lib/network_sentry/settings.ts";
+import { fileJournal, JournalError } from "../../lib/network_sentry/journal.ts";
+import { ONLINE } from "../../lib/network_sentry/machine.ts";
+import { resumedCounters, statusFileFor } from "../../lib/network_sentry/sentry.ts";
+import { runRoleToEnd } from "../support/role_process.ts";
+
+function parse(args: string[], env: Record<string, string> = {}) {
+  const { config } = parseSettings(networkSentrySettings, { args, env });
+  validateSettings(config);
+  return config;
+}
+
+Deno.test("drop-in: the eINS flags keep their short forms and defaults", () => {
+  const config = parse(["-r", "ap-southeast-2"]);
+  assert.equal(config.region, "ap-southeast-2");
+  assert.equal(config.interval, 20);
+  assert.equal(config.retries, 0);
+  assert.equal(config.logFile, "/tmp/ecs-external-instance-network-sentry.log");
+  assert.equal(config.logLevel, "info");
+  assert.equal(config.failureThreshold, 2);
+  assert.equal(config.recoveryThreshold, 2);
+  assert.equal(config.restartStrategy, "cleanup");
+  assert.equal(config.timeout, 5);
+  assert.equal(config.cutoverTimeout, 300);
+  assert.equal(config.dockerHost, "unix:///var/run/docker.sock");
+  assert.equal(config.agentContainer, "ecs-agent");
+  assert.equal(config.stateFile, "/var/lib/ecs-network-sentry/state.json");
+  const short = parse(["-r", "eu-west-1", "-i", "15", "-n", "5", "-l", "/mypath/myfile.log", "-k", "DEBUG"]);
+  assert.deepEqual([short.interval, short.retries, short.logFile, short.logLevel], [
+    15,
+    5,
+    "/mypath/myfile.log",
+    "debug",
+  ]);
+  assert.equal(parse(["-r", "eu-west-1", "-k", "logging.WARNING"]).logLevel, "warning");
+  assert.equal(parse(["-r", "eu-west-1", "--loglevel", "CRITICAL"]).logLevel, "error");
+});
+
+Deno.test("proxy and Docker host come from the environment unless a flag says otherwise", () => {
+  const env = { HTTPS_PROXY: "http://user:pw@proxy:3128/", NO_PROXY: ".internal", DOCKER_HOST: "tcp://127.0.0.1:2375" };
+  const config = parse(["-r", "eu-west-1"], env);
+  assert.equal(config.httpsProxy, "http://user:pw@proxy:3128");
+  assert.equal(config.noProxy, ".internal");
+  assert.equal(config.dockerHost, "tcp://127.0.0.1:2375");
+  assert.equal(parse(["-r", "eu-west-1", "--docker-host", "unix:///run/d.sock"], env).dockerHost, "unix:///run/d.sock");
+});
+
+Deno.test("bad settings name the flag", () => {
+  const cases: Array<[string[], RegExp]> = [
+    [[], /--region: is required/],
+    [["-r", "Europe"], /--region="Europe": expected an AWS region name/],
+    [["-r", "eu-west-1", "-i", "0"], /--interval="0": must be above 0/],
+    [["-r", "eu-west-1", "--timeout", "soon"], /--timeout="soon"/],
+    [["-r", "eu-west-1", "--failure-threshold", "0"], /--failure-threshold="0": expected a whole number from 1/],
+    [
+      ["-r", "eu-west-1", "--restart-strategy", "yolo"],
+      /--restart-strategy="yolo": expected one of cleanup, preserve, manual, cutover/,
+    ],
+    [["-r", "eu-west-1", "--endpoint", "http://ecs.eu-west-1.amazonaws.com"], /--endpoint=.*must be an https:\/\/ URL/],
+    [["-r", "eu-west-1", "--https-proxy", "https://proxy:3128"], /--https-proxy=.*only http:\/\/ proxies/],
+    [["-r", "eu-west-1", "--docker-host", "ssh://host"], /--docker-host="ssh:\/\/host": expected unix/],
+    [["-r", "eu-west-1", "--ca-file", "/nonexistent/ca.pem"], /--ca-file="\/nonexistent\/ca.pem"/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(
+      () => parse(args),
+      (error) => error instanceof ConfigError && message.test(error.message),
+      args.join(" "),
+    );
+  }
+});
+
+Deno.test("process: bad flags exit 2 before doing anything, with one line naming the flag", async () => {
+  for (
+    const [args, message] of [
+      [["--interval", "5"], /--region: is required/],
+      [["-r", "eu-west-1", "--restart-strategy", "yolo"], /--restart-strategy/],
+      [["-r", "eu-west-1", "--bogus"], /--bogus: unknown flag/],
+      [["-r", "eu-west-1", "frobnicate"], /frobnicate: unknown subcommand/],
+    ] as Array<[string[], RegExp]>
+  ) {
+    const result = await runRoleToEnd("network-sentry", { args });
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, message);
+    assert.equal(result.stdout, "");
+  }
+});
+
+Deno.test("process: --help lists every flag and the extra exit code", async () => {
+  const result = await runRoleToEnd("network-sentry", { args: ["--help"] });
+  assert.equal(result.code, 0);
+  for (
+    const flag of [
+      "-r, --region",
+      "-i, --interval",
+      "-n, --retries",
+      "-l, --logfile",
+      "-k, --loglevel",
+      "--restart-strategy",
+    ]
+  ) {
+    assert.ok(result.stdout.includes(flag), flag);
+  }
+  assert.match(result.stdout, /3 resume refused/);
+});
+
+Deno.test("metrics: Prometheus text with every family and a one-hot mode", () => {
+  const text = renderMetrics({
+    mode: "offline",
+    consecutiveFailures: 4,
+    lastProbe: { reachable: false, latencyMs: 5001.4, at: 1_700_000_000_000 },
+    transitions: { offline: 1, online: 0 },
+    containersKeptAlive: 3,
+    dockerErrors: 2,
+  });
+  assert.match(text, /^# TYPE ecs_network_sentry_mode gauge$/m);
+  assert.match(text, /^ecs_network_sentry_mode\{mode="offline"\} 1$/m);
+  assert.match(text, /^ecs_network_sentry_mode\{mode="online"\} 0$/m);
+  assert.match(text, /^ecs_network_sentry_consecutive_probe_failures 4$/m);
+  assert.match(text, /^ecs_network_sentry_last_probe_success 0$/m);
+  assert.match(text, /^ecs_network_sentry_last_probe_latency_seconds 5\.001$/m);
+  assert.match(text, /^ecs_network_sentry_transitions_total\{to="offline"\} 1$/m);
+  assert.match(text, /^ecs_network_sentry_containers_kept_alive 3$/m);
+  assert.match(text, /^# TYPE ecs_network_sentry_docker_errors_total counter$/m);
+  assert.match(text, /^ecs_network_sentry_docker_errors_total 2$/m);
+  for (const line of text.trimEnd().split("\n")) {
+    assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{\w+="[\w-]+"\})? -?[\d.]+)$/, line);
+  }
+});
+
+Deno.test("journal: missing means online, saved atomically, garbage is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = fileJournal(`${dir}/sub/state.json`);
+    assert.deepEqual(await store.load(), ONLINE);
+    const offline = { ...ONLINE, mode: "offline" as const, since: 1 };
+    await store.locked(() => store.save(offline));
+    assert.deepEqual(await store.load(), offline);
+    assert.equal((await Deno.stat(`${dir}/sub/state.json`)).mode! & 0o777, 0o600);
+    await Deno.writeTextFile(`${dir}/sub/state.json`, '{"mode":"sideways"}');
+    await assert.rejects(store.load(), JournalError);
+    await Deno.writeTextFile(`${dir}/sub/state.json`, "{trunc");
+    await assert.rejects(store.load(), JournalError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("probe streaks survive a restart only while they are recent", () => {
+  const saved = { updatedAt: 1_000, details: { counters: { consecutiveFailures: 1, consecutiveSuccesses: 0 } } };
+  assert.deepEqual(resumedCounters(saved, 25_000, 30_000), { consecutiveFailures: 1, consecutiveSuccesses: 0 });
+  assert.deepEqual(resumedCounters(saved, 25_000, 60_000), { consecutiveFailures: 0, consecutiveSuccesses: 0 });
+  assert.deepEqual(resumedCounters(undefined, 25_000, 0), { consecutiveFailures: 0, consecutiveSuccesses: 0 });
+  assert.equal(
+    statusFileFor("/var/lib/ecs-network-sentry/state.json"),
+    "/var/lib/ecs-network-sentry/state.status.json",
+  );
+});

@@ -1,0 +1,242 @@
+/**
+ * The sentry as its own process (the compiled binary's permissions) against a real private Docker
+ * engine and the regional-endpoint emulator: each strategy end to end, flapping, dry run, --once,
+ * SIGTERM, status and resume.
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { DockerEngine } from "../../sim/docker_engine.ts";
+import { type Fixture, offlineApplied, SentryCase, standardHost, startFixture, stopped, waitUntil } from "./harness.ts";
+
+const fixture: Fixture | undefined = await startFixture();
+const options = { ignore: fixture === undefined, sanitizeOps: false, sanitizeResources: false };
+if (fixture) Deno.test.afterAll(() => fixture.close());
+
+/** The region goes away, Docker keeps the crashing container alive, the region comes back. */
+async function outage(f: Fixture): Promise<void> {
+  f.endpoint.set("refuse");
+  await waitUntil("the agent is paused and ECS containers are on on-failure", () => offlineApplied(f.engine));
+  await waitUntil(
+    "Docker restarted the crashing container",
+    async () => (await f.engine.state("crasher"))!.restartCount >= 1,
+  );
+  f.endpoint.set("answer");
+}
+
+async function assertUntouchedBystanders(engine: DockerEngine): Promise<void> {
+  const other = (await engine.state("not-ecs"))!;
+  assert.equal(other.status, "running");
+  assert.equal(other.policy, "no");
+}
+
+async function startedHost(c: SentryCase, extra: string[] = []) {
+  c.fixture.endpoint.set("answer");
+  await standardHost(c.fixture.engine, 3);
+  const sentry = c.start(extra);
+  await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
+  return sentry;
+}
+
+Deno.test({
+  ...options,
+  name: "cleanup: restarted container removed, the rest restored, agent unpaused, journal cleared",
+  async fn() {
+    const c = new SentryCase(fixture!, "cleanup");
+    await using sentry = await startedHost(c);
+    await outage(fixture!);
+    await sentry.waitForLog((e) => e.message.includes("hand-back complete, the ECS agent is in charge again"));
+    const states = await fixture!.engine.states();
+    assert.equal(states.has("crasher"), false, "the container Docker restarted is gone");
+    assert.equal(states.get("web")?.policy, "no");
+    assert.equal(states.get("web")?.status, "running");
+    assert.equal(states.get("ecs-agent")?.status, "running");
+    await assertUntouchedBystanders(fixture!.engine);
+    assert.equal((await c.journal())?.mode, "online");
+    const order = sentry.logs.map((e) => e.message).filter((m) => /stopping & removing|ecs agent (un)?paused/.test(m));
+    assert.deepEqual(order.slice(-2), [
+      "[ecs-online] container has been restarted by docker, stopping & removing..",
+      "[ecs-online] ecs agent unpaused..",
+    ]);
+    // The metrics file is rewritten at the end of the probe round that logged the hand-back.
+    const handedBack = /^ecs_network_sentry_transitions_total\{to="online"\} 1$/m;
+    await waitUntil(
+      "the metrics show the hand-back",
+      async () => handedBack.test(await Deno.readTextFile(c.metricsFile)),
+    );
+    const metrics = await Deno.readTextFile(c.metricsFile);
+    assert.match(metrics, /^ecs_network_sentry_transitions_total\{to="offline"\} 1$/m);
+    assert.match(metrics, /^ecs_network_sentry_mode\{mode="online"\} 1$/m);
+    const fileLog = await Deno.readTextFile(c.logFile);
+    assert.match(fileLog, / INFO PID_\d+ \[ecs-offline\] ecs unreachable, configuring container restart policy\.\./);
+    assert.match(fileLog, / INFO PID_\d+ \[ecs-offline\] set container restart policy: \{"Name":"on-failure",/);
+    assert.match(fileLog, / INFO PID_\d+ \[ecs-online\] ecs is reachable\.\./);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "preserve: policies restored and agent unpaused; the restarted container is left to the agent",
+  async fn() {
+    const c = new SentryCase(fixture!, "preserve");
+    await using sentry = await startedHost(c, ["--restart-strategy", "preserve"]);
+    await outage(fixture!);
+    await sentry.waitForLog((e) => e.message.includes("hand-back complete"));
+    const states = await fixture!.engine.states();
+    assert.equal(states.get("crasher")?.policy, "no");
+    assert.ok((states.get("crasher")?.restartCount ?? 0) >= 1);
+    assert.equal(states.get("web")?.policy, "no");
+    assert.equal(states.get("ecs-agent")?.status, "running");
+    await assertUntouchedBystanders(fixture!.engine);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "manual: agent kept paused with the exact resume command; resume refused while offline, then hands back",
+  async fn() {
+    const c = new SentryCase(fixture!, "manual");
+    await using sentry = await startedHost(c, ["--restart-strategy", "manual"]);
+    fixture!.endpoint.set("refuse");
+    await waitUntil("offline", () => offlineApplied(fixture!.engine));
+    const refused = await c.run(["resume", "--log-format", "text"]);
+    assert.equal(refused.code, 3, refused.stdout + refused.stderr);
+    assert.match(refused.stdout, /\[resume\] refused: the sentry is offline/);
+    await outage(fixture!);
+    const hint = await sentry.waitForLog((e) => e.message.includes("the ECS agent stays paused"));
+    assert.match(String(hint.command), new RegExp(`^ecs-network-sentry resume --region eu-test-1 --state-file \\S+`));
+    await waitUntil("policies restored", async () => (await fixture!.engine.state("crasher"))?.policy === "no");
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal((await fixture!.engine.state("ecs-agent"))?.status, "paused", "the agent waits for the operator");
+    assert.equal((await c.journal())?.mode, "awaiting-resume");
+    const resumed = await c.run(["resume"]);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+    assert.equal((await fixture!.engine.state("ecs-agent"))?.status, "running");
+    assert.equal((await c.journal())?.mode, "online");
+    assert.ok(await fixture!.engine.state("crasher"), "manual removes nothing");
+    await assertUntouchedBystanders(fixture!.engine);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "cutover: the restarted container goes only once the agent's replacement is healthy",
+  async fn() {
+    const c = new SentryCase(fixture!, "cutover");
+    await using sentry = await startedHost(c, ["--restart-strategy", "cutover"]);
+    await outage(fixture!);
+    await waitUntil("agent unpaused", async () => (await fixture!.engine.state("ecs-agent"))?.status === "running");
+    await new Promise((r) => setTimeout(r, 1000));
+    const waiting = await fixture!.engine.state("crasher");
+    assert.ok(waiting, "no replacement yet: the restarted container stays");
+    assert.equal(waiting.policy, "no");
+    assert.equal((await c.journal())?.mode, "cutover");
+    await fixture!.engine.createTask({
+      name: "worker-replacement",
+      family: "batch",
+      containerName: "worker",
+      behaviour: "healthy",
+      healthCheck: true,
+    });
+    await sentry.waitForLog((e) => e.message.includes("hand-back complete"));
+    assert.equal(await fixture!.engine.state("crasher"), undefined);
+    assert.equal((await fixture!.engine.state("worker-replacement"))?.status, "running");
+    assert.equal((await fixture!.engine.state("web"))?.policy, "no");
+    await assertUntouchedBystanders(fixture!.engine);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "flapping below the thresholds never takes the host offline",
+  async fn() {
+    const c = new SentryCase(fixture!, "flapping");
+    await using sentry = await startedHost(c);
+    fixture!.endpoint.flap(["answer", "reset"]);
+    await waitUntil(
+      "several failed probes were seen",
+      () => sentry.logs.filter((e) => e.level === "warning").length >= 5,
+    );
+    fixture!.endpoint.set("answer");
+    assert.equal(sentry.logs.some((e) => e.message.includes("[ecs-offline]")), false);
+    const states = await fixture!.engine.states();
+    assert.equal(states.get("ecs-agent")?.status, "running");
+    assert.equal(states.get("web")?.policy, "no");
+    assert.equal(await c.journal(), undefined, "no journal was ever written");
+    assert.match(await Deno.readTextFile(c.metricsFile), /^ecs_network_sentry_transitions_total\{to="offline"\} 0$/m);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "--dry-run logs every action and changes nothing",
+  async fn() {
+    const c = new SentryCase(fixture!, "dry-run");
+    await using sentry = await startedHost(c, ["--dry-run"]);
+    fixture!.endpoint.set("refuse");
+    await sentry.waitForLog((e) => e.message === "[ecs-offline] dry run, would do: ecs agent paused..");
+    await sentry.waitForLog((e) =>
+      e.message.startsWith("[ecs-offline] dry run, would do: set container restart policy")
+    );
+    await new Promise((r) => setTimeout(r, 600));
+    const states = await fixture!.engine.states();
+    assert.equal(states.get("ecs-agent")?.status, "running");
+    assert.equal(states.get("web")?.policy, "no");
+    assert.equal(states.get("crasher")?.policy, "no");
+    assert.equal(await c.journal(), undefined);
+    await assert.rejects(Deno.stat(c.stateFile.replace(/\.json$/, ".status.json")), Deno.errors.NotFound);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "--once: one probe and one reconcile per run; thresholds of 1 switch in a single run",
+  async fn() {
+    const c = new SentryCase(fixture!, "once");
+    await standardHost(fixture!.engine, 30);
+    fixture!.endpoint.set("refuse");
+    const down = await c.run(["--once", "--failure-threshold", "1"]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.ok(await offlineApplied(fixture!.engine));
+    assert.equal((await c.journal())?.mode, "offline");
+    fixture!.endpoint.set("answer");
+    const up = await c.run(["--once", "--recovery-threshold", "1"]);
+    assert.equal(up.code, 0, up.stderr);
+    assert.equal((await fixture!.engine.state("ecs-agent"))?.status, "running");
+    assert.equal((await fixture!.engine.state("web"))?.policy, "no");
+    assert.equal((await c.journal())?.mode, "online");
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "SIGTERM mid-outage exits 0 and undoes nothing; status shows it; a restart resumes and hands back",
+  async fn() {
+    const c = new SentryCase(fixture!, "sigterm");
+    const first = await startedHost(c);
+    fixture!.endpoint.set("blackhole");
+    await waitUntil("offline", () => offlineApplied(fixture!.engine));
+    assert.equal(await stopped(first, "SIGTERM"), 0);
+    assert.ok(first.logs.some((e) => e.message.startsWith("[shutdown] stopping on SIGTERM")));
+    assert.ok(await offlineApplied(fixture!.engine), "nothing was undone");
+    const status = await c.run(["status"]);
+    assert.equal(status.code, 0, status.stderr);
+    const document = JSON.parse(status.stdout);
+    assert.equal(document.mode, "offline");
+    assert.equal(document.lastProbe.reachable, false);
+    assert.match(document.lastProbe.reason, /^timeout/);
+    assert.ok(document.consecutiveFailures >= 2);
+    assert.deepEqual(document.journal.containers.map((x: { name: string }) => x.name).sort(), ["crasher", "web"]);
+    fixture!.endpoint.set("answer");
+    await using second = c.start();
+    await second.waitForLog((e) => e.message.startsWith("[startup] resuming from the journal: offline"));
+    await second.waitForLog((e) => e.message.includes("hand-back complete"));
+    assert.equal((await fixture!.engine.state("ecs-agent"))?.status, "running");
+    assert.equal(await stopped(second), 0);
+  },
+});
