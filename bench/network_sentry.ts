@@ -35,7 +35,7 @@ async function cycle(
   dir: string,
   n: number,
 ): Promise<Cycle> {
-  endpoint.set("answer");
+  await endpoint.set("answer");
   await engine.removeAll();
   const names = Array.from({ length: MANAGED }, (_, i) => `task-${i}`);
   await engine.createAgent();
@@ -68,7 +68,7 @@ async function cycle(
     await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
     await new Promise((r) => setTimeout(r, 1500));
     const cut = Date.now();
-    endpoint.set("blackhole");
+    await endpoint.set("blackhole");
     const detected = await sentry.waitForLog((e) => e.message.startsWith("[ecs-offline] ecs unreachable"), 30_000);
     const policies = (entries: LogEntry[], phase: string) =>
       entries.filter((e) => e.message.startsWith(`[${phase}] set container restart policy`));
@@ -83,7 +83,7 @@ async function cycle(
       const states = await engine.states();
       return names.slice(0, CRASHING).every((name) => (states.get(name)?.restartCount ?? 0) >= 1);
     }, 30_000);
-    endpoint.set("answer");
+    await endpoint.set("answer");
     const reachable = await sentry.waitForLog((e) => e.message.startsWith("[ecs-online] ecs is reachable"), 30_000);
     const complete = await sentry.waitForLog((e) => e.message.includes("hand-back complete, the ECS agent"), 60_000);
     const states = await engine.states();

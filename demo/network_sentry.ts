@@ -132,7 +132,7 @@ async function run(say: Narrator["say"]): Promise<ScenarioOutcome> {
     await new Promise((r) => setTimeout(r, 1000));
 
     const cut = Date.now();
-    region.set("blackhole");
+    await region.set("blackhole");
     say("the region becomes unreachable: connections are accepted and never answered (a blackhole)");
     const failure = await sentry.waitForLog((e) => e.message.startsWith("[connect]") && e.level === "warning");
     say(`sentry: probe failed (${failure.reason}: ${failure.detail})`);
@@ -158,7 +158,7 @@ async function run(say: Narrator["say"]): Promise<ScenarioOutcome> {
           "stay down until the region came back",
     );
 
-    region.set("answer");
+    await region.set("answer");
     const backAt = sentry.logs.length;
     say("the region answers again");
     const reachable = await sentry.waitForLog((e) => e.message.startsWith("[ecs-online] ecs is reachable"));

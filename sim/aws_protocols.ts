@@ -49,6 +49,30 @@ function unsigned(request: SimRequest): boolean {
   return !(request.headers["authorization"] ?? "").startsWith("AWS4-HMAC-SHA256 ");
 }
 
+// ---------------------------------------------------------------- the services the roles call
+
+/** Amazon ECS: AWS JSON 1.1. */
+export const ECS_PROTOCOL = {
+  targetPrefix: "AmazonEC2ContainerServiceV20141113",
+  throttleCode: "ThrottlingException",
+} as const;
+
+/** Elastic Load Balancing v2: the AWS query protocol. */
+export const ELBV2_PROTOCOL = {
+  flavor: "query",
+  version: "2015-12-01",
+  xmlns: "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
+  throttleCode: "Throttling",
+} as const;
+
+/** Amazon EC2: the EC2 query protocol. */
+export const EC2_PROTOCOL = {
+  flavor: "ec2",
+  version: "2016-11-15",
+  xmlns: "http://ec2.amazonaws.com/doc/2016-11-15/",
+  throttleCode: "RequestLimitExceeded",
+} as const;
+
 // ---------------------------------------------------------------- AWS JSON 1.1
 
 export type JsonOperation = (input: Record<string, unknown>) => unknown | Promise<unknown>;

@@ -4,7 +4,7 @@
  * @module
  */
 import { type AwsEmulator, startAwsEmulator } from "./aws_emulator.ts";
-import { AwsError, awsQueryService, queryList } from "./aws_protocols.ts";
+import { AwsError, awsQueryService, EC2_PROTOCOL, queryList } from "./aws_protocols.ts";
 import type { Faults } from "./faults.ts";
 
 export interface Ec2Instance {
@@ -56,10 +56,7 @@ export type Ec2Emulator = AwsEmulator<Ec2State>;
 
 export function startEc2Emulator(state: Ec2State = new Ec2State(), faults?: Faults): Promise<Ec2Emulator> {
   const framing = awsQueryService({
-    flavor: "ec2",
-    version: "2016-11-15",
-    xmlns: "http://ec2.amazonaws.com/doc/2016-11-15/",
-    throttleCode: "RequestLimitExceeded",
+    ...EC2_PROTOCOL,
     operations: { DescribeInstances: (params) => state.describeInstances(params) },
   });
   return startAwsEmulator(framing, state, faults);

@@ -6,7 +6,7 @@
  * @module
  */
 import { type AwsEmulator, startAwsEmulator } from "./aws_emulator.ts";
-import { AwsError, awsJsonService } from "./aws_protocols.ts";
+import { AwsError, awsJsonService, ECS_PROTOCOL } from "./aws_protocols.ts";
 import type { Faults } from "./faults.ts";
 
 export interface EcsLoadBalancer {
@@ -145,8 +145,7 @@ export type EcsEmulator = AwsEmulator<EcsState>;
 
 export function startEcsEmulator(state: EcsState = new EcsState(), faults?: Faults): Promise<EcsEmulator> {
   const framing = awsJsonService({
-    targetPrefix: "AmazonEC2ContainerServiceV20141113",
-    throttleCode: "ThrottlingException",
+    ...ECS_PROTOCOL,
     operations: {
       DescribeTasks: (input) => state.describeTasks(input),
       DescribeServices: (input) => state.describeServices(input),

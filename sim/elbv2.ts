@@ -7,7 +7,7 @@
  * @module
  */
 import { type AwsEmulator, startAwsEmulator } from "./aws_emulator.ts";
-import { AwsError, awsQueryService, queryList } from "./aws_protocols.ts";
+import { AwsError, awsQueryService, ELBV2_PROTOCOL, queryList } from "./aws_protocols.ts";
 import type { Faults } from "./faults.ts";
 
 export type TargetState =
@@ -228,10 +228,7 @@ export type Elbv2Emulator = AwsEmulator<Elbv2State>;
 
 export function startElbv2Emulator(state: Elbv2State = new Elbv2State(), faults?: Faults): Promise<Elbv2Emulator> {
   const framing = awsQueryService({
-    flavor: "query",
-    version: "2015-12-01",
-    xmlns: "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
-    throttleCode: "Throttling",
+    ...ELBV2_PROTOCOL,
     operations: {
       DescribeTargetGroups: (params) => state.describeTargetGroups(params),
       DescribeTargetHealth: (params) => state.describeTargetHealth(params),

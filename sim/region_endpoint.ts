@@ -111,10 +111,13 @@ export interface RegionEndpoint extends AsyncDisposable {
   readonly behaviour: EndpointBehaviour;
   /** Connections accepted so far (refused ones never arrive). */
   readonly connections: number;
-  /** Every new connection meets `behaviour` (a refusal closes the listening socket until changed). */
-  set(behaviour: EndpointBehaviour): void;
+  /**
+   * Every new connection meets `behaviour`. A refusal closes the listening socket until changed, and resolves
+   * only once the socket is really closed: until then the kernel would still accept connections into the backlog.
+   */
+  set(behaviour: EndpointBehaviour): Promise<void>;
   /** Connection n meets `cycle[n % cycle.length]`; refusals cannot flap (they need a closed port). */
-  flap(cycle: readonly Exclude<EndpointBehaviour, "refuse">[]): void;
+  flap(cycle: readonly Exclude<EndpointBehaviour, "refuse">[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -157,16 +160,18 @@ export function startRegionEndpoint(ca: TestCa): RegionEndpoint {
       // the listener was closed
     }
   };
-  accept(listener);
+  // Deno frees the socket only when the pending accept has settled, not when close() returns.
+  let accepting = accept(listener);
 
-  const set = (next: readonly EndpointBehaviour[]) => {
+  const set = async (next: readonly EndpointBehaviour[]) => {
     cycle = next;
     if (next.includes("refuse")) {
       listener?.close();
       listener = undefined;
+      await accepting;
     } else if (listener === undefined) {
       listener = Deno.listen({ hostname: "127.0.0.1", port });
-      accept(listener);
+      accepting = accept(listener);
     }
   };
   const close = async () => {

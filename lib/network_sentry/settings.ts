@@ -3,40 +3,18 @@
  * new ones. One declaration each; `--help` and the README table are generated from here.
  * @module
  */
-import { ConfigError, type ConfigOf, integer, oneOf, seconds, type Setting, text, toggle, url } from "../config.ts";
-import { type Level, type LogFormat, logFormatSetting, logLevelSetting } from "../log.ts";
+import { ConfigError, type ConfigOf, integer, oneOf, seconds, text, toggle, url } from "../config.ts";
+import { logFormatSetting, logLevelSetting } from "../log.ts";
 import { parseDockerHost } from "./docker.ts";
 import { isRegionName } from "./endpoint.ts";
 
 export const STRATEGIES = ["cleanup", "preserve", "manual", "cutover"] as const;
 export type Strategy = typeof STRATEGIES[number];
 
-/** A type alias, not an interface: the settings machinery indexes specs by name. */
-export type NetworkSentrySettings = {
-  readonly region: Setting<string>;
-  readonly interval: Setting<number>;
-  readonly retries: Setting<number>;
-  readonly logFile: Setting<string>;
-  readonly logLevel: Setting<Level>;
-  readonly logFormat: Setting<LogFormat>;
-  readonly endpoint: Setting<string | undefined>;
-  readonly timeout: Setting<number>;
-  readonly caFile: Setting<string | undefined>;
-  readonly httpsProxy: Setting<string | undefined>;
-  readonly noProxy: Setting<string | undefined>;
-  readonly failureThreshold: Setting<number>;
-  readonly recoveryThreshold: Setting<number>;
-  readonly restartStrategy: Setting<Strategy>;
-  readonly cutoverTimeout: Setting<number>;
-  readonly dockerHost: Setting<string>;
-  readonly agentContainer: Setting<string>;
-  readonly stateFile: Setting<string>;
-  readonly metricsFile: Setting<string | undefined>;
-  readonly dryRun: Setting<boolean>;
-  readonly once: Setting<boolean>;
-};
+/** The role's settings, each declared once below; parsed values are `ConfigOf<NetworkSentrySettings>`. */
+export type NetworkSentrySettings = typeof networkSentrySettings;
 
-export const networkSentrySettings: NetworkSentrySettings = {
+export const networkSentrySettings = {
   region: text({
     flag: "region",
     short: "r",

@@ -3,30 +3,17 @@
  * new ones. One declaration each; `--help` and the README table are generated from here.
  * @module
  */
-import { ConfigError, type ConfigOf, oneOf, seconds, type Setting, text, url } from "../config.ts";
-import { type Level, type LogFormat, logFormatSetting, logLevelSetting } from "../log.ts";
+import { ConfigError, type ConfigOf, oneOf, seconds, text, url } from "../config.ts";
+import { logFormatSetting, logLevelSetting } from "../log.ts";
 
 export const DRAIN_MODES = ["fixed", "connections"] as const;
 export type DrainMode = typeof DRAIN_MODES[number];
 export type DiscoveryFailurePolicy = "idle" | "exit";
 
-/** A type alias, not an interface: the settings machinery indexes specs by name. */
-export type NlbSidecarSettings = {
-  readonly deregistrationWait: Setting<number>;
-  readonly pollingFrequency: Setting<number>;
-  readonly targetContainerName: Setting<string | undefined>;
-  readonly drainMode: Setting<DrainMode>;
-  readonly drainQuietPeriod: Setting<number>;
-  readonly discoveryTimeout: Setting<number>;
-  readonly onDiscoveryFailure: Setting<DiscoveryFailurePolicy>;
-  readonly region: Setting<string | undefined>;
-  readonly metadataUri: Setting<string>;
-  readonly statusFile: Setting<string>;
-  readonly logLevel: Setting<Level>;
-  readonly logFormat: Setting<LogFormat>;
-};
+/** The role's settings, each declared once below; parsed values are `ConfigOf<NlbSidecarSettings>`. */
+export type NlbSidecarSettings = typeof nlbSidecarSettings;
 
-export const nlbSidecarSettings: NlbSidecarSettings = {
+export const nlbSidecarSettings = {
   deregistrationWait: seconds({
     env: "DEREGISTRATION_WAIT",
     flag: "deregistration-wait",

@@ -8,15 +8,22 @@ import { DescribeTargetGroupsCommand, ElasticLoadBalancingV2Client } from "@aws-
 import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { awsClientConfig } from "../../lib/aws.ts";
 import { classifyError } from "../../lib/retry.ts";
-import { AwsError, awsJsonService, awsQueryService, queryList } from "../../sim/aws_protocols.ts";
+import {
+  AwsError,
+  awsJsonService,
+  awsQueryService,
+  EC2_PROTOCOL,
+  ECS_PROTOCOL,
+  ELBV2_PROTOCOL,
+  queryList,
+} from "../../sim/aws_protocols.ts";
 import { type SimServer, startSimServer } from "../../sim/http_server.ts";
 
 const credentials = { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "secret" };
 
 async function ecsEmulator() {
   const framing = awsJsonService({
-    targetPrefix: "AmazonEC2ContainerServiceV20141113",
-    throttleCode: "ThrottlingException",
+    ...ECS_PROTOCOL,
     operations: {
       DescribeClusters: (input) => {
         const names = (input.clusters as string[] | undefined) ?? ["default"];
@@ -37,10 +44,7 @@ async function ecsEmulator() {
 
 async function elbEmulator() {
   const framing = awsQueryService({
-    flavor: "query",
-    version: "2015-12-01",
-    xmlns: "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
-    throttleCode: "Throttling",
+    ...ELBV2_PROTOCOL,
     operations: {
       DescribeTargetGroups: (params) => {
         const arns = queryList(params, "TargetGroupArns") as string[];
@@ -61,10 +65,7 @@ async function elbEmulator() {
 
 async function ec2Emulator() {
   const framing = awsQueryService({
-    flavor: "ec2",
-    version: "2016-11-15",
-    xmlns: "http://ec2.amazonaws.com/doc/2016-11-15/",
-    throttleCode: "RequestLimitExceeded",
+    ...EC2_PROTOCOL,
     operations: {
       DescribeInstances: (params) => {
         const ids = queryList(params, "InstanceId") as string[];

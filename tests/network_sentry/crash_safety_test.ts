@@ -54,11 +54,11 @@ for (const point of KILL_POINTS) {
     async fn() {
       const f = fixture!;
       const c = new SentryCase(f, where.replace(/\W+/g, "-"));
-      f.endpoint.set("answer");
+      await f.endpoint.set("answer");
       await standardHost(f.engine, 3);
       const first = c.start();
       await first.waitForLog((e) => e.message.startsWith("[startup] probing"));
-      f.endpoint.set("refuse");
+      await f.endpoint.set("refuse");
       let survivor = first;
       if (phase === "ecs-offline") {
         await first.waitForLog(stepAnnounced(point));
@@ -70,7 +70,7 @@ for (const point of KILL_POINTS) {
         "Docker restarted the crashing container",
         async () => (await f.engine.state("crasher"))!.restartCount >= 1,
       );
-      f.endpoint.set("answer");
+      await f.endpoint.set("answer");
       if (phase === "ecs-online") {
         await first.waitForLog(stepAnnounced(point));
         await stopped(first, "SIGKILL");
@@ -89,11 +89,11 @@ Deno.test({
   async fn() {
     const f = fixture!;
     const c = new SentryCase(f, "dockerd-restart");
-    f.endpoint.set("answer");
+    await f.endpoint.set("answer");
     await standardHost(f.engine, 30);
     await using sentry = c.start();
     await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
-    f.endpoint.set("refuse");
+    await f.endpoint.set("refuse");
     await waitUntil("offline", () => offlineApplied(f.engine));
     await f.engine.stopDaemon();
     await sentry.waitForLog((e) => e.message.startsWith("[docker] cannot read containers"));
@@ -102,7 +102,7 @@ Deno.test({
       const states = await f.engine.states();
       return states.get("ecs-agent")?.status === "paused" && states.get("web")?.status === "running";
     });
-    f.endpoint.set("answer");
+    await f.endpoint.set("answer");
     await sentry.waitForLog((e) => e.message.includes("hand-back complete"));
     const states = await f.engine.states();
     assert.equal(states.get("ecs-agent")?.status, "running");

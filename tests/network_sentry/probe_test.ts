@@ -53,24 +53,24 @@ Deno.test("probe: without the CA the same endpoint fails TLS verification", asyn
 
 Deno.test("probe: a certificate the CA did not sign is a TLS failure", async () => {
   await using endpoint = startRegionEndpoint(ca);
-  endpoint.set("tls-fail");
+  await endpoint.set("tls-fail");
   const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
   assert.equal(failure.reason, "tls");
 });
 
 Deno.test("probe: a refused connection is reported as refused", async () => {
   await using endpoint = startRegionEndpoint(ca);
-  endpoint.set("refuse");
+  await endpoint.set("refuse");
   const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
   assert.equal(failure.reason, "refused");
-  endpoint.set("answer");
+  await endpoint.set("answer");
   const again = await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] });
   assert.equal(again.ok, true, "the port listens again once the refusal ends");
 });
 
 Deno.test("probe: a blackholed endpoint fails at the timeout, not minutes later", async () => {
   await using endpoint = startRegionEndpoint(ca);
-  endpoint.set("blackhole");
+  await endpoint.set("blackhole");
   const started = performance.now();
   const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 400, caCerts: [ca.caPem] }));
   const elapsed = performance.now() - started;
@@ -119,7 +119,7 @@ Deno.test("probe: a proxy that refuses the tunnel, or is down, is a proxy failur
 
 Deno.test("probe: a blackhole behind the proxy still ends at the timeout", async () => {
   await using endpoint = startRegionEndpoint(ca);
-  endpoint.set("blackhole");
+  await endpoint.set("blackhole");
   await using proxy = startConnectProxy({ [`${REGION_HOST}:443`]: endpoint.port });
   const failure = failed(
     await probeEndpoint({ endpoint: `https://${REGION_HOST}`, timeoutMs: 400, caCerts: [ca.caPem], proxy: proxy.url }),
@@ -129,7 +129,7 @@ Deno.test("probe: a blackhole behind the proxy still ends at the timeout", async
 
 Deno.test("probe: a flapping endpoint alternates answers and failures per connection", async () => {
   await using endpoint = startRegionEndpoint(ca);
-  endpoint.flap(["answer", "reset"]);
+  await endpoint.flap(["answer", "reset"]);
   const outcomes: boolean[] = [];
   for (let i = 0; i < 4; i++) {
     outcomes.push((await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] })).ok);
@@ -139,7 +139,7 @@ Deno.test("probe: a flapping endpoint alternates answers and failures per connec
 
 Deno.test("probe: shutdown during a probe rethrows the shutdown reason", async () => {
   await using endpoint = startRegionEndpoint(ca);
-  endpoint.set("blackhole");
+  await endpoint.set("blackhole");
   const shutdown = new AbortController();
   setTimeout(() => shutdown.abort("SIGTERM"), 100);
   await assert.rejects(

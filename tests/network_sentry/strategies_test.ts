@@ -14,13 +14,13 @@ if (fixture) Deno.test.afterAll(() => fixture.close());
 
 /** The region goes away, Docker keeps the crashing container alive, the region comes back. */
 async function outage(f: Fixture): Promise<void> {
-  f.endpoint.set("refuse");
+  await f.endpoint.set("refuse");
   await waitUntil("the agent is paused and ECS containers are on on-failure", () => offlineApplied(f.engine));
   await waitUntil(
     "Docker restarted the crashing container",
     async () => (await f.engine.state("crasher"))!.restartCount >= 1,
   );
-  f.endpoint.set("answer");
+  await f.endpoint.set("answer");
 }
 
 async function assertUntouchedBystanders(engine: DockerEngine): Promise<void> {
@@ -30,7 +30,7 @@ async function assertUntouchedBystanders(engine: DockerEngine): Promise<void> {
 }
 
 async function startedHost(c: SentryCase, extra: string[] = []) {
-  c.fixture.endpoint.set("answer");
+  await c.fixture.endpoint.set("answer");
   await standardHost(c.fixture.engine, 3);
   const sentry = c.start(extra);
   await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
@@ -98,7 +98,7 @@ Deno.test({
   async fn() {
     const c = new SentryCase(fixture!, "manual");
     await using sentry = await startedHost(c, ["--restart-strategy", "manual"]);
-    fixture!.endpoint.set("refuse");
+    await fixture!.endpoint.set("refuse");
     await waitUntil("offline", () => offlineApplied(fixture!.engine));
     const refused = await c.run(["resume", "--log-format", "text"]);
     assert.equal(refused.code, 3, refused.stdout + refused.stderr);
@@ -155,12 +155,12 @@ Deno.test({
   async fn() {
     const c = new SentryCase(fixture!, "flapping");
     await using sentry = await startedHost(c);
-    fixture!.endpoint.flap(["answer", "reset"]);
+    await fixture!.endpoint.flap(["answer", "reset"]);
     await waitUntil(
       "several failed probes were seen",
       () => sentry.logs.filter((e) => e.level === "warning").length >= 5,
     );
-    fixture!.endpoint.set("answer");
+    await fixture!.endpoint.set("answer");
     assert.equal(sentry.logs.some((e) => e.message.includes("[ecs-offline]")), false);
     const states = await fixture!.engine.states();
     assert.equal(states.get("ecs-agent")?.status, "running");
@@ -177,7 +177,7 @@ Deno.test({
   async fn() {
     const c = new SentryCase(fixture!, "dry-run");
     await using sentry = await startedHost(c, ["--dry-run"]);
-    fixture!.endpoint.set("refuse");
+    await fixture!.endpoint.set("refuse");
     await sentry.waitForLog((e) => e.message === "[ecs-offline] dry run, would do: ecs agent paused..");
     await sentry.waitForLog((e) =>
       e.message.startsWith("[ecs-offline] dry run, would do: set container restart policy")
@@ -199,12 +199,12 @@ Deno.test({
   async fn() {
     const c = new SentryCase(fixture!, "once");
     await standardHost(fixture!.engine, 30);
-    fixture!.endpoint.set("refuse");
+    await fixture!.endpoint.set("refuse");
     const down = await c.run(["--once", "--failure-threshold", "1"]);
     assert.equal(down.code, 0, down.stderr);
     assert.ok(await offlineApplied(fixture!.engine));
     assert.equal((await c.journal())?.mode, "offline");
-    fixture!.endpoint.set("answer");
+    await fixture!.endpoint.set("answer");
     const up = await c.run(["--once", "--recovery-threshold", "1"]);
     assert.equal(up.code, 0, up.stderr);
     assert.equal((await fixture!.engine.state("ecs-agent"))?.status, "running");
@@ -219,7 +219,7 @@ Deno.test({
   async fn() {
     const c = new SentryCase(fixture!, "sigterm");
     const first = await startedHost(c);
-    fixture!.endpoint.set("blackhole");
+    await fixture!.endpoint.set("blackhole");
     await waitUntil("offline", () => offlineApplied(fixture!.engine));
     assert.equal(await stopped(first, "SIGTERM"), 0);
     assert.ok(first.logs.some((e) => e.message.startsWith("[shutdown] stopping on SIGTERM")));
@@ -232,7 +232,7 @@ Deno.test({
     assert.match(document.lastProbe.reason, /^timeout/);
     assert.ok(document.consecutiveFailures >= 2);
     assert.deepEqual(document.journal.containers.map((x: { name: string }) => x.name).sort(), ["crasher", "web"]);
-    fixture!.endpoint.set("answer");
+    await fixture!.endpoint.set("answer");
     await using second = c.start();
     await second.waitForLog((e) => e.message.startsWith("[startup] resuming from the journal: offline"));
     await second.waitForLog((e) => e.message.includes("hand-back complete"));
