@@ -58,7 +58,13 @@ interface Common<T> {
   required?: boolean;
 }
 
-/** Seconds as a non-negative decimal (`0.5` is allowed so tests can run fast). */
+/**
+ * The longest duration any setting accepts: timers hold at most 2^31-1 ms (24.8 days) and fire at once
+ * beyond it, and two settings are sometimes added into one wait.
+ */
+export const MAX_SECONDS = 1_000_000;
+
+/** Seconds as a non-negative decimal (`0.5` is allowed so tests can run fast), at most `MAX_SECONDS`. */
 export function seconds<const O extends Common<number>>(o: O): Setting<Present<O, number>> {
   return <Setting<Present<O, number>>> {
     ...o,
@@ -66,7 +72,9 @@ export function seconds<const O extends Common<number>>(o: O): Setting<Present<O
     parse: (raw) => {
       const trimmed = raw.trim();
       if (!/^\d+(\.\d+)?$/.test(trimmed)) throw new Error("expected a non-negative number of seconds");
-      return Number(trimmed);
+      const value = Number(trimmed);
+      if (value > MAX_SECONDS) throw new Error(`expected at most ${MAX_SECONDS} seconds (about 11 days)`);
+      return value;
     },
   };
 }

@@ -150,6 +150,10 @@ export async function runRole<Spec extends LoggingSettings>(
   program: RoleProgram<Spec>,
   options: RunOptions = {},
 ): Promise<number> {
+  // Signals are taken first: a SIGTERM that lands while the settings are read or logging starts must
+  // still end the role with 0, not with the default action's 143.
+  using shutdown = new Shutdown();
+  options.stop?.addEventListener("abort", () => shutdown.trigger("SIGTERM"), { once: true });
   const args = options.args ?? Deno.args;
   const env = options.env ?? Deno.env.toObject();
   const print = options.print ?? printTo;
@@ -174,7 +178,13 @@ export async function runRole<Spec extends LoggingSettings>(
     file = subcommand === undefined ? program.logFile?.(parsed.config) : undefined;
     context = { config: parsed.config, subcommand, env };
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
+    if (!(error instanceof ConfigError)) {
+      print(
+        `${program.info.binary}: unexpected error while reading settings: ${(error as Error)?.stack ?? error}\n`,
+        "stderr",
+      );
+      return ExitCode.Failure;
+    }
     print(`${program.info.binary}: configuration error: ${error.message}\n`, "stderr");
     return ExitCode.Config;
   }
@@ -191,8 +201,6 @@ export async function runRole<Spec extends LoggingSettings>(
     print(`${program.info.binary}: configuration error: cannot open log file: ${(error as Error).message}\n`, "stderr");
     return ExitCode.Config;
   }
-  using shutdown = new Shutdown();
-  options.stop?.addEventListener("abort", () => shutdown.trigger("SIGTERM"), { once: true });
   try {
     if (context.subcommand === undefined) {
       log.info("starting {binary} {version}", {

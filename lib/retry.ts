@@ -71,6 +71,9 @@ const NETWORK_CODES = new Set([
 interface SdkLikeError {
   name?: string;
   code?: string;
+  message?: string;
+  /** Set by the SDK's credential providers on an HTTP error from a metadata endpoint. */
+  statusCode?: number;
   $fault?: "client" | "server";
   $metadata?: { httpStatusCode?: number };
   $retryable?: { throttling?: boolean };
@@ -90,10 +93,21 @@ export function classifyError(error: unknown): ErrorClass {
   const status = e.$metadata?.httpStatusCode;
   if (status !== undefined) return status >= 500 || status === 429 ? "transient" : "permanent";
   if (e.$fault === "server") return "transient";
+  if (name === "ProviderError" || name === "CredentialsProviderError") return classifyCredentialsError(e);
   if (error instanceof TypeError && /fetch failed|error sending request|connect|network|socket/i.test(String(e))) {
     return "transient";
   }
   return "permanent";
+}
+
+/**
+ * The container and instance credential endpoints are local agents that can be briefly down or slow
+ * while a task starts: their outages, timeouts and 5xx are worth waiting out; a 4xx or a malformed
+ * configuration is not.
+ */
+function classifyCredentialsError(e: SdkLikeError): ErrorClass {
+  if (e.statusCode !== undefined) return e.statusCode >= 500 || e.statusCode === 429 ? "transient" : "permanent";
+  return /unable to connect|timeout/i.test(e.message ?? "") ? "transient" : "permanent";
 }
 
 /** A compact, log-friendly description of any error. */

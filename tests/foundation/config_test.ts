@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ConfigError,
   integer,
+  MAX_SECONDS,
   oneOf,
   parseSettings,
   renderHelp,
@@ -82,6 +83,13 @@ Deno.test("negative durations and units are rejected", () => {
   assert.equal(configError(() => parse(["--wait", "-1"])).setting, "--wait");
   assert.match(configError(() => parse(["--wait=-1"])).message, /^--wait="-1": expected a non-negative/);
   assert.equal(configError(() => parse([], { WAIT: "10s" })).setting, "WAIT");
+});
+
+Deno.test("durations longer than any timer can hold are rejected, the limit itself is accepted", () => {
+  assert.equal(parse(["--wait", String(MAX_SECONDS)]).config.wait, MAX_SECONDS);
+  const error = configError(() => parse([], { WAIT: "2147484" }));
+  assert.equal(error.setting, "WAIT");
+  assert.match(error.message, /^WAIT="2147484": expected at most 1000000 seconds/);
 });
 
 Deno.test("integers outside their bounds are rejected", () => {

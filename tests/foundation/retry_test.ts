@@ -87,3 +87,40 @@ Deno.test("describeError keeps name, message and HTTP status", () => {
   });
   assert.equal(describeError(Object.assign(new Error("hang up"), { code: "ECONNRESET" })).error, "ECONNRESET");
 });
+
+Deno.test("credential endpoint errors from the real SDK provider: outages and 5xx are transient, 4xx permanent", async () => {
+  const { fromContainerMetadata } = await import("@smithy/credential-provider-imds");
+  const answers = [500, 403];
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("{}", { status: answers.shift() ?? 200 }),
+  );
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of silent) held.push(conn);
+  })();
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+
+  const failureOf = async (url: string) => {
+    Deno.env.set("AWS_CONTAINER_CREDENTIALS_FULL_URI", url);
+    try {
+      await fromContainerMetadata({ timeout: 300, maxRetries: 0 })();
+    } catch (error) {
+      return error;
+    } finally {
+      Deno.env.delete("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    }
+    assert.fail(`credentials from ${url} unexpectedly succeeded`);
+  };
+  const base = `http://127.0.0.1:${server.addr.port}/creds`;
+  assert.equal(classifyError(await failureOf(base)), "transient", "HTTP 500");
+  assert.equal(classifyError(await failureOf(base)), "permanent", "HTTP 403");
+  assert.equal(classifyError(await failureOf(`http://127.0.0.1:${(silent.addr as Deno.NetAddr).port}/`)), "transient");
+  assert.equal(classifyError(await failureOf(`http://127.0.0.1:${closedPort}/`)), "transient", "refused");
+  silent.close();
+  await accepting.catch(() => {});
+  for (const conn of held) conn.close();
+});
