@@ -13,12 +13,32 @@ export class HttpStatusError extends Error {
   }
 }
 
+/** How a request failed before any answer: nothing listening, out of time, or anything else (DNS, TLS, reset). */
+export type UnreachableKind = "refused" | "timeout" | "other";
+
 /** No HTTP answer at all: refused, reset, DNS failure, or the timeout ran out. */
 export class HttpUnreachableError extends Error {
-  constructor(readonly url: string, readonly reason: string, options?: ErrorOptions) {
+  constructor(
+    readonly url: string,
+    readonly reason: string,
+    options?: ErrorOptions & { kind?: UnreachableKind },
+  ) {
     super(`${url} did not answer: ${reason}`, options);
     this.name = "HttpUnreachableError";
+    this.kind = options?.kind ?? "other";
   }
+
+  readonly kind: UnreachableKind;
+}
+
+/**
+ * Deno's fetch reports every transport failure as `TypeError: fetch failed` and says what happened only
+ * in the innermost cause, in the operating system's words (`Connection refused (os error 111)`).
+ */
+function innermostMessage(error: unknown): string {
+  let message = (error as Error)?.message ?? String(error);
+  for (let cause = (error as Error)?.cause; cause instanceof Error; cause = cause.cause) message = cause.message;
+  return message;
 }
 
 export interface RequestOptions {
@@ -55,9 +75,14 @@ export async function request(url: string, options: RequestOptions): Promise<Htt
   } catch (error) {
     if (options.signal?.aborted) throw options.signal.reason;
     if (timeout.aborted) {
-      throw new HttpUnreachableError(url, `no answer within ${options.timeoutMs} ms`, { cause: error });
+      throw new HttpUnreachableError(url, `no answer within ${options.timeoutMs} ms`, {
+        cause: error,
+        kind: "timeout",
+      });
     }
-    throw new HttpUnreachableError(url, (error as Error).message, { cause: error });
+    const reason = innermostMessage(error);
+    const kind = /connection refused/i.test(reason) ? "refused" : "other";
+    throw new HttpUnreachableError(url, reason, { cause: error, kind });
   }
 }
 

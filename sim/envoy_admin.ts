@@ -1,7 +1,8 @@
 /**
  * Envoy emulator: the admin API the App Mesh helper uses, answering with Envoy's real status codes and
  * bodies, plus an ingress listener that holds real TCP connections so that the
- * `listener.<address>.downstream_cx_active` gauge counts what a client really has open.
+ * `listener.<address>.downstream_cx_active` gauge counts what a client really has open and
+ * `downstream_cx_total` every connection the listener accepted, however briefly it lived.
  *
  * Admin endpoints: `/ready`, `/server_info` (the four states), `POST /healthcheck/fail` and
  * `/healthcheck/ok`, `POST /drain_listeners` (`graceful`, `inboundonly`, `skip_exit`),
@@ -10,15 +11,18 @@
  *
  * Ingress, like an HTTP connection manager with the default drain type: once the health check has
  * failed or a drain has started, every response carries `Connection: close`; a graceful drain also
- * closes the connections that are idle at that moment (as Envoy's drain notification does). `GET
- * /slow?ms=N` answers after N ms, to hold a request in flight.
+ * closes the connections that are idle at that moment (as Envoy's drain notification does), all at
+ * once like `--drain-strategy immediate`, or spread over `drainTimeMs` like the default `gradual`
+ * strategy over `--drain-time-s`. `GET /slow?ms=N` answers after N ms, to hold a request in flight.
  * @module
  */
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import type { EnvoyState } from "../lib/appmesh_helper/envoy_admin.ts";
 import { Faults } from "./faults.ts";
 import { json, type SimRequest, type SimResponse, type SimServer, startSimServer } from "./http_server.ts";
+
+/** `/server_info` states. `/ready` answers 200 only for `LIVE`, else 503 with the state. */
+export type EnvoyState = "LIVE" | "DRAINING" | "PRE_INITIALIZING" | "INITIALIZING";
 
 /** Envoy's init manager states; with the health check flag they give the `/server_info` state. */
 export type EnvoyInitState = "PRE_INITIALIZING" | "INITIALIZING" | "INITIALIZED";
@@ -39,6 +43,13 @@ export interface EnvoyEmulatorOptions {
   readonly version?: string;
   /** Faults of the admin API (the ingress listener has none). */
   readonly faults?: Faults;
+  /**
+   * `gradual` drain: a graceful drain closes the idle connections one by one, evenly spread over this
+   * many milliseconds. Unset or 0: all at once, as `--drain-strategy immediate`.
+   */
+  readonly drainTimeMs?: number;
+  /** `false`: an older Envoy whose admin API has no `/drain_listeners` (it answers 404). */
+  readonly drainListeners?: boolean;
 }
 
 export interface EnvoyEmulator extends AsyncDisposable {
@@ -56,12 +67,14 @@ export interface EnvoyEmulator extends AsyncDisposable {
   readonly draining: boolean;
   /** TCP connections open on the ingress listener right now. */
   readonly activeIngressConnections: number;
-  /** Every admin call, in order (faulted ones that got no answer excluded). */
+  /** Every admin call that reached the admin handlers, in order (calls answered by a fault excluded). */
   readonly calls: readonly AdminCall[];
   close(): Promise<void>;
 }
 
-const ADMIN_HANDLERS: ReadonlyArray<readonly [path: string, mutates: boolean, help: string]> = [
+type AdminHandler = readonly [path: string, mutates: boolean, help: string];
+
+const ADMIN_HANDLERS: readonly AdminHandler[] = [
   ["/drain_listeners", true, "drain listeners"],
   ["/healthcheck/fail", true, "cause the server to fail health checks"],
   ["/healthcheck/ok", true, "cause the server to pass health checks"],
@@ -78,7 +91,11 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const version = options.version ?? "0000000000000000000000000000000000000000/1.34.1/Clean/RELEASE/BoringSSL";
   const calls: AdminCall[] = [];
   const state = { init: options.init ?? "INITIALIZED" as EnvoyInitState, healthcheckFailed: false };
-  const ingress = await startIngress(() => state.healthcheckFailed);
+  const drainTimeMs = options.drainTimeMs ?? 0;
+  const ingress = await startIngress(() => state.healthcheckFailed, drainTimeMs);
+  const handlers = options.drainListeners === false
+    ? ADMIN_HANDLERS.filter(([path]) => path !== "/drain_listeners")
+    : ADMIN_HANDLERS;
 
   const serverState = (): EnvoyState =>
     state.init === "INITIALIZED" ? (state.healthcheckFailed ? "DRAINING" : "LIVE") : state.init;
@@ -91,10 +108,11 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
       [`listener.${ingressAddress}.downstream_cx_active`, active],
       [`listener.${ingressAddress}.downstream_cx_total`, ingress.total()],
       [`listener.${ingressAddress}.worker_0.downstream_cx_active`, active],
+      [`listener.${ingressAddress}.worker_0.downstream_cx_total`, ingress.total()],
       ["listener.0.0.0.0_15001.downstream_cx_active", 0],
+      ["listener.0.0.0.0_15001.downstream_cx_total", 0],
       ["listener.0.0.0.0_15001.worker_0.downstream_cx_active", 0],
       ["listener.admin.downstream_cx_active", 1],
-      ["listener_manager.total_listeners_draining", ingress.draining() ? 1 : 0],
       ["server.live", serverState() === "LIVE" ? 1 : 0],
       ["server.state", STATE_GAUGE[serverState()]],
       ["server.total_connections", active],
@@ -103,8 +121,8 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   };
 
   const handle = (request: SimRequest): SimResponse => {
-    const handler = ADMIN_HANDLERS.find(([path]) => path === request.path);
-    if (!handler) return { status: 404, body: `invalid path. ${help()}` };
+    const handler = handlers.find(([path]) => path === request.path);
+    if (!handler) return { status: 404, body: `invalid path. ${help(handlers)}` };
     if (handler[1] && request.method !== "POST") {
       return { status: 405, body: `Method ${request.method} not allowed, POST required.` };
     }
@@ -112,7 +130,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
       case "/ready":
         return { status: serverState() === "LIVE" ? 200 : 503, body: `${serverState()}\n` };
       case "/server_info":
-        return json(200, serverInfo(serverState(), version, startedAt));
+        return json(200, serverInfo(serverState(), version, startedAt, drainTimeMs));
       case "/healthcheck/fail":
         state.healthcheckFailed = true;
         return { status: 200, body: "OK\n" };
@@ -185,18 +203,21 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   };
 }
 
-function help(): string {
-  const lines = ADMIN_HANDLERS.map(([path, mutates, text]) => `  ${path}${mutates ? " (POST)" : ""}: ${text}`);
+function help(handlers: readonly AdminHandler[]): string {
+  const lines = handlers.map(([path, mutates, text]) => `  ${path}${mutates ? " (POST)" : ""}: ${text}`);
   return `admin commands are:\n${lines.join("\n")}\n`;
 }
 
-function serverInfo(state: EnvoyState, version: string, startedAt: number) {
+function serverInfo(state: EnvoyState, version: string, startedAt: number, drainTimeMs: number) {
   const uptime = `${Math.floor((Date.now() - startedAt) / 1000)}s`;
+  const drain = drainTimeMs > 0
+    ? { drain_time: `${drainTimeMs / 1000}s`, drain_strategy: "Gradual" }
+    : { drain_time: "600s", drain_strategy: "Immediate" };
   return {
     version,
     state,
     hot_restart_version: "11.104",
-    command_line_options: { concurrency: 1, mode: "Serve", drain_time: "600s", drain_strategy: "Gradual" },
+    command_line_options: { concurrency: 1, mode: "Serve", ...drain },
     uptime_current_epoch: uptime,
     uptime_all_epochs: uptime,
     node: { id: "emulated-envoy", cluster: "emulated" },
@@ -232,8 +253,9 @@ interface Ingress {
 }
 
 /** The ingress listener: real TCP connections, each known with its number of requests in flight. */
-async function startIngress(healthcheckFailed: () => boolean): Promise<Ingress> {
+async function startIngress(healthcheckFailed: () => boolean, drainTimeMs: number): Promise<Ingress> {
   const inFlight = new Map<Socket, number>();
+  const drainTimers = new Set<ReturnType<typeof setTimeout>>();
   let total = 0;
   let draining = false;
   const drainClose = () => draining || healthcheckFailed();
@@ -253,6 +275,7 @@ async function startIngress(healthcheckFailed: () => boolean): Promise<Ingress> 
   });
   // Envoy keeps idle downstream connections for an hour by default; Node's 5 s would close them for us.
   server.keepAliveTimeout = 0;
+  // Every accepted socket, even one whose client has already closed it: Envoy counts accepts too.
   server.on("connection", (socket: Socket) => {
     total++;
     inFlight.set(socket, 0);
@@ -275,12 +298,28 @@ async function startIngress(healthcheckFailed: () => boolean): Promise<Ingress> 
     draining: () => draining,
     drainGracefully() {
       draining = true;
-      for (const [socket, requests] of inFlight) if (requests === 0) socket.destroy();
+      const idle = [...inFlight].filter(([, requests]) => requests === 0).map(([socket]) => socket);
+      // A connection busy when its turn comes is left alone: its answer carries `Connection: close`.
+      const closeIfIdle = (socket: Socket) => {
+        if (inFlight.get(socket) === 0) socket.destroy();
+      };
+      idle.forEach((socket, index) => {
+        if (drainTimeMs <= 0) {
+          closeIfIdle(socket);
+          return;
+        }
+        const timer = setTimeout(() => {
+          drainTimers.delete(timer);
+          closeIfIdle(socket);
+        }, drainTimeMs * (index + 1) / idle.length);
+        drainTimers.add(timer);
+      });
     },
     stopAccepting() {
       void stopAccepting();
     },
     async close() {
+      for (const timer of drainTimers) clearTimeout(timer);
       for (const socket of inFlight.keys()) socket.destroy();
       await stopAccepting();
     },

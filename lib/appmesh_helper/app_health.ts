@@ -1,15 +1,20 @@
 /**
  * The application's own health check, asked two ways: "is it serving?" (2xx/3xx, for the `health`
- * subcommand and the startup stage) and "is it there at all?" (any HTTP answer, for the shutdown rule
- * that an app which no longer answers has nothing left to drain).
+ * subcommand and the startup stage) and "is it there at all?" (for the shutdown rule that an app which
+ * no longer answers has nothing left to drain). For the second, how a check failed matters: only a
+ * refused connection or a timeout can mean the app is gone; a DNS, TLS or reset failure cannot tell.
  * @module
  */
 import { HttpUnreachableError, request } from "../http.ts";
 
 export type AppAnswer =
   | { readonly kind: "answered"; readonly status: number }
-  /** Refused, reset, or no answer within the timeout. */
-  | { readonly kind: "silent"; readonly reason: string };
+  /** Nothing listens at the address. */
+  | { readonly kind: "refused"; readonly reason: string }
+  /** No whole answer within the timeout. */
+  | { readonly kind: "timed-out"; readonly reason: string }
+  /** Any other failure before an answer: DNS, TLS, a reset connection. */
+  | { readonly kind: "failed"; readonly reason: string };
 
 /**
  * One GET of the health check URL. Redirects are not followed: a 3xx is the app's answer. An abort of
@@ -20,9 +25,14 @@ export async function probeApp(url: string, timeoutMs: number, signal?: AbortSig
     const answer = await request(url, { timeoutMs, signal, redirect: "manual" });
     return { kind: "answered", status: answer.status };
   } catch (error) {
-    if (error instanceof HttpUnreachableError) return { kind: "silent", reason: error.reason };
+    if (error instanceof HttpUnreachableError) return unreachable(error);
     throw error;
   }
+}
+
+function unreachable(error: HttpUnreachableError): AppAnswer {
+  const kind = error.kind === "refused" ? "refused" : error.kind === "timeout" ? "timed-out" : "failed";
+  return { kind, reason: error.reason };
 }
 
 /** Serving: a 2xx or 3xx answer. */

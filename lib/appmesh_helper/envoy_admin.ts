@@ -1,14 +1,12 @@
 /**
  * Envoy's admin API, as far as the helper needs it: readiness, server state, failing the health check,
- * draining inbound listeners and reading the ingress listener's active connections. Works with any
+ * draining inbound listeners and reading the ingress listener's connection counters. Works with any
  * Envoy (App Mesh's, or one driven by another control plane). Every call has a hard timeout; failures
  * surface as the typed errors of lib/http.ts.
  * @module
  */
 import { getJson, HttpStatusError, request } from "../http.ts";
-
-/** `/server_info` states. `/ready` answers 200 only for `LIVE`, else 503 with the state. */
-export type EnvoyState = "LIVE" | "DRAINING" | "PRE_INITIALIZING" | "INITIALIZING";
+import type { IngressCount } from "./machine.ts";
 
 export interface Readiness {
   readonly live: boolean;
@@ -22,11 +20,15 @@ export interface ServerInfo {
   readonly version: string | undefined;
 }
 
+/** The two counters of a listener that tell whether it is quiet. */
+export type ListenerCounter = "downstream_cx_active" | "downstream_cx_total";
+
 /** Selects the listener whose connections count as inbound, from its stats names. */
 export interface IngressListener {
   /** RE2 (and JavaScript) regex sent as `/stats?filter=`; it matches exactly the wanted stat names. */
   readonly filter: string;
-  matches(statName: string): boolean;
+  /** Which of the ingress listener's counters `statName` is; `undefined` for any other stat. */
+  counterOf(statName: string): ListenerCounter | undefined;
 }
 
 const IPV4_OR_IPV6 = String.raw`(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F_.]*\])`;
@@ -34,13 +36,14 @@ const IPV4_OR_IPV6 = String.raw`(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F_.]*\])`;
 /**
  * `15000`: every listener bound to port 15000, IPv4 or IPv6 (`listener.0.0.0.0_15000.*`,
  * `listener.[__]_15000.*`), summed. Anything else: the listener whose stats name is exactly that.
- * Per-worker gauges (`listener.X.worker_0.downstream_cx_active`) never match, so nothing is counted twice.
+ * Per-worker stats (`listener.X.worker_0.downstream_cx_active`) never match, so nothing is counted twice.
  */
 export function ingressListener(setting: string): IngressListener {
   const name = /^\d+$/.test(setting) ? `${IPV4_OR_IPV6}_${setting}` : escapeRegex(setting);
-  const filter = String.raw`^listener\.${name}\.downstream_cx_active$`;
+  // `name` has no capturing group of its own, so group 1 is the counter.
+  const filter = String.raw`^listener\.${name}\.(downstream_cx_active|downstream_cx_total)$`;
   const pattern = new RegExp(filter);
-  return { filter, matches: (statName) => pattern.test(statName) };
+  return { filter, counterOf: (statName) => pattern.exec(statName)?.[1] as ListenerCounter | undefined };
 }
 
 function escapeRegex(text: string): string {
@@ -92,19 +95,23 @@ export class EnvoyAdmin {
   }
 
   /**
-   * Active downstream connections on the ingress listener (summed over its addresses), or `undefined`
-   * when Envoy has no listener that matches.
+   * The ingress listener's open and accepted connections (each summed over its addresses), read in one
+   * `/stats` call so that both describe the same moment; `undefined` when Envoy has no listener that
+   * matches (or lacks either counter).
    */
-  async ingressConnections(listener: IngressListener, options: CallOptions = {}): Promise<number | undefined> {
+  async ingressCount(listener: IngressListener, options: CallOptions = {}): Promise<IngressCount | undefined> {
     const url = `${this.baseUrl}/stats?format=json&filter=${encodeURIComponent(listener.filter)}`;
     const answer = await getJson<StatsAnswer>(url, this.#options(options));
-    let total: number | undefined;
+    const sums = new Map<ListenerCounter, number>();
     for (const stat of answer.stats ?? []) {
-      if (typeof stat.name === "string" && typeof stat.value === "number" && listener.matches(stat.name)) {
-        total = (total ?? 0) + stat.value;
+      const counter = typeof stat.name === "string" ? listener.counterOf(stat.name) : undefined;
+      if (counter !== undefined && typeof stat.value === "number") {
+        sums.set(counter, (sums.get(counter) ?? 0) + stat.value);
       }
     }
-    return total;
+    const active = sums.get("downstream_cx_active");
+    const accepted = sums.get("downstream_cx_total");
+    return active === undefined || accepted === undefined ? undefined : { active, accepted };
   }
 
   async #post(path: string, options: CallOptions): Promise<string> {

@@ -4,12 +4,13 @@
  * path (app gone, Envoy down, connections that never close) is tested without waiting.
  *
  * Timeline, from the first SIGTERM/SIGINT at `t0`:
- * - app health configured and silent: exit at once (the app is already gone, nothing to drain);
+ * - app health configured and gone (connection refused, or no answer in time twice in a row): exit at
+ *   once, nothing to drain. Any other failure (DNS, TLS, reset) proves nothing, so the drain goes on;
  * - `t0 + drainDelay`: fail Envoy's health check (and, in connections mode, drain its inbound listeners);
  * - fixed mode: exit at the deadline `t0 + drainDelay + drainTimeout`;
- * - connections mode: poll the ingress connection count and exit once it has been zero for the quiet
- *   period, or at the deadline, whichever comes first. If Envoy did not take the fail call, downstreams
- *   were never told, so the drain waits for the deadline as in fixed mode.
+ * - connections mode: poll the ingress listener's counters and exit once it has been quiet (no connection
+ *   open, none accepted) for the quiet period, or at the deadline, whichever comes first. If Envoy did
+ *   not take the fail call, downstreams were never told, so the drain waits for the deadline as in fixed mode.
  * @module
  */
 
@@ -26,18 +27,36 @@ export interface ShutdownPlan {
   readonly appCheck: boolean;
 }
 
+/**
+ * How the app's health check went: any HTTP answer (even a 5xx), the connection refused, no answer
+ * within the timeout, or another failure (DNS, TLS, reset) that says nothing about whether it is there.
+ */
+export type AppCheckResult = "answered" | "refused" | "timed-out" | "failed";
+
+/** One read of the ingress listener's counters, summed over its addresses. */
+export interface IngressCount {
+  /** Connections open now (`downstream_cx_active`). */
+  readonly active: number;
+  /**
+   * Connections accepted since Envoy started (`downstream_cx_total`). A connection that opened and
+   * closed between two reads never shows in `active`, but it moves this.
+   */
+  readonly accepted: number;
+}
+
 /** What the driver saw since the last action. */
 export type Observation =
-  | { readonly kind: "app-checked"; readonly answered: boolean }
+  | { readonly kind: "app-checked"; readonly result: AppCheckResult }
   | { readonly kind: "waited" }
   | { readonly kind: "envoy-failed"; readonly accepted: boolean }
   /** `undefined`: unknown (Envoy did not answer, or has no such listener). */
-  | { readonly kind: "connections-counted"; readonly count: number | undefined };
+  | { readonly kind: "connections-counted"; readonly count: IngressCount | undefined };
 
 export type WaitPurpose = "drain-delay" | "drain-timeout" | "poll";
 export type ExitReason = "app-gone" | "drain-timeout" | "connections-drained";
 
 export type Action =
+  /** Ask the app's health check (once more after a check that timed out, to confirm it). */
   | { readonly kind: "check-app" }
   /** Sleep until the epoch-ms `untilMs`, then report `waited`. */
   | { readonly kind: "wait"; readonly untilMs: number; readonly purpose: WaitPurpose }
@@ -47,7 +66,16 @@ export type Action =
   | { readonly kind: "count-connections"; readonly deadlineMs: number }
   | { readonly kind: "exit"; readonly reason: ExitReason };
 
-type Phase = "start" | "checking-app" | "delaying" | "failing" | "holding" | "counting" | "polling" | "done";
+type Phase =
+  | "start"
+  | "checking-app"
+  | "confirming-app"
+  | "delaying"
+  | "failing"
+  | "holding"
+  | "counting"
+  | "polling"
+  | "done";
 
 export class ShutdownMachine {
   readonly startedAt: number;
@@ -56,7 +84,8 @@ export class ShutdownMachine {
   /** The latest exit: `t0 + drainDelay + drainTimeout`. */
   readonly deadline: number;
   #phase: Phase = "start";
-  #zeroSince: number | undefined;
+  /** Since when the listener has been quiet, and its accepted count then; `undefined` while not quiet. */
+  #quiet: { readonly since: number; readonly accepted: number } | undefined;
   #lastCount: number | undefined;
   #envoyAccepted = false;
 
@@ -66,7 +95,7 @@ export class ShutdownMachine {
     this.deadline = this.failAt + plan.drainTimeoutMs;
   }
 
-  /** The last connection count read, `undefined` before the first or when it was unknown. */
+  /** The last count of open connections, `undefined` before the first read or when it was unknown. */
   get connectionsLeft(): number | undefined {
     return this.#lastCount;
   }
@@ -86,8 +115,7 @@ export class ShutdownMachine {
   next(observation: Observation, now: number): Action {
     switch (observation.kind) {
       case "app-checked":
-        this.#expect("checking-app");
-        return observation.answered ? this.#delay() : this.#exit("app-gone");
+        return this.#afterAppCheck(observation.result);
       case "envoy-failed":
         this.#expect("failing");
         this.#envoyAccepted = observation.accepted;
@@ -101,6 +129,22 @@ export class ShutdownMachine {
         return this.#afterCount(observation.count, now);
       case "waited":
         return this.#afterWait(now);
+    }
+  }
+
+  #afterAppCheck(result: AppCheckResult): Action {
+    const confirming = this.#phase === "confirming-app";
+    if (!confirming) this.#expect("checking-app");
+    switch (result) {
+      case "refused":
+        return this.#exit("app-gone");
+      case "timed-out":
+        // One slow answer may be an app busy with its last requests: only a second one in a row means gone.
+        return confirming ? this.#exit("app-gone") : this.#to("confirming-app", { kind: "check-app" });
+      case "answered":
+      case "failed":
+        // A DNS, TLS or reset failure may hide an app that still serves: draining is the safe side.
+        return this.#delay();
     }
   }
 
@@ -121,17 +165,30 @@ export class ShutdownMachine {
     }
   }
 
-  #afterCount(count: number | undefined, now: number): Action {
-    this.#lastCount = count;
-    // Only a count of zero read again and again proves quiet; an unknown count restarts the period.
-    this.#zeroSince = count === 0 ? this.#zeroSince ?? now : undefined;
-    if (this.#zeroSince !== undefined && now - this.#zeroSince >= this.plan.quietPeriodMs) {
+  #afterCount(count: IngressCount | undefined, now: number): Action {
+    this.#lastCount = count?.active;
+    this.#trackQuiet(count, now);
+    if (this.#quiet !== undefined && now - this.#quiet.since >= this.plan.quietPeriodMs) {
       return this.#exit("connections-drained");
     }
     if (now >= this.deadline) return this.#exit("drain-timeout");
-    const quietEnds = this.#zeroSince === undefined ? Infinity : this.#zeroSince + this.plan.quietPeriodMs;
+    const quietEnds = this.#quiet === undefined ? Infinity : this.#quiet.since + this.plan.quietPeriodMs;
     const untilMs = Math.min(now + this.plan.pollIntervalMs, quietEnds, this.deadline);
     return this.#to("polling", { kind: "wait", untilMs, purpose: "poll" });
+  }
+
+  /**
+   * Quiet means no connection open and none accepted since the quiet period began: under light traffic
+   * after the fail call, each connection carries one request and closes (`Connection: close`), often
+   * between two reads, so open connections alone would look quiet while requests still arrive. An
+   * unknown count never proves quiet, and anything but quiet restarts the period.
+   */
+  #trackQuiet(count: IngressCount | undefined, now: number): void {
+    if (count === undefined || count.active > 0) {
+      this.#quiet = undefined;
+    } else if (this.#quiet?.accepted !== count.accepted) {
+      this.#quiet = { since: now, accepted: count.accepted };
+    }
   }
 
   #countOrExit(now: number): Action {

@@ -7,10 +7,12 @@ export { appmeshHelperProgram } from "./program.ts";
 export { appHealthUrl, type AppmeshHelperConfig, appmeshHelperSettings } from "./settings.ts";
 export {
   type Action,
+  type AppCheckResult,
   type DrainMode,
   type ExitReason,
+  type IngressCount,
   type Observation,
   ShutdownMachine,
   type ShutdownPlan,
 } from "./machine.ts";
-export { EnvoyAdmin, type EnvoyState, type IngressListener, ingressListener } from "./envoy_admin.ts";
+export { EnvoyAdmin, type IngressListener, ingressListener, type ListenerCounter } from "./envoy_admin.ts";

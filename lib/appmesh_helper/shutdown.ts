@@ -8,10 +8,10 @@
 import { sleep } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { describeError, retry } from "../retry.ts";
-import { describeAppAnswer, probeApp } from "./app_health.ts";
+import { type AppAnswer, describeAppAnswer, probeApp } from "./app_health.ts";
+import { secondsSince } from "./elapsed.ts";
 import type { CallOptions, EnvoyAdmin, IngressListener } from "./envoy_admin.ts";
-import { type Action, type ExitReason, ShutdownMachine, type ShutdownPlan } from "./machine.ts";
-import { secondsSince } from "./startup.ts";
+import { type Action, type ExitReason, type IngressCount, ShutdownMachine, type ShutdownPlan } from "./machine.ts";
 
 /** "Retried briefly": an Envoy that has not taken the fail call within this long is not waited for. */
 export const ENVOY_CALL_BUDGET_MS = 5_000;
@@ -43,18 +43,17 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
     exitAtLatestInSeconds: (plan.drainDelayMs + plan.drainTimeoutMs) / 1000,
   });
   const counter = connectionCounter(stage, waited);
+  let listenersDrained = false;
   let action: Action = machine.start();
   for (;;) {
     switch (action.kind) {
       case "check-app": {
         const answer = await probeApp(stage.appUrl!, stage.appTimeoutMs);
-        const answered = answer.kind === "answered";
-        log.info(answered ? "the app answers: draining" : "the app does not answer: it is gone, nothing to drain", {
-          step: "app-check",
-          waitedSeconds: waited(),
-          appAnswer: describeAppAnswer(answer),
-        });
-        action = machine.next({ kind: "app-checked", answered }, Date.now());
+        const next = machine.next({ kind: "app-checked", result: answer.kind }, Date.now());
+        const fields = { step: "app-check", waitedSeconds: waited(), appAnswer: describeAppAnswer(answer) };
+        if (answer.kind === "failed") log.warning(appCheckMessage(answer, next), fields);
+        else log.info(appCheckMessage(answer, next), fields);
+        action = next;
         break;
       }
       case "wait": {
@@ -64,8 +63,9 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
         break;
       }
       case "fail-envoy": {
-        const accepted = await tellEnvoy(stage, action, waited);
-        action = machine.next({ kind: "envoy-failed", accepted }, Date.now());
+        const told = await tellEnvoy(stage, action, waited);
+        listenersDrained = told.listenersDrained;
+        action = machine.next({ kind: "envoy-failed", accepted: told.healthcheckFailed }, Date.now());
         break;
       }
       case "count-connections": {
@@ -79,7 +79,9 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
           reason: action.reason,
           waitedSeconds: waited(),
           envoyFailed: machine.envoyAccepted,
-          ...(plan.mode === "connections" ? { connectionsLeft: machine.connectionsLeft ?? null } : {}),
+          ...(plan.mode === "connections"
+            ? { listenersDrained, connectionsLeft: machine.connectionsLeft ?? null }
+            : {}),
         });
         return action.reason;
       }
@@ -93,6 +95,14 @@ const EXIT_MESSAGES: Record<ExitReason, string> = {
   "connections-drained": "exiting: the ingress listener has had no connections for DRAIN_QUIET_PERIOD",
 };
 
+/** Says what the machine made of the app's answer: gone, once more to confirm, or draining. */
+function appCheckMessage(answer: AppAnswer, next: Action): string {
+  if (next.kind === "exit") return "the app does not answer: it is gone, nothing to drain";
+  if (next.kind === "check-app") return "the app did not answer in time: asking once more before taking it as gone";
+  if (answer.kind === "answered") return "the app answers: draining";
+  return "the app's health check failed in a way that does not prove it gone: draining as usual";
+}
+
 function logWait(log: Logger, purpose: "drain-delay" | "drain-timeout", waitedSeconds: number, seconds: number) {
   const message = purpose === "drain-delay"
     ? "waiting DRAIN_DELAY so that new tasks come into service before Envoy fails its health check"
@@ -100,12 +110,18 @@ function logWait(log: Logger, purpose: "drain-delay" | "drain-timeout", waitedSe
   log.info(message, { step: purpose, waitedSeconds, forSeconds: Math.max(0, Math.round(seconds * 1000) / 1000) });
 }
 
-/** Fails Envoy's health check and, when asked, drains its inbound listeners. Whether Envoy accepted. */
+/** Which of the calls that tell Envoy to drain it took. */
+interface EnvoyTold {
+  readonly healthcheckFailed: boolean;
+  readonly listenersDrained: boolean;
+}
+
+/** Fails Envoy's health check and, when asked, drains its inbound listeners. */
 async function tellEnvoy(
   stage: ShutdownStage,
   action: Extract<Action, { kind: "fail-envoy" }>,
   waited: () => number,
-): Promise<boolean> {
+): Promise<EnvoyTold> {
   const call = async (step: string, message: string, send: (options: CallOptions) => Promise<string>) => {
     const giveUpAt = Math.min(Date.now() + ENVOY_CALL_BUDGET_MS, action.deadlineMs);
     try {
@@ -131,19 +147,17 @@ async function tellEnvoy(
       return false;
     }
   };
-  const failed = await call(
+  const healthcheckFailed = await call(
     "healthcheck-fail",
     "Envoy now fails its health check: downstreams stop sending new requests",
     (options) => stage.envoy.failHealthcheck(options),
   );
-  if (failed && action.drainListeners) {
-    await call(
-      "drain-listeners",
-      "Envoy is draining its inbound listeners: keep-alive connections close gracefully",
-      (options) => stage.envoy.drainInboundListeners(options),
-    );
-  }
-  return failed;
+  const listenersDrained = healthcheckFailed && action.drainListeners && await call(
+    "drain-listeners",
+    "Envoy is draining its inbound listeners: keep-alive connections close gracefully",
+    (options) => stage.envoy.drainInboundListeners(options),
+  );
+  return { healthcheckFailed, listenersDrained };
 }
 
 /** A per-call timeout that never runs past `deadline` (and is never zero, which would abort at once). */
@@ -151,25 +165,32 @@ function timeLeft(envoy: EnvoyAdmin, deadline: number): number {
   return Math.max(50, Math.min(envoy.timeoutMs, deadline - Date.now()));
 }
 
-/** Reads the ingress count; logs only when the count (or the reason it is unknown) changes. */
+/**
+ * Reads the ingress listener's counters; logs only when what an operator would want to know changes:
+ * the open connections, whether new ones arrived since the previous read, or why the count is unknown.
+ */
 function connectionCounter(stage: ShutdownStage, waited: () => number) {
-  let last: string | undefined;
-  return async (deadline: number): Promise<number | undefined> => {
-    let count: number | undefined;
+  let lastLogged: string | undefined;
+  let previous: IngressCount | undefined;
+  return async (deadline: number): Promise<IngressCount | undefined> => {
+    let count: IngressCount | undefined;
     let envoyAnswer: string;
     try {
-      count = await stage.envoy.ingressConnections(stage.listener, { timeoutMs: timeLeft(stage.envoy, deadline) });
+      count = await stage.envoy.ingressCount(stage.listener, { timeoutMs: timeLeft(stage.envoy, deadline) });
       envoyAnswer = count === undefined ? "no listener matches ENVOY_INGRESS_LISTENER" : "HTTP 200";
     } catch (error) {
       envoyAnswer = describeError(error).message;
     }
-    const summary = `${count}/${envoyAnswer}`;
-    if (summary !== last) {
-      last = summary;
+    const connectionsArriving = count !== undefined && previous !== undefined && count.accepted !== previous.accepted;
+    previous = count;
+    const summary = `${count?.active}/${connectionsArriving}/${envoyAnswer}`;
+    if (summary !== lastLogged) {
+      lastLogged = summary;
       const fields = {
         step: "drain-connections",
         waitedSeconds: waited(),
-        connectionsLeft: count ?? null,
+        connectionsLeft: count?.active ?? null,
+        connectionsArriving,
         envoyAnswer,
       };
       if (count === undefined) {

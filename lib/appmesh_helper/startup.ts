@@ -9,6 +9,7 @@ import { sleep } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { describeError } from "../retry.ts";
 import { describeAppAnswer, isServing, probeApp } from "./app_health.ts";
+import { secondsSince } from "./elapsed.ts";
 import type { EnvoyAdmin } from "./envoy_admin.ts";
 
 /** Local endpoints are cheap to ask; once a second keeps the "ready" line within a second of the truth. */
@@ -103,8 +104,4 @@ export async function watchStartup(watch: StartupWatch): Promise<void> {
     step: "startup-complete",
     waitedSeconds: secondsSince(started),
   });
-}
-
-export function secondsSince(epochMs: number): number {
-  return Math.round(Date.now() - epochMs) / 1000;
 }

@@ -62,19 +62,33 @@ Deno.test("failHealthcheck makes Envoy DRAINING; /healthcheck/ok undoes it", asy
   ]);
 });
 
-Deno.test("ingressConnections counts real TCP connections, however many come and go", async () => {
+Deno.test("ingressCount counts real TCP connections, open now and accepted ever, however many come and go", async () => {
   await using envoy = await startEnvoyEmulator();
   const admin = new EnvoyAdmin(envoy.adminUrl);
   const listener = ingressListener("15000");
-  assert.equal(await admin.ingressConnections(listener), 0);
+  assert.deepEqual(await admin.ingressCount(listener), { active: 0, accepted: 0 });
   const connections = await Promise.all([1, 2, 3].map(() => DownstreamConnection.open(envoy.ingressPort)));
   await until(() => envoy.activeIngressConnections === 3, "three connections are accepted");
-  assert.equal(await admin.ingressConnections(listener), 3, "the per-worker gauge is not counted twice");
+  assert.deepEqual(
+    await admin.ingressCount(listener),
+    { active: 3, accepted: 3 },
+    "the per-worker stats are not counted twice",
+  );
   assert.deepEqual(await connections[0].request("/"), { status: 200, connectionClose: false });
   connections[0].close();
   connections[1].close();
   await until(() => envoy.activeIngressConnections === 1, "two connections are gone");
-  assert.equal(await admin.ingressConnections(listener), 1);
+  assert.deepEqual(await admin.ingressCount(listener), { active: 1, accepted: 3 });
+
+  const brief = await DownstreamConnection.open(envoy.ingressPort);
+  await brief.request("/");
+  brief.close();
+  await until(() => envoy.activeIngressConnections === 1, "the brief connection is gone");
+  assert.deepEqual(
+    await admin.ingressCount(listener),
+    { active: 1, accepted: 4 },
+    "a connection that came and went between two reads shows in the accepted count only",
+  );
   connections[2].close();
 });
 
@@ -97,11 +111,33 @@ Deno.test("graceful inbound drain closes idle keep-alive connections and closes 
   assert.deepEqual(await slowAnswer, { status: 200, connectionClose: true });
   await within(busy.ended, "the busy connection to close after its answer");
   await until(() => envoy.activeIngressConnections === 0, "every connection is closed");
-  assert.equal(await admin.ingressConnections(ingressListener("15000")), 0);
+  assert.equal((await admin.ingressCount(ingressListener("15000")))?.active, 0);
 
   const late = await DownstreamConnection.open(envoy.ingressPort);
   assert.equal((await late.request("/")).connectionClose, true, "a draining listener still accepts, then closes");
   await within(late.ended, "the late connection to close after its answer");
+});
+
+Deno.test("a gradual drain spreads the idle closes over drainTimeMs; an Envoy without /drain_listeners says 404", async () => {
+  await using envoy = await startEnvoyEmulator({ drainTimeMs: 600 });
+  const admin = new EnvoyAdmin(envoy.adminUrl);
+  const idle = await Promise.all([1, 2, 3].map(() => DownstreamConnection.open(envoy.ingressPort)));
+  await until(() => envoy.activeIngressConnections === 3, "three connections are accepted");
+  const drainedAt = Date.now();
+  await admin.drainInboundListeners();
+  const endedAfter = (await within(Promise.all(idle.map((c) => c.ended)), "the drain to close them", 3_000))
+    .map((at) => at - drainedAt).sort((a, b) => a - b);
+  assert.ok(endedAfter[0] >= 150, `the first close comes after a third of the drain time: ${endedAfter}`);
+  assert.ok(endedAfter[2] >= 550 && endedAfter[2] < 1_500, `the last close at the drain time: ${endedAfter}`);
+  assert.ok(endedAfter[2] - endedAfter[0] >= 300, `the closes are spread out: ${endedAfter}`);
+  assert.deepEqual((await admin.serverInfo()).state, "LIVE");
+
+  await using older = await startEnvoyEmulator({ drainListeners: false });
+  await assert.rejects(
+    new EnvoyAdmin(older.adminUrl).drainInboundListeners(),
+    (error) => error instanceof HttpStatusError && error.status === 404 && /invalid path/.test(error.body),
+  );
+  assert.equal(older.draining, false);
 });
 
 Deno.test("after the health check fails, answers carry Connection: close but idle connections stay", async () => {
@@ -118,37 +154,45 @@ Deno.test("after the health check fails, answers carry Connection: close but idl
   idle.close();
 });
 
-Deno.test("ingressListener: a port matches IPv4 and IPv6 listeners on it, nothing else", () => {
+Deno.test("ingressListener: a port matches the two counters of IPv4 and IPv6 listeners on it, nothing else", () => {
   const byPort = ingressListener("15000");
-  for (const name of ["listener.0.0.0.0_15000.downstream_cx_active", "listener.[__]_15000.downstream_cx_active"]) {
-    assert.ok(byPort.matches(name), name);
+  for (const address of ["0.0.0.0_15000", "[__]_15000"]) {
+    for (const counter of ["downstream_cx_active", "downstream_cx_total"]) {
+      assert.equal(byPort.counterOf(`listener.${address}.${counter}`), counter, address);
+    }
   }
   for (
     const name of [
       "listener.0.0.0.0_15000.worker_0.downstream_cx_active",
+      "listener.0.0.0.0_15000.worker_0.downstream_cx_total",
       "listener.0.0.0.0_15001.downstream_cx_active",
       "listener.0.0.0.0_150000.downstream_cx_active",
       "listener.admin.downstream_cx_active",
       "http.ingress.downstream_cx_active",
-      "listener.0.0.0.0_15000.downstream_cx_total",
+      "listener.0.0.0.0_15000.downstream_cx_destroy",
+      "listener.0.0.0.0_15000.downstream_cx_total_extra",
     ]
   ) {
-    assert.ok(!byPort.matches(name), name);
+    assert.equal(byPort.counterOf(name), undefined, name);
   }
   const byName = ingressListener("ingress.http");
-  assert.ok(byName.matches("listener.ingress.http.downstream_cx_active"));
-  assert.ok(!byName.matches("listener.ingressXhttp.downstream_cx_active"), "dots are literal");
+  assert.equal(byName.counterOf("listener.ingress.http.downstream_cx_active"), "downstream_cx_active");
+  assert.equal(byName.counterOf("listener.ingressXhttp.downstream_cx_active"), undefined, "dots are literal");
 });
 
-Deno.test("ingressConnections sums addresses of one port and tells a missing listener apart", async () => {
+Deno.test("ingressCount sums addresses of one port and tells a missing listener apart", async () => {
   await using envoy = await startEnvoyEmulator({ ingressStatAddress: "[__]_8080" });
   const admin = new EnvoyAdmin(envoy.adminUrl);
   const connection = await DownstreamConnection.open(envoy.ingressPort);
   await until(() => envoy.activeIngressConnections === 1, "the connection is accepted");
-  assert.equal(await admin.ingressConnections(ingressListener("8080")), 1);
-  assert.equal(await admin.ingressConnections(ingressListener("[__]_8080")), 1);
-  assert.equal(await admin.ingressConnections(ingressListener("15000")), undefined, "no listener on 15000");
-  assert.equal(await admin.ingressConnections(ingressListener("0.0.0.0_15001")), 0, "the egress listener exists");
+  assert.deepEqual(await admin.ingressCount(ingressListener("8080")), { active: 1, accepted: 1 });
+  assert.deepEqual(await admin.ingressCount(ingressListener("[__]_8080")), { active: 1, accepted: 1 });
+  assert.equal(await admin.ingressCount(ingressListener("15000")), undefined, "no listener on 15000");
+  assert.deepEqual(
+    await admin.ingressCount(ingressListener("0.0.0.0_15001")),
+    { active: 0, accepted: 0 },
+    "the egress listener exists",
+  );
   connection.close();
 });
 
@@ -162,6 +206,6 @@ Deno.test("admin failures surface as typed errors: down, faulted, not Envoy", as
   envoy.admin.faults.failNext(1, "server-error").failNext(1, "hang").failNext(1, "reset");
   await assert.rejects(admin.failHealthcheck(), (error) => error instanceof HttpStatusError && error.status === 500);
   await assert.rejects(admin.ready(), /no answer within 300 ms/);
-  await assert.rejects(admin.ingressConnections(ingressListener("15000")), HttpUnreachableError);
+  await assert.rejects(admin.ingressCount(ingressListener("15000")), HttpUnreachableError);
   assert.equal(envoy.healthcheckFailed, false);
 });

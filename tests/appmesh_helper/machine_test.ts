@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { type Action, ShutdownMachine, type ShutdownPlan } from "../../lib/appmesh_helper/machine.ts";
+import {
+  type Action,
+  type AppCheckResult,
+  ShutdownMachine,
+  type ShutdownPlan,
+} from "../../lib/appmesh_helper/machine.ts";
 
 const T0 = 1_000_000;
 
@@ -24,7 +29,9 @@ function throughFail(machine: ShutdownMachine): number {
   return machine.failAt;
 }
 
-function countAt(machine: ShutdownMachine, count: number | undefined, now: number): Action {
+/** Feeds one read of the counters: `active` open connections (`undefined`: unknown), `accepted` ever. */
+function countAt(machine: ShutdownMachine, active: number | undefined, now: number, accepted = 10): Action {
+  const count = active === undefined ? undefined : { active, accepted };
   return machine.next({ kind: "connections-counted", count }, now);
 }
 
@@ -54,10 +61,10 @@ Deno.test("the deadline is anchored to the signal, so slow fail retries do not p
   assert.equal(machine.envoyAccepted, false, "an Envoy that did not answer is remembered for the exit line");
 });
 
-Deno.test("app configured and silent: exit at once, Envoy is never told", () => {
+Deno.test("app configured and refusing connections: exit at once, Envoy is never told", () => {
   const machine = new ShutdownMachine(plan({ appCheck: true }), T0);
   assert.deepEqual(machine.start(), { kind: "check-app" });
-  assert.deepEqual(machine.next({ kind: "app-checked", answered: false }, T0 + 5), {
+  assert.deepEqual(machine.next({ kind: "app-checked", result: "refused" }, T0 + 5), {
     kind: "exit",
     reason: "app-gone",
   });
@@ -66,11 +73,44 @@ Deno.test("app configured and silent: exit at once, Envoy is never told", () => 
 Deno.test("app configured and answering (any status): the drain goes on as usual", () => {
   const machine = new ShutdownMachine(plan({ appCheck: true }), T0);
   machine.start();
-  assert.deepEqual(machine.next({ kind: "app-checked", answered: true }, T0 + 5), {
+  assert.deepEqual(machine.next({ kind: "app-checked", result: "answered" }, T0 + 5), {
     kind: "wait",
     untilMs: T0 + 40_000,
     purpose: "drain-delay",
   });
+});
+
+Deno.test("app silent past the timeout: one confirming check, and only a second timeout (or a refusal) means gone", () => {
+  const outcomes: Record<AppCheckResult, Action["kind"]> = {
+    "timed-out": "exit",
+    refused: "exit",
+    answered: "wait",
+    failed: "wait",
+  };
+  for (const [second, expected] of Object.entries(outcomes) as Array<[AppCheckResult, Action["kind"]]>) {
+    const machine = new ShutdownMachine(plan({ appCheck: true }), T0);
+    machine.start();
+    assert.deepEqual(machine.next({ kind: "app-checked", result: "timed-out" }, T0 + 2_000), { kind: "check-app" });
+    const next = machine.next({ kind: "app-checked", result: second }, T0 + 4_000);
+    assert.equal(next.kind, expected, `timed out, then ${second}`);
+    if (next.kind === "exit") assert.equal(next.reason, "app-gone");
+    if (next.kind === "wait") assert.deepEqual(next, { kind: "wait", untilMs: T0 + 40_000, purpose: "drain-delay" });
+  }
+});
+
+Deno.test("app check failed by DNS, TLS or a reset: the app may still serve, so the drain goes on", () => {
+  const machine = new ShutdownMachine(plan({ appCheck: true }), T0);
+  machine.start();
+  assert.deepEqual(machine.next({ kind: "app-checked", result: "failed" }, T0 + 5), {
+    kind: "wait",
+    untilMs: T0 + 40_000,
+    purpose: "drain-delay",
+  });
+  assert.throws(
+    () => machine.next({ kind: "app-checked", result: "timed-out" }, T0 + 10),
+    /expected phase checking-app/,
+    "no confirming check after a failure that is not a timeout",
+  );
 });
 
 Deno.test("connections mode: drains listeners and exits once the count stayed zero for the quiet period", () => {
@@ -117,6 +157,29 @@ Deno.test("connections mode: a connection that reappears restarts the quiet peri
   assert.equal(countAt(machine, 0, failedAt + 1_500).kind, "wait");
   machine.next({ kind: "waited" }, failedAt + 2_000);
   assert.deepEqual(countAt(machine, 0, failedAt + 2_000), { kind: "exit", reason: "connections-drained" });
+});
+
+Deno.test("connections mode: connections that open and close between two reads hold off the quiet period", () => {
+  const machine = new ShutdownMachine(plan({ mode: "connections", quietPeriodMs: 1_000 }), T0);
+  const failedAt = throughFail(machine);
+  machine.next({ kind: "envoy-failed", accepted: true }, failedAt);
+  // Every read sees no open connection, but the accepted count moves: requests are still arriving.
+  let now = failedAt;
+  let accepted = 100;
+  assert.equal(countAt(machine, 0, now, accepted).kind, "wait");
+  for (let read = 1; read <= 8; read++) {
+    now += 500;
+    accepted += 2;
+    machine.next({ kind: "waited" }, now);
+    const action = countAt(machine, 0, now, accepted);
+    assert.equal(action.kind, "wait", `read ${read}: ${accepted} accepted, the drain must go on`);
+  }
+  assert.equal(machine.connectionsLeft, 0);
+  // The arrivals stop: nothing has been accepted since the read at `now`, so the quiet period runs from it.
+  machine.next({ kind: "waited" }, now + 500);
+  assert.deepEqual(countAt(machine, 0, now + 500, accepted), { kind: "wait", untilMs: now + 1_000, purpose: "poll" });
+  machine.next({ kind: "waited" }, now + 1_000);
+  assert.deepEqual(countAt(machine, 0, now + 1_000, accepted), { kind: "exit", reason: "connections-drained" });
 });
 
 Deno.test("connections mode: an unknown count (Envoy down, no such listener) never counts as quiet", () => {
@@ -179,7 +242,7 @@ Deno.test("observations out of order are programming errors, not silent state ch
   assert.throws(() => machine.next({ kind: "envoy-failed", accepted: true }, T0), /expected phase failing/);
   machine.start();
   assert.throws(() => machine.start(), /expected phase start/);
-  assert.throws(() => machine.next({ kind: "app-checked", answered: true }, T0), /expected phase checking-app/);
+  assert.throws(() => machine.next({ kind: "app-checked", result: "answered" }, T0), /expected phase checking-app/);
   machine.next({ kind: "waited" }, T0 + 40_000);
   assert.throws(() => machine.next({ kind: "waited" }, T0 + 40_001), /not expected in phase failing/);
 });
