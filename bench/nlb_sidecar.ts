@@ -100,7 +100,7 @@ async function apiCost(): Promise<BenchFigure> {
     await sleep(intervals * interval * 1000 + 500);
     const perRun = runs.map((run) => {
       const perGroup = run.world.targets.map((t) => {
-        const calls = run.world.elbv2.state.healthCalls.get(t.targetGroupArn) ?? [];
+        const calls = (run.world.elbv2.state.healthCalls.get(t.targetGroupArn) ?? []).map((call) => call.at);
         const windowEnd = calls[0] + intervals * interval * 1000;
         return calls.filter((at) => at < windowEnd).length / intervals;
       });

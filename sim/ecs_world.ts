@@ -5,6 +5,7 @@
  * @module
  */
 import type { ContainerMetadata, NetworkMode, PortMapping, TaskMetadata } from "../lib/ecs_metadata.ts";
+import { mappingProtocols } from "../lib/nlb_sidecar/port_mappings.ts";
 import { type EcsEmulator, type EcsLoadBalancer, EcsState, startEcsEmulator } from "./ecs.ts";
 import { type Ec2Emulator, Ec2State, startEc2Emulator } from "./ec2.ts";
 import { type Elbv2Emulator, Elbv2State, startElbv2Emulator, type TargetState } from "./elbv2.ts";
@@ -86,11 +87,11 @@ export const WORLD = {
   instanceId: "i-0abc1234def567890",
   instanceIpv4: "10.0.5.17",
   instanceIpv6: "2600:1f18:abcd:1205::5",
+  /** Bridge mode: the first dynamic host port; each load-balanced port takes the next one for tcp, then udp. */
   firstHostPort: 32768,
 } as const;
 
-const UDP_PROTOCOLS = new Set(["UDP", "QUIC"]);
-const DUAL_PROTOCOLS = new Set(["TCP_UDP", "TCP_QUIC"]);
+const TRANSPORTS = ["tcp", "udp"] as const;
 
 export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
   const mode = options.networkMode;
@@ -112,17 +113,14 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
     "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
   // Port mappings as the agent reports them: bridge mode maps each container port to a dynamic host port.
+  // Every load-balanced port is mapped for tcp and for udp, to different host ports in bridge mode, so
+  // the sidecar has to pick the mapping by the target group's protocol.
   const ports = new Map<string, PortMapping[]>();
   let nextHostPort: number = WORLD.firstHostPort;
   for (const g of groups) {
     const list = ports.get(g.container) ?? [];
     ports.set(g.container, list);
-    const protocols: Array<"tcp" | "udp"> = UDP_PROTOCOLS.has(g.protocol)
-      ? ["udp"]
-      : DUAL_PROTOCOLS.has(g.protocol)
-      ? ["tcp", "udp"]
-      : ["tcp"];
-    for (const protocol of protocols) {
+    for (const protocol of TRANSPORTS) {
       if (list.some((p) => p.ContainerPort === g.containerPort && p.Protocol === protocol)) continue;
       const hostPort = mode === "bridge" ? nextHostPort++ : g.containerPort;
       list.push({ ContainerPort: g.containerPort, HostPort: hostPort, Protocol: protocol, HostIp: "0.0.0.0" });
@@ -171,9 +169,10 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
       loadBalancerArns: [`arn:aws:elasticloadbalancing:${WORLD.region}:${WORLD.account}:loadbalancer/net/web/1`],
     });
     const ipv6 = g.ipAddressType === "ipv6";
-    const mapping = ports.get(g.container)?.find((p) =>
-      p.ContainerPort === g.containerPort && p.Protocol === (UDP_PROTOCOLS.has(g.protocol) ? "udp" : "tcp")
-    );
+    // ECS registers the host port of the mapping that serves the group's protocol. This is the rule
+    // discovery follows too, so tests check targets against literal ports, never against these.
+    const [served] = mappingProtocols(g.protocol);
+    const mapping = ports.get(g.container)?.find((p) => p.ContainerPort === g.containerPort && p.Protocol === served);
     const id = mode === "awsvpc"
       ? (ipv6 ? WORLD.taskIpv6 : WORLD.taskIpv4)
       : g.targetType === "instance"

@@ -77,11 +77,18 @@ interface TargetGroupRecord extends TargetGroupDefinition {
 
 const key = (id: string, port: number) => `${id}:${port}`;
 
+/** One DescribeTargetHealth call as it arrived: when, and the targets exactly as the caller named them. */
+export interface TargetHealthCall {
+  readonly at: number;
+  /** `port` is undefined when the caller left it out (ELB then uses the group's port). */
+  readonly targets: ReadonlyArray<{ readonly id: string; readonly port?: number }>;
+}
+
 export class Elbv2State {
   readonly targetGroups = new Map<string, TargetGroupRecord>();
   readonly denied = new Set<string>();
-  /** When each DescribeTargetHealth call for a target group was answered (epoch ms), per group ARN. */
-  readonly healthCalls = new Map<string, number[]>();
+  /** Every DescribeTargetHealth call for an existing target group, per group ARN. */
+  readonly healthCalls = new Map<string, TargetHealthCall[]>();
 
   constructor(readonly region = "eu-west-1", readonly account = "123456789012") {}
 
@@ -191,13 +198,14 @@ export class Elbv2State {
     this.#guard("DescribeTargetHealth");
     const arn = params.get("TargetGroupArn") ?? "";
     const group = this.#group(arn);
-    const calls = this.healthCalls.get(arn) ?? [];
-    calls.push(Date.now());
-    this.healthCalls.set(arn, calls);
-    const requested = (queryList(params, "Targets") as Array<Record<string, string>>).map((t) => ({
+    const named = (queryList(params, "Targets") as Array<Record<string, string>>).map((t) => ({
       id: t.Id,
-      port: t.Port === undefined ? group.port : Number(t.Port),
+      port: t.Port === undefined ? undefined : Number(t.Port),
     }));
+    const calls = this.healthCalls.get(arn) ?? [];
+    calls.push({ at: Date.now(), targets: named });
+    this.healthCalls.set(arn, calls);
+    const requested = named.map((t) => ({ id: t.id, port: t.port ?? group.port }));
     for (const target of requested) validateTarget(group, target.id);
     const targets = requested.length > 0 ? requested : [...group.targets.keys()].map((k) => {
       const at = k.lastIndexOf(":");

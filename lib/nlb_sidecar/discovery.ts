@@ -35,6 +35,7 @@ import {
 import { classifyError, describeError, retry, type RetryOptions } from "../retry.ts";
 import type { SidecarClients } from "./clients.ts";
 import type { WatchedTarget } from "./machine.ts";
+import { mappingProtocols } from "./port_mappings.ts";
 
 export interface PlannedTarget extends WatchedTarget {
   readonly targetGroupName: string;
@@ -172,7 +173,7 @@ async function retryStep<T>(
 }
 
 function asDiscoveryError(step: string, error: unknown): DiscoveryError {
-  const { error: code, message } = describeError(error);
+  const { error: code, message, status } = describeError(error);
   if (error instanceof NotReadyYet || classifyError(error) === "transient") {
     return new DiscoveryError(
       "timeout",
@@ -183,7 +184,6 @@ function asDiscoveryError(step: string, error: unknown): DiscoveryError {
       { cause: error },
     );
   }
-  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   if (/AccessDenied|UnauthorizedOperation|NotAuthorized/i.test(code) || status === 403) {
     return new DiscoveryError("access-denied", `${step} was refused: ${code}: ${message}`, IAM_FIX, { cause: error });
   }
@@ -382,13 +382,6 @@ function networkOf(container: ContainerMetadata) {
     );
   }
   return network;
-}
-
-/** Which port mapping a target group's protocol uses: UDP-only protocols map udp ports, the rest tcp. */
-function mappingProtocols(protocol: string | undefined): Array<"tcp" | "udp"> {
-  if (protocol === "UDP" || protocol === "QUIC") return ["udp"];
-  if (protocol === "TCP_UDP" || protocol === "TCP_QUIC") return ["tcp", "udp"];
-  return ["tcp"];
 }
 
 class TargetResolver {

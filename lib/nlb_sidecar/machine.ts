@@ -8,10 +8,10 @@
  * `unused`/`Target.NotRegistered` is gone; once every target is gone the task has left the load
  * balancers and the sidecar finishes at once. `fixed` drains finish after the deregistration wait;
  * `connections` drains finish as soon as no connection has been seen for the quiet period, or at the
- * same cap. Failed polls never finish anything: they are retried with jittered backoff.
+ * same cap. Failed polls never finish anything: the first failure of a streak is retried once, soon;
+ * after that the group keeps its regular interval, so throttling never makes the sidecar call more often.
  * @module
  */
-import { backoffDelay } from "../retry.ts";
 import type { DrainMode } from "./settings.ts";
 
 export type { DrainMode } from "./settings.ts";
@@ -35,6 +35,13 @@ export interface PollError {
   readonly code: string;
   readonly message: string;
   readonly transient: boolean;
+}
+
+export interface PollFailure {
+  readonly targetGroupArn: string;
+  readonly code: string;
+  readonly transient: boolean;
+  readonly at: number;
 }
 
 export type Observation =
@@ -61,21 +68,19 @@ export interface Finish {
   readonly waitedMs: number;
 }
 
+/** A target's new state as DescribeTargetHealth reported it. */
+export interface TargetChange {
+  readonly target: WatchedTarget;
+  readonly state: string;
+  readonly previousState?: string;
+  readonly reason?: string;
+  readonly description?: string;
+}
+
 export type MachineEvent =
-  | {
-    readonly kind: "target-changed";
-    readonly target: WatchedTarget;
-    readonly state: string;
-    readonly previousState?: string;
-    readonly reason?: string;
-    readonly description?: string;
-  }
-  | {
-    readonly kind: "drain-started";
-    readonly target: WatchedTarget;
-    readonly reason?: string;
-    readonly mode: DrainMode;
-  }
+  | ({ readonly kind: "target-changed" } & TargetChange)
+  /** The change to `draining` that started the drain: one event, not a target-changed as well. */
+  | ({ readonly kind: "drain-started"; readonly mode: DrainMode } & TargetChange)
   | {
     readonly kind: "poll-failed";
     readonly targetGroupArn: string;
@@ -89,7 +94,8 @@ export type MachineEvent =
   | { readonly kind: "poll-recovered"; readonly targetGroupArn: string; readonly failures: number }
   | { readonly kind: "connections-changed"; readonly established: number; readonly previous?: number }
   | { readonly kind: "connections-unavailable"; readonly message: string }
-  | ({ readonly kind: "finished" } & Finish);
+  /** `target` is the one whose drain finished, or whose deregistration was the last one seen. */
+  | ({ readonly kind: "finished"; readonly target: WatchedTarget } & Finish);
 
 export interface Step {
   readonly events: readonly MachineEvent[];
@@ -103,8 +109,20 @@ export type Phase = "watching" | "draining" | "finished";
 
 export interface MachineStatus {
   readonly phase: Phase;
+  /** When the watch started: polls are due from here on. */
+  readonly watchStartedAt: number;
   /** Every target group has answered at or after this time; undefined until each has answered once. */
   readonly lastSuccessfulPollAt?: number;
+  /** The latest poll of any group that completed, whatever came of it: the watch loop is running. */
+  readonly lastPollCompletedAt?: number;
+  /**
+   * The latest poll that was answered or failed with a transient error: AWS can answer this sidecar's
+   * calls once it has capacity again. Only permanent errors (access denied, target group not found) stop
+   * this from advancing.
+   */
+  readonly lastPollWithoutPermanentErrorAt?: number;
+  /** The most recent failed poll, for operators and the health check's reason. */
+  readonly lastPollError?: PollFailure;
   readonly drainStartedAt?: number;
   readonly drainDeadline?: number;
   readonly targets: ReadonlyArray<WatchedTarget & { readonly state?: string; readonly reason?: string }>;
@@ -122,9 +140,15 @@ export interface MachineOptions {
 }
 
 /** The reason ELB gives for a target that is not (or no longer) registered. */
-export const NOT_REGISTERED = "Target.NotRegistered";
+const NOT_REGISTERED = "Target.NotRegistered";
 
 const JITTER = 0.1;
+/**
+ * The one quick retry after the first failure of a streak comes this fraction of an interval later
+ * (uniformly, so a fleet throttled together does not retry together): soon enough that a drain hidden
+ * by one throttled call is still seen within two intervals, never at once.
+ */
+const QUICK_RETRY = { min: 0.1, max: 0.3 } as const;
 /** Connections are counted at least this often, so the sidecar exits within a second of the quiet period. */
 const MAX_CONNECTION_SAMPLE_MS = 1_000;
 const MIN_CONNECTION_SAMPLE_MS = 50;
@@ -145,6 +169,8 @@ interface GroupRecord {
 }
 
 interface Drain {
+  /** The target whose change to `draining` started the drain. */
+  readonly target: WatchedTarget;
   readonly startedAt: number;
   readonly deadline: number;
   /** First count of the current run of zero counts: the quiet period is measured from here. */
@@ -158,8 +184,9 @@ export function targetKey(target: { readonly id: string; readonly port: number }
   return `${target.id}:${target.port}`;
 }
 
-function isGone(record: TargetRecord): boolean {
-  return record.state === "unused" && record.reason === NOT_REGISTERED;
+/** ELB's answer for a target that is not registered (any more): `unused` / `Target.NotRegistered`. */
+export function isNotRegistered(health: { readonly state?: string; readonly reason?: string }): boolean {
+  return health.state === "unused" && health.reason === NOT_REGISTERED;
 }
 
 export class DrainMachine {
@@ -171,6 +198,9 @@ export class DrainMachine {
   #countingConnections: boolean;
   #drain?: Drain;
   #finished?: Finish;
+  #lastPollCompletedAt?: number;
+  #lastPollWithoutPermanentErrorAt?: number;
+  #lastPollError?: PollFailure;
 
   constructor(options: MachineOptions) {
     if (options.targets.length === 0) throw new Error("DrainMachine needs at least one target");
@@ -212,7 +242,11 @@ export class DrainMachine {
     const answers = [...this.#groups.values()].map((g) => g.lastAnswerAt);
     return {
       phase: this.phase,
+      watchStartedAt: this.#options.startedAt,
       lastSuccessfulPollAt: answers.some((a) => a === undefined) ? undefined : Math.min(...answers as number[]),
+      lastPollCompletedAt: this.#lastPollCompletedAt,
+      lastPollWithoutPermanentErrorAt: this.#lastPollWithoutPermanentErrorAt,
+      lastPollError: this.#lastPollError,
       drainStartedAt: this.#drain?.startedAt,
       drainDeadline: this.#drain?.deadline,
       targets: [...this.#targets.values()].flatMap((group) =>
@@ -244,44 +278,49 @@ export class DrainMachine {
     if (!group || !targets) return;
     group.inFlight = false;
     group.lastAnswerAt = observation.at;
+    this.#lastPollCompletedAt = observation.at;
+    this.#lastPollWithoutPermanentErrorAt = observation.at;
     if (group.failures > 0) {
       events.push({ kind: "poll-recovered", targetGroupArn: observation.targetGroupArn, failures: group.failures });
       group.failures = 0;
       group.lastErrorCode = undefined;
     }
+    let lastChanged: WatchedTarget | undefined;
     for (const reading of observation.readings) {
       const record = targets.get(targetKey(reading));
       if (!record || (record.state === reading.state && record.reason === reading.reason)) continue;
-      events.push({
-        kind: "target-changed",
+      const change: TargetChange = {
         target: record.target,
         state: reading.state,
         previousState: record.state,
         reason: reading.reason,
         description: reading.description,
-      });
+      };
       record.state = reading.state;
       record.reason = reading.reason;
-      if (!isGone(record)) record.seenRegistered = true;
-      if (reading.state === "draining" && !this.#drain) this.#startDrain(observation.at, record, events);
+      lastChanged = record.target;
+      if (!isNotRegistered(record)) record.seenRegistered = true;
+      if (reading.state === "draining" && !this.#drain) this.#startDrain(observation.at, change, events);
+      else events.push({ kind: "target-changed", ...change });
     }
-    if (this.#allGone()) this.#finish("deregistered", observation.at, events);
+    if (lastChanged && this.#allGone()) this.#finish("deregistered", observation.at, lastChanged, events);
   }
 
   /** Every target has answered, none is registered any more, and at least one was registered before. */
   #allGone(): boolean {
     const records = [...this.#targets.values()].flatMap((group) => [...group.values()]);
-    return records.every(isGone) && records.some((r) => r.seenRegistered);
+    return records.every(isNotRegistered) && records.some((r) => r.seenRegistered);
   }
 
-  #startDrain(at: number, record: TargetRecord, events: MachineEvent[]): void {
+  #startDrain(at: number, change: TargetChange, events: MachineEvent[]): void {
     this.#drain = {
+      target: change.target,
       startedAt: at,
       deadline: at + this.#options.deregistrationWaitMs,
       nextSampleAt: at,
       sampling: false,
     };
-    events.push({ kind: "drain-started", target: record.target, reason: record.reason, mode: this.#options.drainMode });
+    events.push({ kind: "drain-started", mode: this.#options.drainMode, ...change });
   }
 
   #observePollFailure(
@@ -290,23 +329,33 @@ export class DrainMachine {
   ): void {
     const group = this.#groups.get(observation.targetGroupArn);
     if (!group) return;
+    const { at, error } = observation;
     group.inFlight = false;
     group.failures++;
-    const changed = group.failures === 1 || group.lastErrorCode !== observation.error.code;
-    group.lastErrorCode = observation.error.code;
-    if (observation.error.transient) {
-      const interval = this.#options.pollIntervalMs;
-      const retryAt = observation.at +
-        backoffDelay(group.failures - 1, { baseMs: interval / 4, capMs: interval }, this.#random);
-      group.nextPollAt = Math.min(group.nextPollAt, retryAt);
+    const changed = group.failures === 1 || group.lastErrorCode !== error.code;
+    group.lastErrorCode = error.code;
+    this.#lastPollCompletedAt = at;
+    if (error.transient) this.#lastPollWithoutPermanentErrorAt = at;
+    this.#lastPollError = {
+      targetGroupArn: observation.targetGroupArn,
+      code: error.code,
+      transient: error.transient,
+      at,
+    };
+    // Only the first failure of a streak is retried early: retrying every failure early would double the
+    // calls of a throttled sidecar and add to the account-wide throttling that caused them. A permanent
+    // error cannot be fixed by asking again soon, so it keeps the regular interval too.
+    if (error.transient && group.failures === 1) {
+      const fraction = QUICK_RETRY.min + (QUICK_RETRY.max - QUICK_RETRY.min) * this.#random();
+      group.nextPollAt = Math.min(group.nextPollAt, at + fraction * this.#options.pollIntervalMs);
     }
     events.push({
       kind: "poll-failed",
       targetGroupArn: observation.targetGroupArn,
-      error: observation.error,
+      error,
       failures: group.failures,
       changed,
-      retryInMs: Math.max(0, group.nextPollAt - observation.at),
+      retryInMs: Math.max(0, group.nextPollAt - at),
     });
   }
 
@@ -328,19 +377,20 @@ export class DrainMachine {
     drain.quietSince ??= at;
     const quietUntil = drain.quietSince + this.#options.quietPeriodMs;
     if (at >= quietUntil) {
-      this.#finish("connections-quiet", at, events);
+      this.#finish("connections-quiet", at, drain.target, events);
       return;
     }
     drain.nextSampleAt = Math.min(at + this.#sampleMs, quietUntil);
   }
 
   #checkDeadline(now: number, events: MachineEvent[]): void {
-    if (this.#drain && now >= this.#drain.deadline) this.#finish("drain-wait-elapsed", now, events);
+    const drain = this.#drain;
+    if (drain && now >= drain.deadline) this.#finish("drain-wait-elapsed", now, drain.target, events);
   }
 
-  #finish(reason: FinishReason, at: number, events: MachineEvent[]): void {
+  #finish(reason: FinishReason, at: number, target: WatchedTarget, events: MachineEvent[]): void {
     this.#finished = { reason, waitedMs: this.#drain ? at - this.#drain.startedAt : 0 };
-    events.push({ kind: "finished", ...this.#finished });
+    events.push({ kind: "finished", target, ...this.#finished });
   }
 
   #dueActions(now: number): Action[] {

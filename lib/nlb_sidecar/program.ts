@@ -24,7 +24,9 @@ export const nlbSidecarProgram: RoleProgram<typeof nlbSidecarSettings> = {
   info: roleInfo("nlb-sidecar")!,
   spec: nlbSidecarSettings,
   subcommands: {
-    health: "exit 0 while the last successful poll is younger than 3 polling intervals or a drain is under way",
+    health: "exit 0 while discovering, while polls complete with an answer or a transient AWS error " +
+      "(throttling, 5xx, timeouts), or while draining; exit 1 after a failed discovery, a stalled watch, " +
+      "or only permanent errors (access denied, target group not found) for 3 polling intervals",
   },
   helpExtra: [
     "exit 0 also means: the target drained, was deregistered, or SIGTERM/SIGINT arrived.",
@@ -49,10 +51,12 @@ function callTimeoutMs(pollIntervalMs: number): number {
 async function runSidecar(context: Context): Promise<number> {
   const { config, log, shutdown, env } = context;
   const pollIntervalMs = config.pollingFrequency * 1000;
-  const status = new StatusReporter(config.statusFile, pollIntervalMs, log);
+  const requestTimeoutMs = callTimeoutMs(pollIntervalMs);
+  const status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log);
   using tables = config.drainMode === "connections" ? await openConnectionTables(log) : undefined;
   dropEscalatingPermissions();
-  await status.report("discovering");
+  const discoveryDeadline = Date.now() + config.discoveryTimeout * 1000;
+  await status.report("discovering", { discoveryDeadline });
 
   const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }] = await Promise.all([
     import("./discovery.ts"),
@@ -77,10 +81,10 @@ async function runSidecar(context: Context): Promise<number> {
   try {
     discovered = await discover({
       metadata,
-      connect: (region) => sidecarClients(region, env, callTimeoutMs(pollIntervalMs)),
+      connect: (region) => sidecarClients(region, env, requestTimeoutMs),
       region: config.region,
       targetContainerName: config.targetContainerName,
-      deadline: Date.now() + config.discoveryTimeout * 1000,
+      deadline: discoveryDeadline,
       signal: shutdown.signal,
       onRetry,
     });
@@ -107,13 +111,7 @@ async function runSidecar(context: Context): Promise<number> {
     quietPeriodMs: config.drainQuietPeriod * 1000,
     log,
     signal: shutdown.signal,
-    onStatus: (machine) =>
-      status.report(machine.phase, {
-        lastSuccessfulPollAt: machine.lastSuccessfulPollAt,
-        drainStartedAt: machine.drainStartedAt,
-        drainDeadline: machine.drainDeadline,
-        targets: machine.targets,
-      }),
+    onStatus: ({ phase, ...details }) => status.report(phase, details),
   });
   if (outcome.kind === "stopped") return stopped(context, outcome.phase);
   return ExitCode.Ok;

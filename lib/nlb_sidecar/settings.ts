@@ -8,7 +8,6 @@ import { logFormatSetting, logLevelSetting } from "../log.ts";
 
 export const DRAIN_MODES = ["fixed", "connections"] as const;
 export type DrainMode = typeof DRAIN_MODES[number];
-export type DiscoveryFailurePolicy = "idle" | "exit";
 
 /** The role's settings, each declared once below; parsed values are `ConfigOf<NlbSidecarSettings>`. */
 export type NlbSidecarSettings = typeof nlbSidecarSettings;

@@ -1,8 +1,15 @@
 /**
- * What the daemon tells its `health` subcommand through the status file, and the health rule: healthy
- * while the last successful poll of every target group is younger than three polling intervals, or
- * while a drain is under way. ECS runs `health` as the container's healthCheck in an image with no
- * shell, so the rule must be answerable from the file alone.
+ * What the daemon tells its `health` subcommand through the status file, and the health rule. ECS runs
+ * `health` as the essential container's healthCheck in an image with no shell, so the rule must be
+ * answerable from the file alone, and an unhealthy verdict makes ECS replace the task.
+ *
+ * The rule therefore asks "is the sidecar doing its job?", not "did AWS answer lately?": a sidecar must
+ * never take its application down because AWS hiccuped. Account-wide ELB throttling lasting minutes
+ * would otherwise mark every task of every service unhealthy at once and make ECS replace the fleet.
+ * Healthy while discovery is still within DISCOVERY_TIMEOUT, while polls keep completing with an answer
+ * or a transient error, or while a drain is within its deadline. Unhealthy once discovery failed for
+ * good, once the watch loop stalls, or once every poll has failed with a permanent error (access
+ * denied, target group not found) for three polling intervals: states only a fix or a restart ends.
  * @module
  */
 import type { Logger } from "../log.ts";
@@ -11,45 +18,95 @@ import type { MachineStatus } from "./machine.ts";
 
 export type SidecarState = "discovering" | "discovery-failed" | "watching" | "draining" | "finished";
 
-export interface SidecarStatusDetails {
+export interface SidecarStatusDetails extends Partial<Omit<MachineStatus, "phase">> {
   readonly pollIntervalMs: number;
-  readonly lastSuccessfulPollAt?: number;
-  readonly drainStartedAt?: number;
-  readonly drainDeadline?: number;
+  /** How long one AWS call may take: a poll may complete this late without the loop being stuck. */
+  readonly requestTimeoutMs: number;
+  /** When discovery stops retrying transient errors (start + DISCOVERY_TIMEOUT). */
+  readonly discoveryDeadline?: number;
   /** Why discovery failed, for the operator who reads the file. */
   readonly cause?: string;
-  readonly targets?: MachineStatus["targets"];
 }
 
-/** How many polling intervals without an answer make the sidecar unhealthy. */
+/** How many polling intervals (plus the request timeout) the watch may go without a usable poll. */
 export const STALE_AFTER_INTERVALS = 3;
+/** How far past its own deadline a daemon that is discovering or draining counts as hung, not late. */
+export const DEADLINE_SLACK_MS = 5_000;
 
 export interface HealthVerdict {
   readonly healthy: boolean;
   readonly reason: string;
 }
 
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
 export function healthVerdict(status: Status | undefined, now: number): HealthVerdict {
   if (status === undefined) return { healthy: false, reason: "no status file: the sidecar has not started yet" };
   const details = status.details as Partial<SidecarStatusDetails>;
-  if (status.state === "draining" || status.state === "finished") {
-    return { healthy: true, reason: `${status.state}: a drain is under way` };
+  switch (status.state) {
+    case "discovering":
+      // The last attempt may start just before the deadline and take the whole request timeout.
+      return withinDeadline(
+        "discovering",
+        (details.discoveryDeadline ?? 0) + (details.requestTimeoutMs ?? 0),
+        "the end of DISCOVERY_TIMEOUT",
+        now,
+      );
+    case "discovery-failed":
+      return { healthy: false, reason: `discovery failed: ${details.cause ?? "see the sidecar's log"}` };
+    case "watching":
+      return watchingVerdict(details, now);
+    case "draining":
+      return withinDeadline("draining", details.drainDeadline ?? 0, "the end of DEREGISTRATION_WAIT", now);
+    case "finished":
+      return withinDeadline("finished", status.updatedAt, "the watch finished", now);
+    default:
+      return { healthy: false, reason: `unknown state ${JSON.stringify(status.state)} in the status file` };
   }
-  if (status.state === "discovery-failed") {
-    return { healthy: false, reason: `discovery failed: ${details.cause ?? "see the sidecar's log"}` };
+}
+
+function withinDeadline(state: SidecarState, deadline: number, what: string, now: number): HealthVerdict {
+  if (now <= deadline + DEADLINE_SLACK_MS) {
+    return {
+      healthy: true,
+      reason: `${state}: ${seconds(Math.abs(deadline - now))} ${now <= deadline ? "before" : "after"} ${what}`,
+    };
   }
-  const interval = details.pollIntervalMs ?? 0;
-  const last = details.lastSuccessfulPollAt;
-  if (last === undefined) return { healthy: false, reason: `${status.state}: no successful poll yet` };
-  const ageSeconds = (now - last) / 1000;
-  if (now - last < STALE_AFTER_INTERVALS * interval) {
-    return { healthy: true, reason: `${status.state}: last successful poll ${ageSeconds.toFixed(1)} s ago` };
+  return { healthy: false, reason: `${state}, ${seconds(now - deadline)} after ${what}: the sidecar is stuck` };
+}
+
+function watchingVerdict(details: Partial<SidecarStatusDetails>, now: number): HealthVerdict {
+  const window = STALE_AFTER_INTERVALS * (details.pollIntervalMs ?? 0) + (details.requestTimeoutMs ?? 0);
+  const windowText = `${STALE_AFTER_INTERVALS} polling intervals plus the request timeout (${seconds(window)})`;
+  // Until the first poll completes, the watch's start is the reference: the first poll is due at once.
+  const age = (at: number | undefined) => now - (at ?? details.watchStartedAt ?? 0);
+  const lastSuccess = details.lastSuccessfulPollAt === undefined
+    ? "no successful poll of every target group yet"
+    : `last successful poll of every target group ${seconds(age(details.lastSuccessfulPollAt))} ago`;
+  const sinceCompleted = age(details.lastPollCompletedAt);
+  if (sinceCompleted > window) {
+    return {
+      healthy: false,
+      reason: `watching, but no poll has completed for ${seconds(sinceCompleted)}, more than ${windowText}: ` +
+        `the watch loop is stuck`,
+    };
   }
+  const sinceUsable = age(details.lastPollWithoutPermanentErrorAt);
+  if (sinceUsable > window) {
+    return {
+      healthy: false,
+      reason: `watching, but every poll for ${seconds(sinceUsable)}, more than ${windowText}, failed with a ` +
+        `permanent error (${details.lastPollError?.code ?? "unknown"}): fix the task role or the service's ` +
+        `target groups; ${lastSuccess}`,
+    };
+  }
+  const error = details.lastPollError;
+  const failing = error && (details.lastSuccessfulPollAt === undefined || error.at > details.lastSuccessfulPollAt)
+    ? `; last failed poll ${seconds(age(error.at))} ago (${error.code}, ${error.transient ? "transient" : "permanent"})`
+    : "";
   return {
-    healthy: false,
-    reason:
-      `${status.state}: last successful poll ${ageSeconds.toFixed(1)} s ago, more than ${STALE_AFTER_INTERVALS} ` +
-      `polling intervals (${(STALE_AFTER_INTERVALS * interval / 1000).toFixed(1)} s)`,
+    healthy: true,
+    reason: `watching, last poll completed ${seconds(sinceCompleted)} ago; ${lastSuccess}${failing}`,
   };
 }
 
@@ -68,18 +125,21 @@ export class StatusReporter {
 
   constructor(
     readonly path: string,
-    readonly pollIntervalMs: number,
+    readonly timing: Pick<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs">,
     readonly log: Logger,
   ) {}
 
-  async report(state: SidecarState, details: Omit<SidecarStatusDetails, "pollIntervalMs"> = {}): Promise<void> {
+  async report(
+    state: SidecarState,
+    details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> = {},
+  ): Promise<void> {
     try {
       await writeStatus(this.path, {
         role: "nlb-sidecar",
         pid: Deno.pid,
         updatedAt: Date.now(),
         state,
-        details: { pollIntervalMs: this.pollIntervalMs, ...details },
+        details: { ...this.timing, ...details },
       });
       this.#failing = false;
     } catch (error) {

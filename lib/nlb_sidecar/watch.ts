@@ -12,11 +12,12 @@ import {
   DrainMachine,
   type DrainMode,
   type Finish,
+  isNotRegistered,
   type MachineEvent,
   type MachineStatus,
-  NOT_REGISTERED,
   type Observation,
   type Phase,
+  type TargetChange,
   targetKey,
 } from "./machine.ts";
 import { describeTargetHealth, pollError } from "./target_health.ts";
@@ -66,7 +67,11 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
       const step = machine.step(Date.now(), observations);
       for (const event of step.events) describe.log(event);
       const status = machine.status();
-      if (step.events.length > 0 || status.lastSuccessfulPollAt !== lastReported?.lastSuccessfulPollAt) {
+      // Every completed poll is reported: the health check judges the watch by when polls last completed.
+      if (
+        step.events.length > 0 || lastReported === undefined ||
+        status.lastPollCompletedAt !== lastReported.lastPollCompletedAt
+      ) {
         lastReported = status;
         await options.onStatus?.(status);
       }
@@ -118,31 +123,36 @@ class EventLog {
     return this.#names.get(arn) ?? arn;
   }
 
+  #change(change: TargetChange) {
+    return {
+      targetGroup: this.#group(change.target.targetGroupArn),
+      target: targetKey(change.target),
+      state: change.state,
+      previousState: change.previousState,
+      reason: change.reason,
+      description: change.description,
+    };
+  }
+
   log(event: MachineEvent): void {
     const log = this.options.log;
     switch (event.kind) {
-      case "target-changed": {
-        const gone = event.state === "unused" && event.reason === NOT_REGISTERED;
-        log.info(`target {target} in {targetGroup} is ${gone ? "not registered" : "{state}"}`, {
-          targetGroup: this.#group(event.target.targetGroupArn),
-          target: targetKey(event.target),
-          state: event.state,
-          previousState: event.previousState,
-          reason: event.reason,
-          description: event.description,
-        });
+      case "target-changed":
+        log.info(
+          `target {target} in {targetGroup} is ${isNotRegistered(event) ? "not registered" : "{state}"}`,
+          this.#change(event),
+        );
         return;
-      }
       case "drain-started":
-        log.info("drain started by target {target} in {targetGroup}: {mode} mode, exiting within {waitSeconds} s", {
-          targetGroup: this.#group(event.target.targetGroupArn),
-          target: targetKey(event.target),
-          state: "draining",
-          reason: event.reason,
-          mode: event.mode,
-          waitSeconds: this.options.deregistrationWaitMs / 1000,
-          ...(event.mode === "connections" ? { quietPeriodSeconds: this.options.quietPeriodMs / 1000 } : {}),
-        });
+        log.info(
+          "drain started: target {target} in {targetGroup} is {state}; {mode} mode, exiting within {waitSeconds} s",
+          {
+            ...this.#change(event),
+            mode: event.mode,
+            waitSeconds: this.options.deregistrationWaitMs / 1000,
+            ...(event.mode === "connections" ? { quietPeriodSeconds: this.options.quietPeriodMs / 1000 } : {}),
+          },
+        );
         return;
       case "poll-failed": {
         const fields = {
@@ -178,6 +188,8 @@ class EventLog {
         return;
       case "finished":
         log.info("finished: {reason} after {waitedSeconds} s of draining, exit 0", {
+          targetGroup: this.#group(event.target.targetGroupArn),
+          target: targetKey(event.target),
           reason: event.reason,
           waitedSeconds: Math.round(event.waitedMs) / 1000,
         });

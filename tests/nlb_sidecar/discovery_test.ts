@@ -7,58 +7,29 @@ import assert from "node:assert/strict";
 import { DiscoveryError, type DiscoveryFailure } from "../../lib/nlb_sidecar/discovery.ts";
 import { startEcsWorld, WORLD, type WorldOptions } from "../../sim/ecs_world.ts";
 import { Faults, seededRandom } from "../../sim/faults.ts";
-import { discoverIn } from "./support.ts";
+import { byTaskKind, discoverIn, TARGET_CASES, targetCaseWorld } from "./support.ts";
 
-const NLB_PROTOCOLS = ["TCP", "TLS", "UDP", "TCP_UDP"];
-const ALB_PROTOCOLS = ["HTTP", "HTTPS"];
-const PROTOCOLS = [...NLB_PROTOCOLS, ...ALB_PROTOCOLS];
-
-const MATRIX: Array<[WorldOptions["networkMode"], "ip" | "instance"]> = [
-  ["awsvpc", "ip"],
-  ["bridge", "instance"],
-  ["bridge", "ip"],
-  ["host", "instance"],
-  ["host", "ip"],
-];
-
-for (const [networkMode, targetType] of MATRIX) {
-  for (const ipAddressType of ["ipv4", "ipv6"] as const) {
-    Deno.test(`discovery: ${networkMode} task, ${targetType} targets, ${ipAddressType}, NLB and ALB protocols`, async (t) => {
-      for (const protocol of PROTOCOLS) {
-        await t.step(protocol, async () => {
-          await using world = await startEcsWorld({
-            networkMode,
-            targetGroups: [{ protocol, targetType, ipAddressType }],
-          });
-          const { plan, ec2Loads } = await discoverIn(world);
-          const expected = world.targets[0];
-          assert.equal(plan.networkMode, networkMode);
-          assert.equal(plan.targets.length, 1);
-          const [target] = plan.targets;
-          assert.deepEqual(
-            { arn: target.targetGroupArn, id: target.id, port: target.port },
-            { arn: expected.targetGroupArn, id: expected.id, port: expected.port },
-          );
-          assert.equal(target.protocol, protocol);
-          assert.equal(target.ipAddressType, ipAddressType);
-          if (networkMode === "awsvpc") {
-            assert.equal(target.id, ipAddressType === "ipv6" ? WORLD.taskIpv6 : WORLD.taskIpv4);
-            assert.equal(target.port, 8080);
-          } else if (targetType === "instance") {
-            assert.equal(target.id, WORLD.instanceId);
-          } else {
-            assert.equal(target.id, ipAddressType === "ipv6" ? WORLD.instanceIpv6 : WORLD.instanceIpv4);
-          }
-          if (networkMode === "bridge") assert.ok(target.port >= WORLD.firstHostPort, "the dynamic host port");
-          if (networkMode === "host") assert.equal(target.port, 8080, "host port = container port");
-          const needsEc2 = networkMode !== "awsvpc" && targetType === "ip";
-          assert.equal(ec2Loads, needsEc2 ? 1 : 0, "the EC2 client is loaded only for ip targets of bridge/host");
-          assert.equal(world.ec2.calls.count("DescribeInstances"), needsEc2 ? 1 : 0);
-          assert.equal(world.ecs.calls.count("DescribeContainerInstances"), networkMode === "awsvpc" ? 0 : 1);
-        });
-      }
-    });
-  }
+for (const [name, cases] of byTaskKind(TARGET_CASES)) {
+  Deno.test(`discovery: ${name}, NLB and ALB protocols`, async (t) => {
+    for (const c of cases) {
+      await t.step(c.protocol, async () => {
+        await using world = await startEcsWorld(targetCaseWorld(c));
+        const { plan, ec2Loads } = await discoverIn(world);
+        assert.equal(plan.networkMode, c.networkMode);
+        assert.deepEqual(
+          plan.targets.map((planned) => ({ arn: planned.targetGroupArn, id: planned.id, port: planned.port })),
+          [{ arn: world.targets[0].targetGroupArn, id: c.id, port: c.port }],
+        );
+        const [target] = plan.targets;
+        assert.equal(target.protocol, c.protocol);
+        assert.equal(target.ipAddressType, c.ipAddressType);
+        const needsEc2 = c.networkMode !== "awsvpc" && c.targetType === "ip";
+        assert.equal(ec2Loads, needsEc2 ? 1 : 0, "the EC2 client is loaded only for ip targets of bridge/host");
+        assert.equal(world.ec2.calls.count("DescribeInstances"), needsEc2 ? 1 : 0);
+        assert.equal(world.ecs.calls.count("DescribeContainerInstances"), c.networkMode === "awsvpc" ? 0 : 1);
+      });
+    }
+  });
 }
 
 Deno.test("discovery: a bridge TCP_UDP group uses the tcp host port, a UDP group the udp one", async () => {

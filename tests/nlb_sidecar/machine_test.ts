@@ -13,6 +13,7 @@ import {
   type Step,
   type TargetHealthReading,
 } from "../../lib/nlb_sidecar/machine.ts";
+import { seededRandom } from "../../sim/faults.ts";
 
 const TG_A = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/a/1";
 const TG_B = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/b/2";
@@ -76,12 +77,21 @@ Deno.test("machine: draining starts the drain and finishes after the deregistrat
   m.step(0);
   m.step(10, [health(10, A, "healthy")]);
   const draining = m.step(40_000, [health(40_000, A, "draining", "Target.DeregistrationInProgress")]);
-  assert.deepEqual(kinds(draining), ["target-changed", "drain-started"]);
+  assert.deepEqual(draining.events, [{
+    kind: "drain-started",
+    mode: "fixed",
+    target: A,
+    state: "draining",
+    previousState: "healthy",
+    reason: "Target.DeregistrationInProgress",
+    description: undefined,
+  }], "the change to draining is one event: the drain start");
   assert.equal(m.phase, "draining");
   assert.equal(m.status().drainDeadline, 160_000);
   assert.equal(m.step(159_999).finished, undefined);
   const done = m.step(160_000);
   assert.deepEqual(done.finished, { reason: "drain-wait-elapsed", waitedMs: 120_000 });
+  assert.deepEqual(done.events, [{ kind: "finished", target: A, reason: "drain-wait-elapsed", waitedMs: 120_000 }]);
   assert.equal(m.phase, "finished");
 });
 
@@ -113,6 +123,8 @@ Deno.test("machine: only a target gone from every group ends the task; one gone 
   assert.equal(m.phase, "watching");
   const all = m.step(2 * INTERVAL, [gone(2 * INTERVAL, B)]);
   assert.equal(all.finished?.reason, "deregistered");
+  const finished = all.events.find((e) => e.kind === "finished");
+  assert.deepEqual(finished?.kind === "finished" && finished.target, B, "the last target to leave is named");
 });
 
 Deno.test("machine: a drain that sees its target gone finishes early", () => {
@@ -145,26 +157,73 @@ Deno.test("machine: every state change is one event, repeats are none", () => {
   assert.equal(healthy.state, "healthy");
 });
 
-Deno.test("machine: a transient failure is retried sooner with backoff, a permanent one at the next interval", () => {
+Deno.test("machine: the first transient failure of a streak is retried once, 10-30% of an interval later", () => {
+  for (const [random, fraction] of [[0, 0.1], [0.5, 0.2], [0.999999, 0.3]] as const) {
+    const m = machine({ random: () => random });
+    m.step(0);
+    const failed = m.step(100, [throttled(100, A)]);
+    const event = failed.events[0];
+    assert.ok(event.kind === "poll-failed" && event.changed && event.failures === 1);
+    assert.ok(Math.abs(failed.wakeAt - (100 + fraction * INTERVAL)) < 1, `random ${random}: retry at ${failed.wakeAt}`);
+    assert.equal(event.retryInMs, failed.wakeAt - 100);
+  }
+});
+
+Deno.test("machine: consecutive failures wait the regular interval; a permanent one never retries early", () => {
   const m = machine({ random: () => 0.5 });
   m.step(0);
-  const failed = m.step(100, [throttled(100, A)]);
-  const event = failed.events[0];
-  assert.ok(event.kind === "poll-failed" && event.changed && event.failures === 1);
-  // Full jitter, first attempt: half (random 0.5) of a quarter interval.
-  assert.equal(failed.wakeAt, 100 + INTERVAL / 8);
-  assert.equal(polls(m.step(100 + INTERVAL / 8)).length, 1);
-  const again = m.step(5_000, [throttled(5_000, A)]);
+  const retryAt = m.step(100, [throttled(100, A)]).wakeAt;
+  assert.equal(polls(m.step(retryAt)).length, 1, "the quick retry");
+  const again = m.step(retryAt + 50, [throttled(retryAt + 50, A)]);
   const repeat = again.events[0];
   assert.ok(repeat.kind === "poll-failed" && !repeat.changed && repeat.failures === 2, "same error: not a change");
-  assert.ok(again.wakeAt <= 5_000 + INTERVAL / 4, "second retry within half an interval");
-  const recovered = m.step(9_000, [health(9_000, A, "healthy")]);
+  assert.equal(again.wakeAt, retryAt + INTERVAL, "a streak keeps the regular interval from the last call");
+  assert.equal(polls(m.step(retryAt + INTERVAL)).length, 1);
+  const third = m.step(retryAt + INTERVAL + 50, [throttled(retryAt + INTERVAL + 50, A)]);
+  assert.equal(third.wakeAt, retryAt + 2 * INTERVAL);
+  const recovered = m.step(retryAt + 2 * INTERVAL, [health(retryAt + 2 * INTERVAL, A, "healthy")]);
   assert.deepEqual(kinds(recovered), ["poll-recovered", "target-changed"]);
 
   const p = machine();
   p.step(0);
   const denied = p.step(50, [pollFailed(50, A, "TargetGroupNotFoundException", false)]);
   assert.equal(denied.wakeAt, INTERVAL, "a permanent error waits for the regular tick");
+});
+
+const HOUR = 3_600_000;
+
+/** DescribeTargetHealth calls made in an hour when every call is answered by `answer`, 80 ms after it was made. */
+function callsInAnHour(answer: (at: number) => Observation): number[] {
+  const m = machine({ random: seededRandom(42) });
+  const calls: number[] = [];
+  let now = 0;
+  let step = m.step(now);
+  while (now < HOUR) {
+    if (polls(step).length > 0) {
+      calls.push(now);
+      now += 80;
+      step = m.step(now, [answer(now)]);
+    } else {
+      now = step.wakeAt;
+      step = m.step(now);
+    }
+  }
+  return calls;
+}
+
+Deno.test("machine: an hour of 100% throttling costs no more calls than an hour of healthy polling", () => {
+  const healthy = callsInAnHour((at) => health(at, A, "healthy"));
+  const throttledHour = callsInAnHour((at) => throttled(at, A));
+  const expected = HOUR / INTERVAL; // 120 at POLLING_FREQUENCY=30
+  assert.ok(Math.abs(healthy.length - expected) <= 3, `healthy: ${healthy.length} calls`);
+  assert.ok(
+    throttledHour.length <= healthy.length + 2,
+    `throttled: ${throttledHour.length} calls, healthy: ${healthy.length}: failures must not multiply calls`,
+  );
+  const gaps = throttledHour.slice(1).map((at, i) => at - throttledHour[i]);
+  const early = gaps.filter((gap) => gap < (1 - 0.1) * INTERVAL);
+  assert.equal(early.length, 1, "only the first failure of the streak is retried early");
+  assert.ok(early[0] >= 0.1 * INTERVAL, `the quick retry came ${early[0]} ms after the call, not at once`);
 });
 
 Deno.test("machine: failures never finish anything, however many", () => {
@@ -179,6 +238,31 @@ Deno.test("machine: failures never finish anything, however many", () => {
   }
   assert.equal(m.phase, "watching");
   assert.equal(m.status().lastSuccessfulPollAt, undefined, "never answered: the health check says so");
+});
+
+Deno.test("machine: the status tells completed polls, polls without a permanent error, and the last error", () => {
+  const m = machine({ targets: [A, B], startedAt: 5 });
+  m.step(5);
+  assert.deepEqual(
+    [m.status().watchStartedAt, m.status().lastPollCompletedAt, m.status().lastPollWithoutPermanentErrorAt],
+    [5, undefined, undefined],
+  );
+  m.step(10, [health(10, A, "healthy"), throttled(10, B)]);
+  assert.equal(m.status().lastPollCompletedAt, 10);
+  assert.equal(m.status().lastPollWithoutPermanentErrorAt, 10);
+  m.step(20, [throttled(20, A)]);
+  assert.equal(m.status().lastPollWithoutPermanentErrorAt, 20, "a transient error: AWS is there, just busy");
+  m.step(30, [pollFailed(30, A, "AccessDenied", false), pollFailed(30, B, "TargetGroupNotFoundException", false)]);
+  const status = m.status();
+  assert.equal(status.lastPollCompletedAt, 30, "the loop is alive");
+  assert.equal(status.lastPollWithoutPermanentErrorAt, 20, "permanent errors do not count");
+  assert.deepEqual(status.lastPollError, {
+    targetGroupArn: TG_B,
+    code: "TargetGroupNotFoundException",
+    transient: false,
+    at: 30,
+  });
+  assert.equal(status.lastSuccessfulPollAt, undefined, "B never answered");
 });
 
 Deno.test("machine: lastSuccessfulPollAt is the oldest of the groups' last answers", () => {

@@ -63,7 +63,9 @@ Deno.test("process: draining -> exit 0 once DEREGISTRATION_WAIT has passed", asy
   s.world.setState("draining");
   const started = await s.process.waitForLog(startsWith("drain started"));
   assert.equal(started.targetGroup, "web-0");
+  assert.equal(started.target, "10.0.1.23:8080");
   assert.equal(started.state, "draining");
+  assert.equal(started.previousState, "healthy");
   assert.equal(started.reason, "Target.DeregistrationInProgress");
   assert.equal(started.waitSeconds, 0.8);
   const exit = await s.process.exited;
@@ -72,6 +74,8 @@ Deno.test("process: draining -> exit 0 once DEREGISTRATION_WAIT has passed", asy
   assert.ok(waited >= 800, `exited ${waited} ms after the drain started`);
   const finished = s.process.logs.find(startsWith("finished"))!;
   assert.equal(finished.reason, "drain-wait-elapsed");
+  assert.equal(finished.targetGroup, "web-0");
+  assert.equal(finished.target, "10.0.1.23:8080");
   assert.ok(Number(finished.waitedSeconds) >= 0.8);
 });
 
@@ -101,6 +105,23 @@ Deno.test("process: SIGINT during discovery, metadata endpoint hanging -> exit 0
   await s.process.waitForLog(startsWith("starting"));
   await new Promise((r) => setTimeout(r, 300));
   assert.equal((await stopWith(s, "SIGINT"))?.state, "discovering");
+});
+
+Deno.test("process: metadata endpoint down at start -> keeps retrying, healthy within DISCOVERY_TIMEOUT, exit 0 on SIGTERM", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = closed.addr;
+  closed.close();
+  await using s = await sidecar({ networkMode: "awsvpc" }, {
+    ECS_CONTAINER_METADATA_URI_V4: `http://127.0.0.1:${port}/v4/0123456789abcdef-1234567890`,
+    DISCOVERY_TIMEOUT: "60",
+  });
+  const retry = (entry: LogEntry) => startsWith("task metadata failed")(entry) && Number(entry.attempt) >= 3;
+  await s.process.waitForLog(retry);
+  const verdict = await health(s.statusFile);
+  assert.equal(verdict.code, 0, verdict.stdout);
+  assert.match(verdict.stdout, /discovering/);
+  assert.ok(!s.process.logs.some(startsWith("discovery failed")), "a metadata endpoint not up yet is transient");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "discovering");
 });
 
 Deno.test("process: SIGTERM during a drain -> exit 0 within a second", async () => {
@@ -171,7 +192,7 @@ Deno.test("process: connections mode in bridge mode says at start that it waits 
   assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "drain-wait-elapsed");
 });
 
-Deno.test("process: health is 0 while polls succeed, 1 once they stop for three intervals, 0 again while draining", async () => {
+Deno.test("process: health stays 0 through 100% throttling, is 1 after three intervals of permanent errors, 0 while draining", async () => {
   await using s = await sidecar({ networkMode: "awsvpc", targetGroups: [{}, { protocol: "HTTP" }] }, {
     DEREGISTRATION_WAIT: "30",
   });
@@ -179,12 +200,22 @@ Deno.test("process: health is 0 while polls succeed, 1 once they stop for three 
   await s.process.waitForLog(includes("in web-0 is healthy"));
   const healthy = await health(s.statusFile);
   assert.equal(healthy.code, 0, healthy.stdout);
-  s.world.elbv2.state.deleteTargetGroup(s.world.targets[0].targetGroupArn);
-  await s.process.waitForLog(includes("DescribeTargetHealth for web-0 failed"));
-  await new Promise((r) => setTimeout(r, 3 * 200 + 200));
-  const stale = await health(s.statusFile);
-  assert.equal(stale.code, 1, stale.stdout);
-  assert.match(stale.stdout, /more than 3 polling intervals/);
+  // Three polling intervals (0.2 s) plus the request timeout (2 s) is the window.
+  const window = 3 * 200 + 2_000;
+  s.world.elbv2.faults.throttleRate = 1;
+  await s.process.waitForLog(includes("failed (Throttling)"));
+  await new Promise((r) => setTimeout(r, window + 400));
+  const throttled = await health(s.statusFile);
+  assert.equal(throttled.code, 0, `AWS throttling must not make ECS replace the task: ${throttled.stdout}`);
+  assert.match(throttled.stdout, /Throttling, transient/);
+  s.world.elbv2.faults.throttleRate = 0;
+  s.world.elbv2.state.denied.add("DescribeTargetHealth");
+  await s.process.waitForLog(includes("failed (AccessDenied)"));
+  await new Promise((r) => setTimeout(r, window + 400));
+  const denied = await health(s.statusFile);
+  assert.equal(denied.code, 1, denied.stdout);
+  assert.match(denied.stdout, /permanent error \(AccessDenied\)/);
+  s.world.elbv2.state.denied.clear();
   s.world.setState("draining", 1);
   await s.process.waitForLog(startsWith("drain started"));
   await new Promise((r) => setTimeout(r, 100));

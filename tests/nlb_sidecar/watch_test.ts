@@ -9,7 +9,7 @@ import { type WatchOptions, type WatchOutcome, watchTargets } from "../../lib/nl
 import { TYPICAL_HEALTH } from "../../sim/elbv2.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { Faults, seededRandom } from "../../sim/faults.ts";
-import { captureLog, discoverIn } from "./support.ts";
+import { byTaskKind, captureLog, discoverIn, TARGET_CASES, targetCaseWorld } from "./support.ts";
 
 async function planFor(world: EcsWorld) {
   const { plan, clients } = await discoverIn(world);
@@ -124,17 +124,46 @@ Deno.test("watch: healthy, then draining, then exit after the deregistration wai
   w.world.setState("draining");
   const started = await w.waitFor(message("drain started"));
   assert.equal(started.targetGroup, "web-0");
-  assert.equal(started.target, `${w.world.targets[0].id}:${w.world.targets[0].port}`);
+  assert.equal(started.target, "10.0.1.23:8080");
   assert.equal(started.state, "draining");
+  assert.equal(started.previousState, "healthy");
   assert.equal(started.reason, "Target.DeregistrationInProgress");
+  assert.equal(started.description, "Target deregistration is in progress");
+  assert.equal(started.mode, "fixed");
+  assert.equal(started.waitSeconds, 0.2);
   const outcome = await w.outcome;
   assert.equal(outcome.kind, "finished");
   assert.equal(outcome.kind === "finished" && outcome.finish.reason, "drain-wait-elapsed");
   const finished = await w.waitFor(message("finished"));
   assert.ok(Number(finished.waitedSeconds) >= 0.2);
-  assert.equal(w.lines.filter(message("is draining")).length, 1, "draining is logged once, not per poll");
+  assert.equal(finished.targetGroup, "web-0");
+  assert.equal(finished.target, "10.0.1.23:8080");
+  assert.equal(
+    w.lines.filter((l) => l.state === "draining").length,
+    1,
+    "the change to draining is one line, the drain start, and not repeated per poll",
+  );
   assert.equal(w.statuses.at(-1)?.phase, "finished");
 });
+
+for (const [name, cases] of byTaskKind(TARGET_CASES)) {
+  Deno.test(`watch: ${name}: draining starts the drain, for every NLB and ALB protocol`, async (t) => {
+    for (const c of cases) {
+      await t.step(c.protocol, async () => {
+        await using w = await watch(targetCaseWorld(c), { pollIntervalMs: 20, deregistrationWaitMs: 0 });
+        await w.waitFor(message("is healthy"));
+        w.world.setState("draining");
+        const outcome = await w.outcome;
+        assert.equal(outcome.kind === "finished" && outcome.finish.reason, "drain-wait-elapsed");
+        const started = await w.waitFor(message("drain started"));
+        assert.equal(started.target, `${c.id}:${c.port}`);
+        const calls = w.world.elbv2.state.healthCalls.get(w.world.targets[0].targetGroupArn) ?? [];
+        assert.ok(calls.length >= 2, `${calls.length} DescribeTargetHealth calls`);
+        for (const call of calls) assert.deepEqual(call.targets, [{ id: c.id, port: c.port }]);
+      });
+    }
+  });
+}
 
 Deno.test("watch: a target deregistered without a visible drain ends the watch at once", async () => {
   await using w = await watch({ networkMode: "bridge" }, { deregistrationWaitMs: 60_000 });
@@ -142,7 +171,12 @@ Deno.test("watch: a target deregistered without a visible drain ends the watch a
   w.world.setState("unused");
   const outcome = await w.outcome;
   assert.deepEqual(outcome, { kind: "finished", finish: { reason: "deregistered", waitedMs: 0 } });
-  await w.waitFor(message("is not registered"));
+  const gone = await w.waitFor(message("is not registered"));
+  assert.equal(gone.target, "i-0abc1234def567890:32768");
+  const finished = await w.waitFor(message("finished"));
+  assert.equal(finished.reason, "deregistered");
+  assert.equal(finished.targetGroup, "web-0");
+  assert.equal(finished.target, "i-0abc1234def567890:32768");
 });
 
 Deno.test("watch: ELB's own deregistration (draining, then gone after the delay) ends the drain early", async () => {
@@ -167,7 +201,7 @@ Deno.test("watch: exactly one DescribeTargetHealth per target group per interval
   w.controller.abort("SIGTERM");
   assert.deepEqual(await w.outcome, { kind: "stopped", phase: "watching" });
   for (const target of w.world.targets) {
-    const calls = w.world.elbv2.state.healthCalls.get(target.targetGroupArn) ?? [];
+    const calls = (w.world.elbv2.state.healthCalls.get(target.targetGroupArn) ?? []).map((call) => call.at);
     // Intervals jitter within +-10%: between runMs/110 and runMs/90 calls (plus the first, at start).
     assert.ok(
       calls.length >= Math.floor(runMs / (1.1 * interval)) && calls.length <= Math.ceil(runMs / (0.9 * interval)) + 1,
@@ -179,7 +213,7 @@ Deno.test("watch: exactly one DescribeTargetHealth per target group per interval
   }
 });
 
-Deno.test("watch: 30% throttling is retried with backoff; draining is still acted on within two intervals", async () => {
+Deno.test("watch: 30% throttling: the first failure of a streak is retried soon; draining is still acted on within two intervals", async () => {
   const interval = 100;
   let throttled = 0;
   for (const seed of [11, 12, 13]) {

@@ -1,0 +1,209 @@
+/**
+ * The health rule on its own: status files in, verdicts out. The watching cases feed it the status the
+ * decision machine reports, so the rule is tested on what the daemon really writes.
+ */
+import assert from "node:assert/strict";
+import { DrainMachine, type Observation } from "../../lib/nlb_sidecar/machine.ts";
+import {
+  DEADLINE_SLACK_MS,
+  healthVerdict,
+  type SidecarState,
+  type SidecarStatusDetails,
+} from "../../lib/nlb_sidecar/status.ts";
+import type { Status } from "../../lib/status_file.ts";
+
+const INTERVAL = 30_000;
+const REQUEST_TIMEOUT = 10_000;
+/** Three polling intervals plus the request timeout. */
+const WINDOW = 3 * INTERVAL + REQUEST_TIMEOUT;
+const TG_A = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/a/1";
+const TG_B = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/b/2";
+const A = { targetGroupArn: TG_A, id: "10.0.1.23", port: 8080 };
+const B = { targetGroupArn: TG_B, id: "10.0.1.23", port: 9090 };
+
+function status(
+  state: SidecarState,
+  details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> = {},
+  updatedAt = 0,
+): Status {
+  return {
+    role: "nlb-sidecar",
+    pid: 1,
+    updatedAt,
+    state,
+    details: { pollIntervalMs: INTERVAL, requestTimeoutMs: REQUEST_TIMEOUT, ...details },
+  };
+}
+
+function machine(targets = [A]): DrainMachine {
+  return new DrainMachine({
+    targets,
+    pollIntervalMs: INTERVAL,
+    deregistrationWaitMs: 120_000,
+    drainMode: "fixed",
+    quietPeriodMs: 5_000,
+    startedAt: 0,
+    random: () => 0.5,
+  });
+}
+
+/** The verdict on what `m` would have written, asked at `now`. */
+function verdictOf(m: DrainMachine, now: number) {
+  const { phase, ...details } = m.status();
+  return healthVerdict(status(phase, details), now);
+}
+
+const healthy = (at: number, target = A): Observation => ({
+  kind: "target-health",
+  at,
+  targetGroupArn: target.targetGroupArn,
+  readings: [{ id: target.id, port: target.port, state: "healthy" }],
+});
+const failed = (at: number, code: string, transient: boolean, target = A): Observation => ({
+  kind: "poll-failed",
+  at,
+  targetGroupArn: target.targetGroupArn,
+  error: { code, message: `${code} happened`, transient },
+});
+
+const TARGET_OF = new Map([[TG_A, A], [TG_B, B]]);
+
+/**
+ * Runs a new machine for `durationMs`, each call answered by `answer` 100 ms after it was made, and
+ * returns the verdict at every moment the health check sees the oldest status: just before each step.
+ */
+function verdictsWhile(
+  targets: Array<typeof A>,
+  durationMs: number,
+  answer: (at: number, target: typeof A) => Observation,
+) {
+  const m = machine(targets);
+  const verdicts: Array<{ at: number; healthy: boolean; reason: string }> = [];
+  let now = 0;
+  let step = m.step(now);
+  while (now < durationMs) {
+    const called = step.actions.flatMap((a) => a.kind === "poll" ? [TARGET_OF.get(a.targetGroupArn)!] : []);
+    const next = called.length > 0 ? now + 100 : step.wakeAt;
+    verdicts.push({ at: next, ...verdictOf(m, next) });
+    step = m.step(next, called.map((target) => answer(next, target)));
+    now = next;
+  }
+  return verdicts;
+}
+
+Deno.test("health: no status file is unhealthy", () => {
+  assert.equal(healthVerdict(undefined, 0).healthy, false);
+});
+
+Deno.test("health: healthy while discovering within DISCOVERY_TIMEOUT, unhealthy once discovery is long overdue", () => {
+  const discovering = status("discovering", { discoveryDeadline: 300_000 });
+  const early = healthVerdict(discovering, 1_000);
+  assert.equal(early.healthy, true, early.reason);
+  assert.match(early.reason, /discovering/);
+  assert.equal(healthVerdict(discovering, 300_000 + REQUEST_TIMEOUT + DEADLINE_SLACK_MS).healthy, true);
+  const hung = healthVerdict(discovering, 300_000 + REQUEST_TIMEOUT + DEADLINE_SLACK_MS + 1);
+  assert.equal(hung.healthy, false);
+  assert.match(hung.reason, /stuck/);
+});
+
+Deno.test("health: a permanently failed discovery is unhealthy and says why", () => {
+  const verdict = healthVerdict(status("discovery-failed", { cause: "ecs:DescribeServices was refused" }), 0);
+  assert.equal(verdict.healthy, false);
+  assert.match(verdict.reason, /discovery failed: ecs:DescribeServices was refused/);
+});
+
+Deno.test("health: watching is healthy before the first poll completes, for one window", () => {
+  const m = machine();
+  m.step(0);
+  assert.equal(verdictOf(m, WINDOW).healthy, true);
+  const stuck = verdictOf(m, WINDOW + 1);
+  assert.equal(stuck.healthy, false, "the first call never came back");
+  assert.match(stuck.reason, /no poll has completed.*stuck/);
+});
+
+Deno.test("health: an hour of 100% throttling never makes the sidecar unhealthy", () => {
+  const verdicts = verdictsWhile(
+    [A],
+    3_600_000,
+    (at, target) => at < 1_000 ? healthy(at) : failed(at, "Throttling", true, target),
+  );
+  const unhealthy = verdicts.filter((v) => !v.healthy);
+  assert.deepEqual(unhealthy, [], "AWS throttling is not the task's fault");
+  const last = verdicts.at(-1)!;
+  assert.match(last.reason, /last successful poll of every target group 3\d\d\d\.\d s ago/, "for the operator");
+  assert.match(last.reason, /Throttling, transient/);
+});
+
+Deno.test("health: 5xx and timeouts count as transient too; the loop stalling does not", () => {
+  const m = machine();
+  m.step(0);
+  m.step(100, [failed(100, "InternalFailure", true)]);
+  m.step(20_000);
+  m.step(20_100, [failed(20_100, "TimeoutError", true)]);
+  assert.equal(verdictOf(m, 20_100 + WINDOW).healthy, true);
+  const stalled = verdictOf(m, 20_100 + WINDOW + 1);
+  assert.equal(stalled.healthy, false, "nothing completed for three intervals plus the request timeout");
+  assert.match(stalled.reason, /no poll has completed/);
+});
+
+Deno.test("health: polls that succeed but stop coming make it unhealthy (a stalled loop)", () => {
+  const m = machine();
+  m.step(0);
+  m.step(100, [healthy(100)]);
+  assert.equal(verdictOf(m, 100 + WINDOW).healthy, true);
+  assert.equal(verdictOf(m, 100 + WINDOW + 1).healthy, false);
+});
+
+Deno.test("health: every poll failing with a permanent error for three intervals is unhealthy", () => {
+  // Answered at 100 ms, then denied: unhealthy from the first check more than a window after 100 ms.
+  const verdicts = verdictsWhile(
+    [A],
+    10 * INTERVAL,
+    (at, target) => at < 1_000 ? healthy(at) : failed(at, "AccessDenied", false, target),
+  );
+  const firstUnhealthy = verdicts.find((v) => !v.healthy);
+  assert.ok(firstUnhealthy, "access denied for ten intervals must be reported");
+  assert.ok(firstUnhealthy.at > 100 + WINDOW, `unhealthy at ${firstUnhealthy.at}: not before the window`);
+  assert.ok(firstUnhealthy.at <= 100 + WINDOW + INTERVAL + 200, `unhealthy at ${firstUnhealthy.at}: too late`);
+  assert.match(firstUnhealthy.reason, /permanent error \(AccessDenied\)/);
+  assert.ok(verdicts.every((v) => v.at <= 100 + WINDOW || !v.healthy), "and stays unhealthy");
+});
+
+Deno.test("health: a permanent error shorter than three intervals, or in one group of two, stays healthy", () => {
+  const brief = verdictsWhile(
+    [A],
+    10 * INTERVAL,
+    (at, target) => at < 2 * INTERVAL ? failed(at, "AccessDenied", false, target) : healthy(at),
+  );
+  assert.ok(brief.every((v) => v.healthy), brief.find((v) => !v.healthy)?.reason);
+
+  // The sidecar still sees the drain through group A: a deleted group B is a warning, not a reason to
+  // replace the task.
+  const split = verdictsWhile(
+    [A, B],
+    10 * INTERVAL,
+    (at, target) => target === B ? failed(at, "TargetGroupNotFoundException", false, B) : healthy(at),
+  );
+  assert.ok(split.every((v) => v.healthy), split.find((v) => !v.healthy)?.reason);
+});
+
+Deno.test("health: healthy while a drain is within its deadline, unhealthy once a hung drain is past it", () => {
+  const draining = status("draining", { drainStartedAt: 0, drainDeadline: 120_000 });
+  assert.equal(healthVerdict(draining, 60_000).healthy, true);
+  assert.equal(healthVerdict(draining, 120_000 + DEADLINE_SLACK_MS).healthy, true, "a little slack");
+  const hung = healthVerdict(draining, 120_000 + DEADLINE_SLACK_MS + 1);
+  assert.equal(hung.healthy, false);
+  assert.match(hung.reason, /draining.*DEREGISTRATION_WAIT.*stuck/);
+});
+
+Deno.test("health: finished is healthy only for the moment before the exit", () => {
+  const finished = status("finished", {}, 50_000);
+  assert.equal(healthVerdict(finished, 50_000 + DEADLINE_SLACK_MS).healthy, true);
+  assert.equal(healthVerdict(finished, 50_000 + DEADLINE_SLACK_MS + 1).healthy, false);
+});
+
+Deno.test("health: a state it does not know is unhealthy", () => {
+  const verdict = healthVerdict({ ...status("watching"), state: "confused" }, 0);
+  assert.equal(verdict.healthy, false);
+  assert.match(verdict.reason, /unknown state/);
+});
