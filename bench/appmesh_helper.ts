@@ -12,7 +12,8 @@
 import { type BenchFigure, median, peakRssMiB } from "./result.ts";
 import { DownstreamConnection } from "../sim/downstream.ts";
 import { startEnvoyEmulator } from "../sim/envoy_admin.ts";
-import { type RoleProcess, spawnRole } from "../tests/support/role_process.ts";
+import { type RoleProcess, type SpawnOptions, spawnRole } from "../tests/support/role_process.ts";
+import { majorFaults, memoryCage } from "./memory_cage.ts";
 
 const RUNS = 5;
 const QUIET_PERIOD_S = 3;
@@ -67,10 +68,11 @@ async function connectionsRun(): Promise<Run> {
   return { seconds: (exit.at - lastClosedAt) / 1000, peakRssMiB: await peak };
 }
 
-/** Returns |SIGTERM-to-exit - (DRAIN_DELAY + DRAIN_TIMEOUT)|. */
-async function fixedRun(): Promise<Run> {
+/** Returns |SIGTERM-to-exit - (DRAIN_DELAY + DRAIN_TIMEOUT)|; `launch` runs the role under a memory cage. */
+async function fixedRun(launch: Pick<SpawnOptions, "wrapper" | "denoPath"> = {}): Promise<Run & { faults: number }> {
   await using envoy = await startEnvoyEmulator();
   await using role = spawnRole("appmesh-helper", {
+    ...launch,
     env: {
       DRAIN_DELAY: String(FIXED_DELAY_S),
       DRAIN_TIMEOUT: String(FIXED_TIMEOUT_S),
@@ -79,12 +81,40 @@ async function fixedRun(): Promise<Run> {
   });
   const peak = watchPeakRss(role);
   await startupComplete(role);
+  const faults = await majorFaults(role.pid);
   const signalledAt = Date.now();
   role.kill("SIGTERM");
   const exit = await role.exited;
   if (exit.code !== 0) throw new Error(`appmesh-helper exited ${exit.code}: ${role.otherOutput.join("\n")}`);
   const total = FIXED_DELAY_S + FIXED_TIMEOUT_S;
-  return { seconds: Math.abs((exit.at - signalledAt) / 1000 - total), peakRssMiB: await peak };
+  return { seconds: Math.abs((exit.at - signalledAt) / 1000 - total), peakRssMiB: await peak, faults };
+}
+
+/** The fixed-mode shutdown again, each run in a cgroup with a hard limit of the RSS target. */
+async function underHardLimit(): Promise<BenchFigure[]> {
+  const cage = await memoryCage(RSS_TARGET_MIB);
+  if (typeof cage === "string") {
+    console.log(`appmesh-helper: hard-limit runs skipped: ${cage}`);
+    return [];
+  }
+  await using _ = cage;
+  const runs: Array<Run & { faults: number }> = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await fixedRun(cage));
+  const usage = await cage.usage();
+  const seconds = runs.map((r) => round(r.seconds, 3));
+  const value = round(median(seconds), 3);
+  return [{
+    role: "appmesh-helper",
+    name: `fixed mode under a ${RSS_TARGET_MIB} MiB hard memory limit: SIGTERM-to-exit off the configured total`,
+    target: "<= 0.5 s, no OOM kill",
+    value,
+    unit: "s",
+    met: Math.max(...seconds) <= 0.5 && usage.oomKills === 0,
+    runs: seconds,
+    method: `the fixed-mode runs above, each in a memory cgroup limited to ${RSS_TARGET_MIB} MiB (swap off); ` +
+      `OOM kills ${usage.oomKills}, cgroup peak ${round(usage.peakMiB, 1)} MiB, times the limit forced reclaim ` +
+      `${usage.limitHits}, major page faults by start-up complete ${median(runs.map((r) => r.faults))} (median)`,
+  }];
 }
 
 function round(value: number, digits: number): number {
@@ -104,6 +134,7 @@ export async function appmeshHelperBenchmarks(): Promise<BenchFigure[]> {
   const connectionsMedian = round(median(connectionsSeconds), 3);
   const fixedMedian = round(median(fixedSeconds), 3);
   const rssMedian = round(median(rss), 1);
+  const hardLimit = await underHardLimit();
   return [
     {
       role: "appmesh-helper",
@@ -139,6 +170,7 @@ export async function appmeshHelperBenchmarks(): Promise<BenchFigure[]> {
       method: "deno run -A bench/appmesh_helper.ts: VmHWM sampled every 50 ms over each whole run above " +
         `(${2 * RUNS} runs, role started by deno run with its binary's flags, not a compiled binary)`,
     },
+    ...hardLimit,
   ];
 }
 

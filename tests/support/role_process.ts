@@ -31,6 +31,10 @@ export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** When `false`, stdout is not parsed as JSON lines. */
   readonly json?: boolean;
+  /** A command prefix the role runs under, which must exec the command appended to it (a memory cage). */
+  readonly wrapper?: readonly string[];
+  /** The deno executable; by default the one running this code. */
+  readonly denoPath?: string;
 }
 
 const projectRoot = new URL("../../", import.meta.url).pathname;
@@ -45,8 +49,13 @@ export function spawnRole(name: RoleName, options: SpawnOptions = {}): RoleProce
     ...options.env,
   };
   if (!env.DENO_DIR) delete env.DENO_DIR;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: denoRunArgs(role, options.args ?? []),
+  const command = [
+    ...options.wrapper ?? [],
+    options.denoPath ?? Deno.execPath(),
+    ...denoRunArgs(role, options.args ?? []),
+  ];
+  const child = new Deno.Command(command[0], {
+    args: command.slice(1),
     cwd: projectRoot,
     env,
     clearEnv: true,
