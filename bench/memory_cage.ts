@@ -15,8 +15,6 @@
 export interface CageUsage {
   /** Most memory the kernel charged to the cage at once (anonymous and page cache), MiB. */
   readonly peakMiB: number;
-  /** Times a charge hit the limit and the kernel had to reclaim. */
-  readonly limitHits: number;
   readonly oomKills: number;
 }
 
@@ -72,7 +70,6 @@ async function cgroupLayout(name: string, limitBytes: number): Promise<CgroupLay
       limits,
       usage: async (dir) => ({
         peakMiB: await readNumber(`${dir}/memory.max_usage_in_bytes`) / MiB,
-        limitHits: await readNumber(`${dir}/memory.failcnt`),
         oomKills: await keyedValue(`${dir}/memory.oom_control`, "oom_kill"),
       }),
     };
@@ -88,7 +85,6 @@ async function cgroupLayout(name: string, limitBytes: number): Promise<CgroupLay
     limits: [["memory.max", String(limitBytes)], ["memory.swap.max", "0"]],
     usage: async (dir) => ({
       peakMiB: await readNumber(`${dir}/memory.peak`) / MiB,
-      limitHits: await keyedValue(`${dir}/memory.events`, "max"),
       oomKills: await keyedValue(`${dir}/memory.events`, "oom_kill"),
     }),
   };
@@ -114,7 +110,7 @@ async function evictFromPageCache(paths: readonly string[]): Promise<void> {
 /** A cage of `limitMiB`, or the reason this machine cannot make one (not root, no memory cgroup, no python3). */
 export async function memoryCage(limitMiB: number): Promise<MemoryCage | string> {
   if (Deno.uid() !== 0) return "needs root to create a memory cgroup";
-  const layout = await cgroupLayout(`ecs-lifecycle-bench-${Deno.pid}-${limitMiB}`, limitMiB * MiB);
+  const layout = await cgroupLayout(`ecs-lifecycle-bench-${crypto.randomUUID().slice(0, 8)}`, limitMiB * MiB);
   if (typeof layout === "string") return layout;
   const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
   const scratch = await Deno.makeTempDir({ prefix: "memory-cage-" });

@@ -12,7 +12,8 @@
 import { type BenchFigure, median, peakRssMiB } from "./result.ts";
 import { startEcsWorld, type WorldOptions } from "../sim/ecs_world.ts";
 import { Faults, seededRandom } from "../sim/faults.ts";
-import { type LogEntry, type RoleProcess, spawnRole } from "../tests/support/role_process.ts";
+import { type LogEntry, type RoleProcess, type SpawnOptions, spawnRole } from "../tests/support/role_process.ts";
+import { majorFaults, type MemoryCage, memoryCage } from "./memory_cage.ts";
 import { listenLoopback } from "../tests/nlb_sidecar/support.ts";
 
 const ROLE = "nlb-sidecar";
@@ -24,10 +25,14 @@ interface Run {
   stop(): Promise<void>;
 }
 
-async function start(worldOptions: WorldOptions, env: Record<string, string>): Promise<Run> {
+async function start(
+  worldOptions: WorldOptions,
+  env: Record<string, string>,
+  launch: Pick<SpawnOptions, "wrapper" | "denoPath"> = {},
+): Promise<Run> {
   const world = await startEcsWorld(worldOptions);
   const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-bench-" });
-  const process = spawnRole(ROLE, { env: { ...world.env, STATUS_FILE: `${dir}/status.json`, ...env } });
+  const process = spawnRole(ROLE, { ...launch, env: { ...world.env, STATUS_FILE: `${dir}/status.json`, ...env } });
   return {
     world,
     process,
@@ -83,6 +88,57 @@ async function peakMemory(networkMode: "awsvpc" | "bridge"): Promise<BenchFigure
     }];
   } finally {
     await Promise.all(runs.map((r) => r.stop()));
+  }
+}
+
+/**
+ * 60 s of polling every second and then a drain, each sidecar in a memory cgroup with a hard limit (the
+ * seed's 64 MiB; the 96 MiB of our examples): does it keep its schedule, drain and exit 0 without an OOM kill?
+ */
+async function underHardLimit(limitMiB: number): Promise<BenchFigure[]> {
+  const seconds = 60;
+  const cages: MemoryCage[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const cage = await memoryCage(limitMiB);
+    if (typeof cage === "string") {
+      console.log(`nlb-sidecar: hard-limit runs skipped: ${cage}`);
+      await Promise.all(cages.map((c) => c[Symbol.asyncDispose]()));
+      return [];
+    }
+    cages.push(cage);
+  }
+  const runs = await Promise.all(
+    cages.map((cage) => start({ networkMode: "awsvpc" }, { POLLING_FREQUENCY: "1", DEREGISTRATION_WAIT: "1" }, cage)),
+  );
+  try {
+    await Promise.all(runs.map((r) => r.process.waitForLog(healthy, 120_000)));
+    const healthCalls = (run: Run) => run.world.elbv2.state.healthCalls.get(run.world.targets[0].targetGroupArn) ?? [];
+    const before = runs.map((r) => healthCalls(r).length);
+    await sleep(seconds * 1000);
+    const polls = runs.map((r, i) => healthCalls(r).length - before[i]);
+    const faults = await Promise.all(runs.map((r) => majorFaults(r.process.pid)));
+    for (const run of runs) run.world.setState("draining");
+    const exits = await Promise.all(runs.map((r) => r.process.exited));
+    const usages = await Promise.all(cages.map((c) => c.usage()));
+    const oomKills = usages.reduce((sum, u) => sum + u.oomKills, 0);
+    const cleanExits = exits.filter((e) => e.code === 0).length;
+    return [{
+      role: ROLE,
+      name: `polls kept on schedule under a ${limitMiB} MiB hard memory limit (awsvpc, ${seconds} s)`,
+      target: `>= ${0.9 * seconds} polls, drain and exit 0, no OOM kill`,
+      value: median(polls),
+      unit: "polls",
+      met: Math.min(...polls) >= 0.9 * seconds && cleanExits === RUNS && oomKills === 0,
+      runs: polls,
+      method: `${RUNS} sidecars side by side, each in a memory cgroup limited to ${limitMiB} MiB (swap off), ` +
+        `POLLING_FREQUENCY=1: DescribeTargetHealth calls in ${seconds} s after the first healthy poll, then the ` +
+        `target drains; exits 0: ${cleanExits}/${RUNS}, OOM kills ${oomKills}, major page faults ${
+          faults.join(", ")
+        }, cgroup peaks ${usages.map((u) => round(u.peakMiB, 1)).join(", ")} MiB`,
+    }];
+  } finally {
+    await Promise.all(runs.map((r) => r.stop()));
+    await Promise.all(cages.map((c) => c[Symbol.asyncDispose]()));
   }
 }
 
@@ -226,6 +282,8 @@ export async function nlbSidecarBenchmarks(): Promise<BenchFigure[]> {
   return [
     ...await peakMemory("awsvpc"),
     ...await peakMemory("bridge"),
+    ...await underHardLimit(64),
+    ...await underHardLimit(96),
     await apiCost(),
     ...await detectionUnderThrottling(),
     await connectionsExit(),
