@@ -8,31 +8,14 @@ import {
   DrainMachine,
   type DrainMode,
   effectiveDrainMode,
-  type MachineOptions,
   type Observation,
   type Step,
   type TargetHealthReading,
 } from "../../lib/nlb_sidecar/machine.ts";
 import { seededRandom } from "../../sim/faults.ts";
+import { A, B, drainMachine, INTERVAL, TG_A, TG_B } from "./machine_fixtures.ts";
 
-const TG_A = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/a/1";
-const TG_B = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/b/2";
-const A = { targetGroupArn: TG_A, id: "10.0.1.23", port: 8080 };
-const B = { targetGroupArn: TG_B, id: "10.0.1.23", port: 9090 };
-const INTERVAL = 30_000;
-
-function machine(options: Partial<MachineOptions> = {}): DrainMachine {
-  return new DrainMachine({
-    targets: [A],
-    pollIntervalMs: INTERVAL,
-    deregistrationWaitMs: 120_000,
-    drainMode: "fixed",
-    quietPeriodMs: 5_000,
-    startedAt: 0,
-    random: () => 0.5,
-    ...options,
-  });
-}
+const machine = drainMachine;
 
 const health = (at: number, target: typeof A, state: string, reason?: string): Observation => ({
   kind: "target-health",

@@ -11,15 +11,11 @@ import {
   type SidecarStatusDetails,
 } from "../../lib/nlb_sidecar/status.ts";
 import type { Status } from "../../lib/status_file.ts";
+import { A, B, drainMachine, INTERVAL, TG_A, TG_B } from "./machine_fixtures.ts";
 
-const INTERVAL = 30_000;
 const REQUEST_TIMEOUT = 10_000;
 /** Three polling intervals plus the request timeout. */
 const WINDOW = 3 * INTERVAL + REQUEST_TIMEOUT;
-const TG_A = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/a/1";
-const TG_B = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/b/2";
-const A = { targetGroupArn: TG_A, id: "10.0.1.23", port: 8080 };
-const B = { targetGroupArn: TG_B, id: "10.0.1.23", port: 9090 };
 
 function status(
   state: SidecarState,
@@ -36,15 +32,7 @@ function status(
 }
 
 function machine(targets = [A]): DrainMachine {
-  return new DrainMachine({
-    targets,
-    pollIntervalMs: INTERVAL,
-    deregistrationWaitMs: 120_000,
-    drainMode: "fixed",
-    quietPeriodMs: 5_000,
-    startedAt: 0,
-    random: () => 0.5,
-  });
+  return drainMachine({ targets });
 }
 
 /** The verdict on what `m` would have written, asked at `now`. */
