@@ -63,11 +63,21 @@ image:
 	docker build -f Dockerfile.distroless --build-arg ROLE=$(ROLE) -t ecs-lifecycle/$(ROLE):$(VERSION) .
 
 # Host install of the network sentry: one binary and its systemd unit. Build first with `make compile`.
+# The binary is this host's architecture (uname -m), or `make install TARGET=aarch64-unknown-linux-gnu`.
 install:
-	install -D -m 0755 dist/x86_64-unknown-linux-gnu/ecs-network-sentry $(DESTDIR)$(PREFIX)/bin/ecs-network-sentry
-	mkdir -p $(TOOLS)
-	sed 's#/usr/local/bin/#$(PREFIX)/bin/#' deploy/ecs-network-sentry.service > $(TOOLS)/ecs-network-sentry.service
-	install -D -m 0644 $(TOOLS)/ecs-network-sentry.service $(DESTDIR)/etc/systemd/system/ecs-network-sentry.service
+	@target="$(TARGET)"; \
+	if [ -z "$$target" ]; then \
+	  case "$$(uname -m)" in \
+	    x86_64|amd64) target=x86_64-unknown-linux-gnu ;; \
+	    aarch64|arm64) target=aarch64-unknown-linux-gnu ;; \
+	    *) echo "no build target for $$(uname -m): set TARGET=x86_64-unknown-linux-gnu or aarch64-unknown-linux-gnu" >&2; exit 1 ;; \
+	  esac; \
+	fi; \
+	echo "install dist/$$target/ecs-network-sentry -> $(DESTDIR)$(PREFIX)/bin/ecs-network-sentry"; \
+	install -D -m 0755 "dist/$$target/ecs-network-sentry" "$(DESTDIR)$(PREFIX)/bin/ecs-network-sentry"
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system
+	sed 's#/usr/local/bin/#$(PREFIX)/bin/#' deploy/ecs-network-sentry.service > $(DESTDIR)/etc/systemd/system/ecs-network-sentry.service
+	chmod 0644 $(DESTDIR)/etc/systemd/system/ecs-network-sentry.service
 
 clean:
 	rm -rf dist $(TOOLS)

@@ -94,9 +94,9 @@ export interface RoleProgram<Spec extends LoggingSettings> {
   /** Exit codes beyond the shared ones, and any other closing words for `--help`. */
   readonly helpExtra?: string;
   /** Checks across settings; throws {@link ConfigError}. */
-  validate?(config: ConfigOf<Spec>, env: Readonly<Record<string, string | undefined>>): void;
+  validate?(config: ConfigOf<Spec>, env: Readonly<Record<string, string | undefined>>, subcommand?: string): void;
   /** A rotating log file besides stdout, when the role keeps one. */
-  logFile?(config: ConfigOf<Spec>): RotatingFile | undefined;
+  logFile?(config: ConfigOf<Spec>, subcommand?: string): RotatingFile | undefined;
   run(context: RoleContext<Spec>): Promise<number>;
 }
 
@@ -174,8 +174,8 @@ export async function runRole<Spec extends LoggingSettings>(
       throw new ConfigError(subcommand, undefined, "unknown subcommand (see --help)");
     }
     if (extra.length > 0) throw new ConfigError(extra[0], undefined, "unexpected argument (see --help)");
-    program.validate?.(parsed.config, env);
-    file = subcommand === undefined ? program.logFile?.(parsed.config) : undefined;
+    program.validate?.(parsed.config, env, subcommand);
+    file = program.logFile?.(parsed.config, subcommand);
     context = { config: parsed.config, subcommand, env };
   } catch (error) {
     if (!(error instanceof ConfigError)) {

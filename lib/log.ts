@@ -19,7 +19,10 @@ export type { Logger } from "@logtape/logtape";
 export type LogFormat = "json" | "text";
 export type Level = "debug" | "info" | "warning" | "error";
 
-/** `LOG_LEVEL`; Python's names (`WARN`, `CRITICAL`, `logging.INFO`) are accepted for the sentry's sake. */
+/**
+ * `LOG_LEVEL`; Python's names (`WARN`, `CRITICAL`, `logging.INFO`, and `NOTSET`, which logs everything)
+ * are accepted for the sentry's sake.
+ */
 export function logLevelSetting(o: { env?: string; flag?: string; short?: string; default?: Level } = {}) {
   return oneOf({
     env: "env" in o ? o.env : "LOG_LEVEL",
@@ -32,6 +35,8 @@ export function logLevelSetting(o: { env?: string; flag?: string; short?: string
       warn: "warning",
       critical: "error",
       fatal: "error",
+      notset: "debug",
+      "logging.notset": "debug",
       "logging.debug": "debug",
       "logging.info": "info",
       "logging.warning": "warning",

@@ -6,7 +6,8 @@
  * @module
  */
 import { join } from "node:path";
-import { DockerApi, DockerApiError, ECS_LABELS } from "../lib/network_sentry/docker.ts";
+import { type ContainerInspect, DockerApi, ECS_LABELS, isVanished, toObserved } from "../lib/network_sentry/docker.ts";
+import type { ObservedContainer } from "../lib/network_sentry/machine.ts";
 
 export const IMAGE = "busybox:local";
 const BUSYBOX = "/bin/busybox";
@@ -42,14 +43,12 @@ export interface TaskOptions {
   readonly restartPolicy?: string;
 }
 
-export interface ContainerState {
-  readonly id: string;
-  readonly name: string;
+/** A container as the sentry sees it, with short names for what tests and the demo check most. */
+export interface ContainerState extends ObservedContainer {
+  /** `state`: running, paused, restarting, exited... */
   readonly status: string;
-  readonly restartCount: number;
+  /** `restartPolicy.Name`. */
   readonly policy: string;
-  readonly startedAt: string;
-  readonly labels: Readonly<Record<string, string>>;
 }
 
 export interface DockerEngine extends AsyncDisposable {
@@ -60,6 +59,8 @@ export interface DockerEngine extends AsyncDisposable {
   createTask(options: TaskOptions): Promise<string>;
   /** Makes a running `healthy` container exit non-zero now, from inside (as a crash, not a `docker stop`). */
   crash(idOrName: string): Promise<void>;
+  /** Pauses a container, as an operator would with `docker pause`. */
+  pause(idOrName: string): Promise<void>;
   /** A container without ECS labels, which the sentry must never touch. */
   createUnlabelled(name: string): Promise<string>;
   /** `undefined` once the container is gone. */
@@ -73,15 +74,6 @@ export interface DockerEngine extends AsyncDisposable {
   stopDaemon(): Promise<void>;
   startDaemon(): Promise<void>;
   close(): Promise<void>;
-}
-
-interface Inspect {
-  Id: string;
-  Name: string;
-  RestartCount: number;
-  State: { Status: string; StartedAt: string };
-  HostConfig: { RestartPolicy?: { Name?: string } };
-  Config: { Labels?: Record<string, string> | null };
 }
 
 /** Starts a private engine and imports the busybox image. */
@@ -148,18 +140,10 @@ export async function startDockerEngine(): Promise<DockerEngine> {
 
   const state = async (idOrName: string): Promise<ContainerState | undefined> => {
     try {
-      const i = await api.call<Inspect>("GET", `/containers/${idOrName}/json`);
-      return {
-        id: i.Id,
-        name: i.Name.replace(/^\//, ""),
-        status: i.State.Status,
-        restartCount: i.RestartCount,
-        policy: i.HostConfig.RestartPolicy?.Name || "no",
-        startedAt: i.State.StartedAt,
-        labels: i.Config.Labels ?? {},
-      };
+      const observed = toObserved(await api.call<ContainerInspect>("GET", `/containers/${idOrName}/json`));
+      return { ...observed, status: observed.state, policy: observed.restartPolicy.Name };
     } catch (error) {
-      if (error instanceof DockerApiError && error.statusCode === 404) return undefined;
+      if (isVanished(error)) return undefined;
       throw error;
     }
   };
@@ -210,6 +194,9 @@ export async function startDockerEngine(): Promise<DockerEngine> {
         body: { Cmd: ["kill", "1"] },
       });
       await api.call("POST", `/exec/${Id}/start`, { body: { Detach: true } });
+    },
+    async pause(idOrName) {
+      await api.call("POST", `/containers/${idOrName}/pause`);
     },
     createUnlabelled: (name) => run({ name, Cmd: untilStopped, HostConfig: hostConfig() }),
     state,

@@ -7,6 +7,7 @@
  * @module
  */
 import { join } from "node:path";
+import { readUntil } from "../lib/network_sentry/probe.ts";
 
 export type EndpointBehaviour = "answer" | "refuse" | "blackhole" | "tls-fail" | "reset";
 
@@ -108,9 +109,6 @@ export interface RegionEndpoint extends AsyncDisposable {
   /** `https://localhost:<port>` */
   readonly url: string;
   readonly port: number;
-  readonly behaviour: EndpointBehaviour;
-  /** Connections accepted so far (refused ones never arrive). */
-  readonly connections: number;
   /**
    * Every new connection meets `behaviour`. A refusal closes the listening socket until changed, and resolves
    * only once the socket is really closed: until then the kernel would still accept connections into the backlog.
@@ -189,12 +187,6 @@ export function startRegionEndpoint(ca: TestCa): RegionEndpoint {
   return {
     url: `https://localhost:${port}`,
     port,
-    get behaviour() {
-      return cycle[connections % cycle.length];
-    },
-    get connections() {
-      return connections;
-    },
     set: (behaviour) => set([behaviour]),
     flap: (next) => set(next),
     close,
@@ -222,7 +214,7 @@ export function startConnectProxy(routes: Readonly<Record<string, number>>): Con
   const serve = async (conn: Deno.Conn) => {
     open.add(conn);
     try {
-      const head = await readHead(conn);
+      const head = await readUntil(conn, "\r\n\r\n", 16384);
       const [method, target] = head.split(" ", 2);
       tunnels.push(target);
       const auth = head.match(/^proxy-authorization: basic (\S+)\r?$/im)?.[1];
@@ -280,16 +272,4 @@ export function startConnectProxy(routes: Readonly<Record<string, number>>): Con
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-async function readHead(conn: Deno.Conn): Promise<string> {
-  const chunks: number[] = [];
-  const one = new Uint8Array(1);
-  while (chunks.length < 16384) {
-    if (await conn.read(one) === null) break;
-    chunks.push(one[0]);
-    const n = chunks.length;
-    if (n >= 4 && chunks[n - 4] === 13 && chunks[n - 3] === 10 && chunks[n - 2] === 13 && chunks[n - 1] === 10) break;
-  }
-  return new TextDecoder().decode(new Uint8Array(chunks));
 }

@@ -146,10 +146,44 @@ Deno.test("the systemd unit runs the sentry binary with flags it accepts", async
   assert.equal(binary, "/usr/local/bin/ecs-network-sentry");
   assert.match(unit, /^Restart=always$/m);
   assert.match(unit, /^After=.*docker\.service/m);
+  assert.match(unit, /^After=.*ecs\.service/m);
+  assert.match(unit, /^RestartPreventExitStatus=2$/m, "a configuration error must not restart forever");
   const flags = new Set(
     Object.values(ROLE_SPECS["network-sentry"]).flatMap((s) => [`--${s.flag}`, s.short ? `-${s.short}` : ""]),
   );
   for (const word of args.filter((a) => a.startsWith("-"))) {
     assert.ok(flags.has(word.split("=")[0]), `unit uses unknown flag ${word}`);
+  }
+});
+
+Deno.test("make install puts the host's binary and a unit pointing at it under DESTDIR and PREFIX", async () => {
+  const work = await Deno.makeTempDir({ prefix: "make-install-" });
+  try {
+    await Deno.mkdir(`${work}/src/dist/aarch64-unknown-linux-gnu`, { recursive: true });
+    await Deno.mkdir(`${work}/src/deploy`);
+    await Deno.copyFile(new URL("Makefile", root), `${work}/src/Makefile`);
+    await Deno.copyFile(new URL("deno.json", root), `${work}/src/deno.json`);
+    await Deno.copyFile(
+      new URL("deploy/ecs-network-sentry.service", root),
+      `${work}/src/deploy/ecs-network-sentry.service`,
+    );
+    await Deno.writeTextFile(`${work}/src/dist/aarch64-unknown-linux-gnu/ecs-network-sentry`, "arm64 build\n");
+    const make = await new Deno.Command("make", {
+      args: ["install", `DESTDIR=${work}/root`, "PREFIX=/opt/ecs", "TARGET=aarch64-unknown-linux-gnu"],
+      cwd: `${work}/src`,
+      env: { PATH: `${Deno.execPath().replace(/\/[^/]+$/, "")}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}` },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(make.code, 0, new TextDecoder().decode(make.stderr));
+    const binary = `${work}/root/opt/ecs/bin/ecs-network-sentry`;
+    assert.equal(await Deno.readTextFile(binary), "arm64 build\n", "the TARGET's binary");
+    assert.equal((await Deno.stat(binary)).mode! & 0o777, 0o755);
+    const unit = await Deno.readTextFile(`${work}/root/etc/systemd/system/ecs-network-sentry.service`);
+    assert.match(unit, /^ExecStart=\/opt\/ecs\/bin\/ecs-network-sentry /m, "ExecStart follows PREFIX");
+    assert.match(unit, /^RestartPreventExitStatus=2$/m);
+    await assert.rejects(Deno.stat(`${work}/src/.tools`), "nothing is written into the source tree");
+  } finally {
+    await Deno.remove(work, { recursive: true });
   }
 });

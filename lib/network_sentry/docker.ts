@@ -47,7 +47,8 @@ export function parseDockerHost(value: string): DockerAddress {
 interface ContainerSummary {
   readonly Id: string;
 }
-interface ContainerInspect {
+/** The part of `GET /containers/{id}/json` the sentry reads. */
+export interface ContainerInspect {
   readonly Id: string;
   readonly Name: string;
   readonly RestartCount: number;
@@ -200,7 +201,8 @@ function toAgent(inspect: ContainerInspect): AgentContainer {
   return { id: inspect.Id, name: inspect.Name.replace(/^\//, ""), state: inspect.State.Status };
 }
 
-function toObserved(inspect: ContainerInspect): ObservedContainer {
+/** A container as the sentry's decisions see it. */
+export function toObserved(inspect: ContainerInspect): ObservedContainer {
   const labels = inspect.Config.Labels ?? {};
   const policy = inspect.HostConfig.RestartPolicy ?? {};
   return {

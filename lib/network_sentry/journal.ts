@@ -6,6 +6,7 @@
  */
 import { dirname } from "node:path";
 import { readJsonFile, writeFileAtomic } from "../atomic_file.ts";
+import { sleep } from "../clock.ts";
 import { type Journal, type Mode, MODES, ONLINE } from "./machine.ts";
 
 /** The journal could not be read or makes no sense: the sentry will not guess what it once changed. */
@@ -20,9 +21,15 @@ export interface JournalStore {
   readonly path: string;
   load(): Promise<Journal>;
   save(journal: Journal): Promise<void>;
-  /** Runs `work` while holding the journal's lock (no-op lock for a dry run). */
-  locked<T>(work: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` while holding the journal's lock (no-op lock for a dry run). Waiting for the lock ends
+   * with `signal`'s reason as soon as it aborts, so a shutdown never hangs behind another holder.
+   */
+  locked<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T>;
 }
+
+/** How often a busy lock is tried again: a `resume` holds it for a few Docker calls at most. */
+const LOCK_RETRY_MS = 100;
 
 /** The journal file itself. */
 export function fileJournal(path: string): JournalStore {
@@ -30,11 +37,15 @@ export function fileJournal(path: string): JournalStore {
     path,
     load: () => readJournal(path),
     save: (journal) => writeFileAtomic(path, JSON.stringify(journal, null, 2) + "\n"),
-    async locked(work) {
+    async locked(work, signal) {
+      signal?.throwIfAborted();
       await Deno.mkdir(dirname(path), { recursive: true });
       // A separate lock file: the journal itself is replaced by rename, which would drop a lock held on it.
       using file = await Deno.open(`${path}.lock`, { write: true, create: true, mode: 0o600 });
-      await file.lock(true);
+      // Tried rather than awaited: a blocking lock() cannot be cancelled and would keep a stopping process alive.
+      while (!await file.tryLock(true)) {
+        if (!await sleep(LOCK_RETRY_MS, signal)) throw signal!.reason;
+      }
       try {
         return await work();
       } finally {

@@ -76,8 +76,19 @@ export interface Journal {
   readonly since?: number;
   /** The strategy of the hand-back in progress, fixed when it begins so a restart finishes it the same way. */
   readonly strategy?: Strategy;
-  /** The agent was already paused when the outage began (by someone else): the sentry leaves it paused. */
+  /**
+   * Someone else had paused the agent when the outage began, and the sentry has not paused it since: the
+   * hand-back leaves it paused. Cleared (journaled before the call) once the sentry pauses the agent itself,
+   * for instance after a reboot brought it back running; from then on the pause is the sentry's to undo.
+   */
   readonly agentPausedBefore?: boolean;
+  /**
+   * When the first hand-back since the host went offline began; kept if the region drops again meanwhile.
+   * cutover: containers the agent started since then are replacements, even once a later outage recorded them.
+   */
+  readonly handBackStartedAt?: number;
+  /** cutover: replacements already matched to a removed restarted container, so that each stands in for one. */
+  readonly claimedReplacements?: readonly string[];
   readonly containers: readonly ManagedContainer[];
 }
 
@@ -153,10 +164,9 @@ export interface PlanSettings {
   /** `MaximumRetryCount` of the `on-failure` policy set while offline (0 = unlimited). */
   readonly retries: number;
   readonly cutoverTimeoutMs: number;
+  /** cutover: a replacement counts once it has run this long (or reports healthy). */
+  readonly replacementSettleMs: number;
 }
-
-/** A replacement counts as started once it has run this long (or reports healthy). */
-export const REPLACEMENT_SETTLE_MS = 10_000;
 
 export interface PlanInput {
   readonly journal: Journal;
@@ -190,9 +200,14 @@ export function offlinePolicy(retries: number): RestartPolicy {
   return { Name: "on-failure", MaximumRetryCount: retries };
 }
 
-/** Docker restarted the container since it was recorded: by its restart policy, or when the daemon came back. */
+/**
+ * Docker restarted the container since it was recorded: by its restart policy, or when the daemon came
+ * back. `restarting` counts too: it exited during the outage and Docker has a restart scheduled, which
+ * restoring its policy would not cancel (RestartCount grows only once that restart happens).
+ */
 export function wasRestarted(recorded: ManagedContainer, observed: ObservedContainer): boolean {
-  return observed.restartCount > recorded.restartCount || observed.startedAt !== recorded.startedAt;
+  return observed.state === "restarting" || observed.restartCount > recorded.restartCount ||
+    observed.startedAt !== recorded.startedAt;
 }
 
 function keepObserved(journal: Journal, observation: Observation): Journal {
@@ -209,12 +224,13 @@ function samePolicy(a: RestartPolicy, b: RestartPolicy): boolean {
   return a.Name === b.Name && (a.Name !== "on-failure" || a.MaximumRetryCount === b.MaximumRetryCount);
 }
 
-/** The title of a step that only writes the journal ahead of the step that acts on it. */
+/** The title of a step that only writes the journal ahead of the steps that act on it. */
 export const WRITE_JOURNAL = "write the journal";
 
 /**
- * Steps in order. A step that changes the journal and acts is split in two, the journal first, so that
- * the write is a step of its own (logged, and a point a crash can fall on); a step with neither is dropped.
+ * Steps in order. A journal that changes is written in a step of its own (logged, and a point a crash can
+ * fall on) before the Docker calls that follow it; a step is announced under its title only when it makes
+ * Docker calls.
  */
 class StepList {
   readonly steps: Step[] = [];
@@ -224,24 +240,39 @@ class StepList {
     this.#journal = journal;
   }
 
+  /** Docker calls, after `journal` is written if it differs from the last one written. */
   add(title: string, journal: Journal, actions: readonly Action[]): void {
-    if (journal !== this.#journal && actions.length > 0) {
-      this.steps.push({ phase: this.phase, title: WRITE_JOURNAL, journal, actions: [] });
-    } else if (journal === this.#journal && actions.length === 0) {
-      return;
-    }
-    this.steps.push({ phase: this.phase, title, journal, actions });
+    if (journal !== this.#journal) this.#write(WRITE_JOURNAL, journal);
+    if (actions.length > 0) this.steps.push({ phase: this.phase, title, journal, actions });
+  }
+
+  /** A journal write that is a milestone of its own, announced under `title`. */
+  record(title: string, journal: Journal): void {
+    this.#write(title, journal);
+  }
+
+  #write(title: string, journal: Journal): void {
+    // A write that directly follows another makes it redundant: the later journal says all it said.
+    if (this.steps.at(-1)?.title === WRITE_JOURNAL) this.steps.pop();
+    this.steps.push({ phase: this.phase, title, journal, actions: [] });
     this.#journal = journal;
   }
+}
+
+/** Pauses the agent when it runs; the sentry pausing it itself means the pause is the sentry's to undo. */
+function holdAgentPaused(journal: Journal, observation: Observation): [Journal, Action[]] {
+  const agent = observation.agent;
+  if (agent?.state !== "running") return [journal, []];
+  const held = journal.agentPausedBefore ? { ...journal, agentPausedBefore: false } : journal;
+  return [held, [{ kind: "pause-agent", id: agent.id, name: agent.name }]];
 }
 
 function offlineSteps(journal: Journal, input: PlanInput): Step[] {
   const { observation, settings } = input;
   const steps = new StepList("ecs-offline", input.journal);
-  const agent = observation.agent;
-  const pause: Action[] = agent?.state === "running" ? [{ kind: "pause-agent", id: agent.id, name: agent.name }] : [];
-  steps.add("hold the ECS agent paused", journal, pause);
-  const recorded = new Set(journal.containers.map((c) => c.id));
+  const [held, pause] = holdAgentPaused(journal, observation);
+  steps.add("hold the ECS agent paused", held, pause);
+  const recorded = new Set(held.containers.map((c) => c.id));
   const newcomers: ManagedContainer[] = observation.containers
     .filter((c) => c.state === "running" && !recorded.has(c.id))
     .map((c) => ({
@@ -256,8 +287,8 @@ function offlineSteps(journal: Journal, input: PlanInput): Step[] {
       startedAt: c.startedAt,
     }));
   const withNewcomers: Journal = newcomers.length > 0
-    ? { ...journal, containers: [...journal.containers, ...newcomers] }
-    : journal;
+    ? { ...held, containers: [...held.containers, ...newcomers] }
+    : held;
   const target = offlinePolicy(settings.retries);
   const observed = observedById(observation);
   const policies: Action[] = withNewcomers.containers
@@ -275,6 +306,7 @@ function beginHandBack(journal: Journal, input: PlanInput): Journal {
     mode: strategy === "cutover" ? "cutover" : "handing-back",
     since: input.now,
     strategy,
+    handBackStartedAt: journal.handBackStartedAt ?? input.now,
     containers: journal.containers.map((c) => ({
       ...c,
       restarted: c.restarted === true || wasRestarted(c, observed.get(c.id)!),
@@ -283,7 +315,7 @@ function beginHandBack(journal: Journal, input: PlanInput): Journal {
 }
 
 function handBackSteps(journal: Journal, input: PlanInput): Step[] {
-  const { observation, now } = input;
+  const { observation, now, settings } = input;
   const observed = observedById(observation);
   const restarted = journal.containers.filter((c) => c.restarted);
   const kept = journal.containers.filter((c) => !c.restarted);
@@ -292,13 +324,13 @@ function handBackSteps(journal: Journal, input: PlanInput): Step[] {
       .filter((c) => !samePolicy(observed.get(c.id)!.restartPolicy, c.previousPolicy))
       .map((c) => ({ kind: "set-policy", id: c.id, name: c.name, cluster: c.cluster, policy: c.previousPolicy }));
   const steps = new StepList("ecs-online", input.journal);
-  const complete = () => steps.add("hand-back complete: clear the journal", ONLINE, []);
-  switch (journal.strategy ?? input.settings.strategy) {
+  const complete = () => steps.record(HAND_BACK_COMPLETE, ONLINE);
+  switch (journal.strategy ?? settings.strategy) {
     case "cleanup":
       steps.add(
         "stop and remove containers Docker restarted during the outage",
         journal,
-        restarted.map(removal("restarted by Docker during the outage")),
+        restarted.map((c) => removal(c, "restarted by Docker during the outage")),
       );
       steps.add("restore the recorded restart policies", journal, restore(kept));
       steps.add("unpause the ECS agent", journal, unpause(journal, observation));
@@ -309,42 +341,64 @@ function handBackSteps(journal: Journal, input: PlanInput): Step[] {
       steps.add("unpause the ECS agent", journal, unpause(journal, observation));
       complete();
       break;
-    case "manual":
-      if (journal.mode === "awaiting-resume") break;
+    case "manual": {
       steps.add("restore the recorded restart policies", journal, restore(journal.containers));
-      if (restarted.length > 0) {
-        const waiting: Journal = { ...journal, mode: "awaiting-resume", since: now };
-        steps.add("keep the ECS agent paused until an operator runs resume", waiting, []);
+      if (journal.mode !== "awaiting-resume" && restarted.length === 0) {
+        steps.add("unpause the ECS agent", journal, unpause(journal, observation));
+        complete();
         break;
       }
-      steps.add("unpause the ECS agent", journal, unpause(journal, observation));
-      complete();
+      // Re-asserted on every probe until `resume`: a reboot or a dockerd restart brings the agent back running.
+      const waiting: Journal = journal.mode === "awaiting-resume"
+        ? journal
+        : { ...journal, mode: "awaiting-resume", since: now };
+      const [held, pause] = holdAgentPaused(waiting, observation);
+      steps.add("keep the ECS agent paused until an operator runs resume", held, pause);
       break;
+    }
     case "cutover": {
       steps.add("restore the recorded restart policies", journal, restore(journal.containers));
       steps.add("unpause the ECS agent", journal, unpause(journal, observation));
-      const timedOut = now - (journal.since ?? now) >= input.settings.cutoverTimeoutMs;
-      const due = restarted.filter((c) => timedOut || hasReplacement(c, observation, journal, now));
-      const why = timedOut ? "cutover timeout passed" : "the agent started its replacement";
-      steps.add("remove restarted containers whose replacement runs", journal, due.map(removal(why)));
-      if (due.length === restarted.length) complete();
+      if (now - (journal.since ?? now) >= settings.cutoverTimeoutMs) {
+        steps.add(
+          "remove restarted containers: --cutover-timeout passed",
+          journal,
+          restarted.map((c) => removal(c, "cutover timeout passed")),
+        );
+        complete();
+        break;
+      }
+      const pairs = replacementsOf(restarted, journal, observation, settings, now);
+      const claimed: Journal = pairs.length === 0 ? journal : {
+        ...journal,
+        claimedReplacements: [...(journal.claimedReplacements ?? []), ...pairs.map(([, by]) => by.id)],
+      };
+      steps.add(
+        "remove restarted containers whose replacement runs",
+        claimed,
+        pairs.map(([c, by]) => removal(c, `the agent's replacement ${by.name} runs`)),
+      );
+      if (pairs.length === restarted.length) complete();
       break;
     }
   }
   return steps.steps;
 }
 
+/** The title of the hand-back's last step. */
+export const HAND_BACK_COMPLETE = "hand-back complete: clear the journal";
+
 /** `resume` (manual strategy): the operator has looked at the restarted containers; hand the agent back. */
 export function resumeSteps(journal: Journal, observation: Observation): Step[] {
   if (journal.mode !== "awaiting-resume") return [];
   const steps = new StepList("ecs-online", journal);
   steps.add("resume: unpause the ECS agent", journal, unpause(journal, observation));
-  steps.add("hand-back complete: clear the journal", ONLINE, []);
+  steps.record(HAND_BACK_COMPLETE, ONLINE);
   return steps.steps;
 }
 
-function removal(why: string): (c: ManagedContainer) => Action {
-  return (c) => ({ kind: "remove", id: c.id, name: c.name, cluster: c.cluster, why });
+function removal(c: ManagedContainer, why: string): Action {
+  return { kind: "remove", id: c.id, name: c.name, cluster: c.cluster, why };
 }
 
 function unpause(journal: Journal, observation: Observation): Action[] {
@@ -353,12 +407,35 @@ function unpause(journal: Journal, observation: Observation): Action[] {
   return [{ kind: "unpause-agent", id: agent.id, name: agent.name }];
 }
 
-/** A running container of the same task family and container name, started by the agent after the outage. */
-function hasReplacement(restarted: ManagedContainer, observation: Observation, journal: Journal, now: number): boolean {
-  const recorded = new Set(journal.containers.map((c) => c.id));
-  return observation.containers.some((c) =>
-    !recorded.has(c.id) && c.state === "running" && c.family === restarted.family &&
-    c.containerName === restarted.containerName &&
-    (c.health === "healthy" || now - Date.parse(c.startedAt) >= REPLACEMENT_SETTLE_MS)
-  );
+/**
+ * Restarted containers paired one to one with the agent's replacements. A replacement runs, has the same
+ * task family and container name, was started after the hand-back began (recorded originals were not),
+ * was not itself restarted by Docker, stands in for no other container yet, and has run
+ * `replacementSettleMs` or reports healthy.
+ */
+function replacementsOf(
+  restarted: readonly ManagedContainer[],
+  journal: Journal,
+  observation: Observation,
+  settings: PlanSettings,
+  now: number,
+): Array<[ManagedContainer, ObservedContainer]> {
+  // `since` stands in for a journal written before the hand-back's start was kept.
+  const began = journal.handBackStartedAt ?? journal.since ?? now;
+  const taken = new Set([...restarted.map((c) => c.id), ...(journal.claimedReplacements ?? [])]);
+  const candidates = observation.containers.filter((c) => {
+    const started = Date.parse(c.startedAt);
+    return c.state === "running" && !taken.has(c.id) && started >= began &&
+      (c.health === "healthy" || now - started >= settings.replacementSettleMs);
+  });
+  const pairs: Array<[ManagedContainer, ObservedContainer]> = [];
+  for (const original of restarted) {
+    const by = candidates.find((c) =>
+      !taken.has(c.id) && c.family === original.family && c.containerName === original.containerName
+    );
+    if (by === undefined) continue;
+    taken.add(by.id);
+    pairs.push([original, by]);
+  }
+  return pairs;
 }

@@ -47,7 +47,7 @@ export async function probeEndpoint(target: ProbeTarget, signal?: AbortSignal): 
   const started = performance.now();
   const deadline = AbortSignal.timeout(target.timeoutMs);
   const abort = signal ? AbortSignal.any([signal, deadline]) : deadline;
-  const opened: Deno.Conn[] = [];
+  const opened = new OpenedConnections();
   const progress = { stage: "connect" as Stage };
   const aborted = new Promise<never>((_, reject) => {
     const fail = () => reject(new ProbeFailure("timeout", `no answer within ${target.timeoutMs} ms`));
@@ -64,20 +64,47 @@ export async function probeEndpoint(target: ProbeTarget, signal?: AbortSignal): 
     const detail = failure.reason === "timeout" ? `${failure.message} (during ${progress.stage})` : failure.message;
     return { ok: false, reason: failure.reason, detail, latencyMs: performance.now() - started };
   } finally {
-    for (const conn of opened) {
-      try {
-        conn.close();
-      } catch {
-        // already closed by the TLS layer
-      }
+    opened.closeAll();
+  }
+}
+
+/**
+ * The connections of one probe. The exchange may still be running when the deadline has decided the
+ * probe (a connect or handshake that finishes late): whatever it opens after that is closed at once, and
+ * closing what it had opened ends its pending reads, so nothing outlives the probe.
+ */
+class OpenedConnections {
+  #open: Deno.Conn[] = [];
+  #closed = false;
+
+  add<C extends Deno.Conn>(conn: C): C {
+    if (this.#closed) {
+      closeQuietly(conn);
+      throw new ProbeFailure("timeout", "the probe already ended");
     }
+    this.#open.push(conn);
+    return conn;
+  }
+
+  closeAll(): void {
+    this.#closed = true;
+    for (const conn of this.#open) closeQuietly(conn);
+    this.#open = [];
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed (startTls takes over the TCP connection it wraps)
   }
 }
 
 async function exchange(
   target: ProbeTarget,
   abort: AbortSignal,
-  opened: Deno.Conn[],
+  opened: OpenedConnections,
   progress: { stage: Stage },
 ): Promise<number> {
   const url = new URL(target.endpoint);
@@ -87,22 +114,23 @@ async function exchange(
   if (target.proxy) {
     progress.stage = "proxy";
     const proxy = new URL(target.proxy);
-    conn = await Deno.connect({ hostname: proxy.hostname.replace(/^\[|\]$/g, ""), port: Number(proxy.port || 80) })
-      .catch((error) => {
+    const proxyHost = proxy.hostname.replace(/^\[|\]$/g, "");
+    conn = opened.add(
+      await Deno.connect({ hostname: proxyHost, port: Number(proxy.port || 80), signal: abort }).catch((error) => {
         throw new ProbeFailure("proxy", `proxy ${proxy.host}: ${(error as Error).message}`);
-      });
-    opened.push(conn);
+      }),
+    );
     await openTunnel(conn, url.host.includes(":") ? url.host : `${url.host}:${port}`, proxy);
   } else {
-    conn = await Deno.connect({ hostname: host, port, signal: abort });
-    opened.push(conn);
+    conn = opened.add(await Deno.connect({ hostname: host, port, signal: abort }));
   }
   progress.stage = "tls";
-  const tls = await Deno.startTls(conn as Deno.TcpConn, {
-    hostname: host,
-    caCerts: target.caCerts ? [...target.caCerts] : undefined,
-  });
-  opened.push(tls);
+  const tls = opened.add(
+    await Deno.startTls(conn as Deno.TcpConn, {
+      hostname: host,
+      caCerts: target.caCerts ? [...target.caCerts] : undefined,
+    }),
+  );
   await tls.handshake();
   progress.stage = "answer";
   const request = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
@@ -137,8 +165,11 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
 }
 
-/** Reads byte by byte up to and including `marker`, so nothing past it (TLS records) is consumed. */
-async function readUntil(conn: Deno.Conn, marker: string, limit: number): Promise<string> {
+/**
+ * Reads byte by byte up to and including `marker` and returns what came before it, so nothing past it
+ * (TLS records after a proxy's answer) is consumed. Throws when the peer closes first.
+ */
+export async function readUntil(conn: Deno.Conn, marker: string, limit: number): Promise<string> {
   const buffer = new Uint8Array(limit);
   const one = new Uint8Array(1);
   let length = 0;

@@ -17,6 +17,7 @@ import {
   type NetworkSentryConfig,
   type NetworkSentrySettings,
   networkSentrySettings,
+  proxySettings,
   validateSettings,
 } from "./settings.ts";
 
@@ -36,9 +37,11 @@ export const networkSentryProgram: RoleProgram<NetworkSentrySettings> = {
     resume: "manual strategy: unpause the ECS agent and finish the hand-back now",
   },
   helpExtra: "       3 resume refused (the sentry is offline or handing back on its own)\n" +
-    "HTTPS_PROXY/NO_PROXY are read from the environment; lower-case spellings are not.",
+    "HTTPS_PROXY/NO_PROXY are read from the environment, else https_proxy/no_proxy.",
   validate: validateSettings,
-  logFile: (config): RotatingFile => ({ path: config.logFile, maxBytes: 5 * 1024 * 1024, maxFiles: 5 }),
+  // `resume` changes Docker and the journal: the log file keeps its lines with the daemon's. `status` only reads.
+  logFile: (config, subcommand?: string): RotatingFile | undefined =>
+    subcommand === "status" ? undefined : { path: config.logFile, maxBytes: 5 * 1024 * 1024, maxFiles: 5 },
   run(context) {
     switch (context.subcommand) {
       case "status":
@@ -55,14 +58,13 @@ function journalFor(config: NetworkSentryConfig): JournalStore {
   return config.dryRun ? dryRunJournal(config.stateFile) : fileJournal(config.stateFile);
 }
 
-function endpointOf(config: NetworkSentryConfig): string {
-  return config.endpoint ?? regionalEndpoint(config.region);
-}
-
 async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<number> {
   const { config, log, shutdown } = context;
-  const endpoint = endpointOf(config);
-  const proxy = proxyFor(new URL(endpoint), config.httpsProxy, config.noProxy);
+  // validateSettings requires --region for the daemon.
+  const region = config.region!;
+  const endpoint = config.endpoint ?? regionalEndpoint(region);
+  const { httpsProxy, noProxy } = proxySettings(config, context.env);
+  const proxy = proxyFor(new URL(endpoint), httpsProxy, noProxy);
   const caCerts = config.caFile === undefined ? undefined : [await Deno.readTextFile(config.caFile)];
   log.info("[startup] probing {endpoint} every {interval} s ({via}); restart strategy {strategy}", {
     endpoint,
@@ -76,19 +78,20 @@ async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<numb
     config,
     log,
     signal: shutdown.signal,
+    region,
     endpoint,
     probe: (signal) => probeEndpoint({ endpoint, timeoutMs: config.timeout * 1000, caCerts, proxy }, signal),
     docker: new DockerHost(parseDockerHost(config.dockerHost), shutdown.signal),
     journal: journalFor(config),
     statusFile: config.dryRun ? undefined : statusFileFor(config.stateFile),
-    resumeCommand: resumeCommand(config),
+    resumeCommand: resumeCommand(config, region),
   });
 }
 
 /** The command logged under the manual strategy, with every flag that locates this sentry's state. */
-function resumeCommand(config: NetworkSentryConfig): string {
+function resumeCommand(config: NetworkSentryConfig, region: string): string {
   const defaults = networkSentrySettings;
-  const flags: string[] = ["--region", config.region];
+  const flags: string[] = ["--region", region];
   if (config.stateFile !== defaults.stateFile.default) flags.push("--state-file", config.stateFile);
   if (config.dockerHost !== defaults.dockerHost.default) flags.push("--docker-host", config.dockerHost);
   if (config.agentContainer !== defaults.agentContainer.default) flags.push("--agent-container", config.agentContainer);
@@ -123,28 +126,35 @@ async function resume(context: RoleContext<NetworkSentrySettings>): Promise<numb
   const { config, log, shutdown } = context;
   const store = journalFor(config);
   const docker = new DockerHost(parseDockerHost(config.dockerHost), shutdown.signal);
-  return await store.locked(async () => {
-    const journal = await store.load();
-    if (journal.mode === "online") {
-      log.info("[resume] nothing to resume: no hand-back is waiting");
-      return 0;
-    }
-    if (journal.mode !== "awaiting-resume") {
-      log.error("[resume] refused: the sentry is {mode}; it hands back on its own once the region answers", {
-        mode: journal.mode,
+  try {
+    return await store.locked(async () => {
+      const journal = await store.load();
+      if (journal.mode === "online") {
+        log.info("[resume] nothing to resume: no hand-back is waiting");
+        return 0;
+      }
+      if (journal.mode !== "awaiting-resume") {
+        log.error("[resume] refused: the sentry is {mode}; it hands back on its own once the region answers", {
+          mode: journal.mode,
+        });
+        return SentryExitCode.ResumeRefused;
+      }
+      const observation = await docker.observe(config.agentContainer);
+      const outcome = await runSteps(resumeSteps(journal, observation), journal, {
+        docker,
+        journal: store,
+        log,
+        dryRun: config.dryRun,
+        signal: shutdown.signal,
       });
-      return SentryExitCode.ResumeRefused;
-    }
-    const observation = await docker.observe(config.agentContainer);
-    const outcome = await runSteps(resumeSteps(journal, observation), journal, {
-      docker,
-      journal: store,
-      log,
-      dryRun: config.dryRun,
-      signal: shutdown.signal,
-    });
-    if (!outcome.finished) return 1;
-    log.info("[resume] hand-back complete, the ECS agent is in charge again");
+      if (!outcome.finished) return 1;
+      log.info("[resume] hand-back complete, the ECS agent is in charge again");
+      return 0;
+    }, shutdown.signal);
+  } catch (error) {
+    // Stopped while waiting for the lock or reading Docker: nothing was changed yet.
+    if (!shutdown.signal.aborted) throw error;
+    log.info("[resume] stopped on {signal} before anything was changed", { signal: String(shutdown.signal.reason) });
     return 0;
-  });
+  }
 }

@@ -7,7 +7,7 @@
 import { sleep } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { readStatus, writeStatus } from "../status_file.ts";
-import { runSteps } from "./actuator.ts";
+import { type DockerActions, runSteps } from "./actuator.ts";
 import { type DockerHost, errorFields } from "./docker.ts";
 import type { JournalStore } from "./journal.ts";
 import {
@@ -29,10 +29,12 @@ export interface SentryDeps {
   readonly config: NetworkSentryConfig;
   readonly log: Logger;
   readonly signal: AbortSignal;
+  /** The region named in `[connect]` lines, as eINS named it. */
+  readonly region: string;
   /** The URL being probed, as shown by `status`. */
   readonly endpoint: string;
   readonly probe: (signal: AbortSignal) => Promise<ProbeResult>;
-  readonly docker: Pick<DockerHost, "observe" | "pause" | "unpause" | "setRestartPolicy" | "stopAndRemove">;
+  readonly docker: DockerActions & Pick<DockerHost, "observe">;
   readonly journal: JournalStore;
   /** Where probe results are kept for `status` and for a restarted (or `--once`) sentry; none in a dry run. */
   readonly statusFile?: string;
@@ -117,6 +119,7 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
         strategy: config.restartStrategy,
         retries: config.retries,
         cutoverTimeoutMs: config.cutoverTimeout * 1000,
+        replacementSettleMs: config.cutoverSettle * 1000,
       },
       now: Date.now(),
     });
@@ -150,15 +153,16 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
       // Probes start every `interval` (not `interval` after the last one ended): a blackhole is then
       // noticed within failure-threshold x interval + timeout.
       const tickStarted = Date.now();
-      log.debug("[begin] connectivity test..");
+      // [begin], [connect] and [end] at INFO every round, as eINS logged them: existing log searches match.
+      log.info("[begin] connectivity test..");
       const result = await deps.probe(signal);
       memory = remember(memory, result);
-      logProbe(log, config.region, result, memory.counters);
-      await deps.journal.locked(() => reconcile(verdictOf(memory.counters, thresholds)));
+      logProbe(log, deps.region, result, memory.counters);
+      await deps.journal.locked(() => reconcile(verdictOf(memory.counters, thresholds)), signal);
       await record(deps, journal, memory, metrics);
       if (config.once || signal.aborted) break;
       pauseMs = Math.max(0, config.interval * 1000 - (Date.now() - tickStarted));
-      log.debug("[end] sleeping for {seconds} seconds..", { seconds: pauseMs / 1000 });
+      log.info("[end] sleeping for {seconds} seconds..", { seconds: pauseMs / 1000 });
     } while (await sleep(pauseMs, signal));
   } catch (error) {
     if (!signal.aborted) throw error;
@@ -187,7 +191,7 @@ function remember(memory: ProbeMemory, result: ProbeResult): ProbeMemory {
 
 function logProbe(log: Logger, region: string, result: ProbeResult, counters: ProbeCounters): void {
   if (result.ok) {
-    log.debug("[connect] ecs at {region} is available..", {
+    log.info("[connect] ecs at {region} is available..", {
       region,
       status: result.status,
       latencyMs: Math.round(result.latencyMs),
@@ -228,14 +232,20 @@ async function record(
       });
     }
     if (config.metricsFile) {
-      await writeMetrics(config.metricsFile, {
+      const snapshot: SentryMetrics = {
         mode: journal.mode,
         consecutiveFailures: memory.counters.consecutiveFailures,
         lastProbe: memory.lastProbe,
         transitions: metrics.transitions,
         containersKeptAlive: journal.mode === "offline" ? journal.containers.length : 0,
         dockerErrors: metrics.dockerErrors,
-      });
+      };
+      // A dry run changes nothing on the host, not even the metrics file.
+      if (config.dryRun) {
+        log.info("[end] dry run, would write the metrics file {path}", { path: config.metricsFile, ...snapshot });
+      } else {
+        await writeMetrics(config.metricsFile, snapshot);
+      }
     }
   } catch (error) {
     log.error("[end] cannot write the status or metrics file: {detail}", errorFields(error));

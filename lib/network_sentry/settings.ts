@@ -3,7 +3,7 @@
  * new ones. One declaration each; `--help` and the README table are generated from here.
  * @module
  */
-import { ConfigError, type ConfigOf, integer, oneOf, seconds, text, toggle, url } from "../config.ts";
+import { ConfigError, type ConfigOf, integer, oneOf, seconds, type Setting, text, toggle, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
 import { parseDockerHost } from "./docker.ts";
 import { isRegionName } from "./endpoint.ts";
@@ -15,12 +15,12 @@ export type Strategy = typeof STRATEGIES[number];
 export type NetworkSentrySettings = typeof networkSentrySettings;
 
 export const networkSentrySettings = {
+  // Not `required` here: the daemon needs it, `status` and `resume` do not (see validateSettings).
   region: text({
     flag: "region",
     short: "r",
-    required: true,
     type: "region",
-    help: "AWS region of the ECS cluster that manages this external instance (e.g. eu-west-1).",
+    help: "AWS region of the ECS cluster that manages this external instance (e.g. eu-west-1); required by the daemon.",
   }),
   interval: seconds({
     flag: "interval",
@@ -60,13 +60,14 @@ export const networkSentrySettings = {
   httpsProxy: url({
     env: "HTTPS_PROXY",
     flag: "https-proxy",
-    help: "http:// proxy the probe tunnels through with CONNECT; credentials in the URL are sent as Basic auth.",
+    help: "http:// proxy the probe tunnels through with CONNECT (else https_proxy); credentials in the URL are " +
+      "sent as Basic auth.",
   }),
   noProxy: text({
     env: "NO_PROXY",
     flag: "no-proxy",
     type: "hosts",
-    help: "Comma-separated hosts that bypass the proxy: name, .suffix, host:port, IP, or * for all.",
+    help: "Comma-separated hosts that bypass the proxy (else no_proxy): name, .suffix, host:port, IP, or * for all.",
   }),
   failureThreshold: integer({
     flag: "failure-threshold",
@@ -92,6 +93,11 @@ export const networkSentrySettings = {
     flag: "cutover-timeout",
     default: 300,
     help: "cutover: remove a restarted container after this long even if the agent started no replacement.",
+  }),
+  cutoverSettle: seconds({
+    flag: "cutover-settle",
+    default: 10,
+    help: "cutover: the agent's replacement counts once it has run this long (or reports healthy).",
   }),
   dockerHost: text({
     env: "DOCKER_HOST",
@@ -126,9 +132,41 @@ export const networkSentrySettings = {
 
 export type NetworkSentryConfig = ConfigOf<NetworkSentrySettings>;
 
-/** Checks across settings, run before anything starts; every problem names its flag. */
-export function validateSettings(config: NetworkSentryConfig): void {
-  if (!isRegionName(config.region)) {
+type Environment = Readonly<Record<string, string | undefined>>;
+
+/**
+ * The proxy settings in force: the flag or the upper-case variable (already in `config`), else the
+ * lower-case spelling that curl and Python also read.
+ */
+export function proxySettings(
+  config: NetworkSentryConfig,
+  env: Environment,
+): { readonly httpsProxy?: string; readonly noProxy?: string } {
+  return {
+    httpsProxy: config.httpsProxy ?? fromLowerCaseEnv(networkSentrySettings.httpsProxy, env),
+    noProxy: config.noProxy ?? fromLowerCaseEnv(networkSentrySettings.noProxy, env),
+  };
+}
+
+function fromLowerCaseEnv<T>(setting: Setting<T>, env: Environment): T | undefined {
+  const name = setting.env!.toLowerCase();
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  try {
+    return setting.parse(raw);
+  } catch (error) {
+    throw new ConfigError(name, raw, (error as Error).message);
+  }
+}
+
+/**
+ * Checks across settings, run before anything starts; every problem names its flag. `subcommand` is
+ * `undefined` for the daemon, the only form that probes a region.
+ */
+export function validateSettings(config: NetworkSentryConfig, env: Environment = {}, subcommand?: string): void {
+  if (config.region === undefined) {
+    if (subcommand === undefined) throw new ConfigError("--region", undefined, "is required");
+  } else if (!isRegionName(config.region)) {
     throw new ConfigError("--region", config.region, "expected an AWS region name such as eu-west-1");
   }
   if (config.interval <= 0) throw new ConfigError("--interval", String(config.interval), "must be above 0");
@@ -136,8 +174,10 @@ export function validateSettings(config: NetworkSentryConfig): void {
   if (config.endpoint !== undefined && !config.endpoint.startsWith("https://")) {
     throw new ConfigError("--endpoint", config.endpoint, "must be an https:// URL (the probe checks TLS)");
   }
-  if (config.httpsProxy !== undefined && !config.httpsProxy.startsWith("http://")) {
-    throw new ConfigError("--https-proxy", config.httpsProxy, "only http:// proxies are supported");
+  const { httpsProxy } = proxySettings(config, env);
+  if (httpsProxy !== undefined && !httpsProxy.startsWith("http://")) {
+    const source = config.httpsProxy === undefined ? "https_proxy" : "--https-proxy";
+    throw new ConfigError(source, httpsProxy, "only http:// proxies are supported");
   }
   if (config.caFile !== undefined) {
     let pem: string;

@@ -7,7 +7,16 @@
 import assert from "node:assert/strict";
 import { WRITE_JOURNAL } from "../../lib/network_sentry/machine.ts";
 import type { LogEntry } from "../support/role_process.ts";
-import { type Fixture, offlineApplied, SentryCase, standardHost, startFixture, stopped, waitUntil } from "./harness.ts";
+import {
+  type Fixture,
+  handedBack,
+  offlineApplied,
+  SentryCase,
+  standardHost,
+  startFixture,
+  stopped,
+  waitUntil,
+} from "./harness.ts";
 
 const fixture: Fixture | undefined = await startFixture();
 const options = { ignore: fixture === undefined, sanitizeOps: false, sanitizeResources: false };
@@ -103,13 +112,42 @@ Deno.test({
       return states.get("ecs-agent")?.status === "paused" && states.get("web")?.status === "running";
     });
     await f.endpoint.set("answer");
-    await sentry.waitForLog((e) => e.message.includes("hand-back complete"));
+    await sentry.waitForLog(handedBack);
     const states = await f.engine.states();
     assert.equal(states.get("ecs-agent")?.status, "running");
     assert.equal(states.has("web"), false, "restarted by the daemon: removed under cleanup");
     assert.equal(states.has("crasher"), false);
     assert.equal(states.get("not-ecs")?.policy, "no", "the unlabelled container keeps its policy");
     assert.match(await Deno.readTextFile(c.metricsFile), /^ecs_network_sentry_docker_errors_total [1-9]\d*$/m);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name:
+    "agent paused by someone else, host restarted mid-outage: the sentry pauses it again and unpauses it once online",
+  async fn() {
+    const f = fixture!;
+    const c = new SentryCase(f, "paused-before-reboot");
+    await f.endpoint.set("answer");
+    await standardHost(f.engine, 30);
+    await f.engine.pause("ecs-agent");
+    await using sentry = c.start(["--restart-strategy", "preserve"]);
+    await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
+    await f.endpoint.set("refuse");
+    await waitUntil("offline", () => offlineApplied(f.engine));
+    assert.equal((await c.journal())?.agentPausedBefore, true);
+    // A daemon restart stands in for the reboot: the agent (restart policy always) comes back running.
+    await f.engine.restartDaemon();
+    await waitUntil("the sentry paused the agent itself", async () => {
+      const journal = await c.journal();
+      return (await f.engine.state("ecs-agent"))?.status === "paused" && journal?.agentPausedBefore === false;
+    });
+    await f.endpoint.set("answer");
+    await sentry.waitForLog(handedBack);
+    assert.equal((await f.engine.state("ecs-agent"))?.status, "running", "not left paused for good");
+    assert.equal((await c.journal())?.mode, "online");
     assert.equal(await stopped(sentry), 0);
   },
 });

@@ -7,7 +7,7 @@ import { readJsonFile } from "../../lib/atomic_file.ts";
 import type { Journal } from "../../lib/network_sentry/machine.ts";
 import { type DockerEngine, engineForTests } from "../../sim/docker_engine.ts";
 import { createTestCa, type RegionEndpoint, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
-import { type RoleProcess, runRoleToEnd, spawnRole } from "../support/role_process.ts";
+import { type LogEntry, type RoleProcess, runRoleToEnd, spawnRole } from "../support/role_process.ts";
 
 export { waitUntil } from "../support/wait.ts";
 
@@ -106,6 +106,14 @@ export async function offlineApplied(engine: DockerEngine): Promise<boolean> {
   const states = await engine.states();
   return states.get("ecs-agent")?.status === "paused" && states.get("web")?.policy === "on-failure" &&
     states.get("crasher")?.policy === "on-failure";
+}
+
+/**
+ * The hand-back is over: logged once the journal is cleared (the step `hand-back complete: clear the
+ * journal` is announced before that write).
+ */
+export function handedBack(entry: LogEntry): boolean {
+  return entry.message === "[ecs-online] hand-back complete, the ECS agent is in charge again";
 }
 
 /** Waits for the process to exit (after a signal) and returns its exit code. */

@@ -10,7 +10,6 @@ import {
   ONLINE,
   plan,
   type PlanSettings,
-  REPLACEMENT_SETTLE_MS,
   resumeSteps,
   type Step,
   type Verdict,
@@ -22,6 +21,8 @@ import { STRATEGIES, type Strategy } from "../../lib/network_sentry/settings.ts"
 const T0 = Date.parse("2026-11-22T09:00:00Z");
 const NO: ObservedContainer["restartPolicy"] = { Name: "no", MaximumRetryCount: 0 };
 const ON_FAILURE = { Name: "on-failure", MaximumRetryCount: 0 };
+/** The default --cutover-settle. */
+const REPLACEMENT_SETTLE_MS = 10_000;
 
 function container(id: string, overrides: Partial<ObservedContainer> = {}): ObservedContainer {
   return {
@@ -40,7 +41,7 @@ function container(id: string, overrides: Partial<ObservedContainer> = {}): Obse
 }
 
 function settings(strategy: Strategy, overrides: Partial<PlanSettings> = {}): PlanSettings {
-  return { strategy, retries: 0, cutoverTimeoutMs: 300_000, ...overrides };
+  return { strategy, retries: 0, cutoverTimeoutMs: 300_000, replacementSettleMs: REPLACEMENT_SETTLE_MS, ...overrides };
 }
 
 const agent = (state = "running") => ({ id: "agent", name: "ecs-agent", state });
@@ -169,6 +170,72 @@ Deno.test("an agent already paused by someone else is neither paused nor unpause
   assert.equal(lastJournal(back, journal).mode, "online");
 });
 
+Deno.test("an agent paused by someone else, then running again after a reboot: the sentry's pause is undone at hand-back", () => {
+  const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
+  const offline = lastJournal(
+    plan({ journal: ONLINE, verdict: "down", observation, settings: settings("preserve"), now: T0 }),
+    ONLINE,
+  );
+  assert.equal(offline.agentPausedBefore, true);
+  const afterReboot: Observation = {
+    agent: agent("running"),
+    containers: [container("a", { restartPolicy: ON_FAILURE, startedAt: "2026-11-22T09:10:00Z" })],
+  };
+  const steps = plan({
+    journal: offline,
+    verdict: "undecided",
+    observation: afterReboot,
+    settings: settings("preserve"),
+    now: T0 + 60_000,
+  });
+  assert.deepEqual(steps.map((s) => s.title), [WRITE_JOURNAL, "hold the ECS agent paused"]);
+  assert.equal(steps[0].journal.agentPausedBefore, false, "journaled before the sentry pauses the agent");
+  assert.deepEqual(steps[0].actions, []);
+  assert.deepEqual(kinds(steps), ["pause-agent:agent"]);
+  const held = lastJournal(steps, offline);
+  const back = plan({
+    journal: held,
+    verdict: "up",
+    observation: { ...afterReboot, agent: agent("paused") },
+    settings: settings("preserve"),
+    now: T0 + 120_000,
+  });
+  assert.deepEqual(kinds(back), ["set-policy:a", "unpause-agent:agent"]);
+  assert.deepEqual(lastJournal(back, held), ONLINE);
+});
+
+Deno.test("a step without Docker calls is not announced under its title: it is a journal write, or nothing", () => {
+  // Someone else paused the agent and every container is on on-failure already: only the journal changes.
+  const observation: Observation = {
+    agent: agent("paused"),
+    containers: [container("a", { restartPolicy: ON_FAILURE })],
+  };
+  const steps = plan({ journal: ONLINE, verdict: "down", observation, settings: settings("cleanup"), now: T0 });
+  assert.deepEqual(steps.map((s) => [s.title, s.actions.length]), [[WRITE_JOURNAL, 0]]);
+  assert.deepEqual(steps[0].journal.containers.map((c) => c.id), ["a"]);
+  const handBack = plan({
+    journal: steps[0].journal,
+    verdict: "up",
+    observation,
+    settings: settings("preserve"),
+    now: T0 + 1,
+  });
+  assert.deepEqual(handBack.map((s) => [s.title, s.actions.length]), [["hand-back complete: clear the journal", 0]]);
+  for (const step of [...steps, ...handBack]) {
+    assert.ok(step.actions.length > 0 || step.title === WRITE_JOURNAL || step.title.startsWith("hand-back complete"));
+  }
+});
+
+Deno.test("a container Docker is restarting at hand-back counts as restarted: cleanup removes it", () => {
+  const { journal, observation } = outage();
+  const restarting: Observation = {
+    ...observation,
+    containers: observation.containers.map((c) => c.id === "calm" ? { ...c, state: "restarting" } : c),
+  };
+  const steps = plan({ journal, verdict: "up", observation: restarting, settings: settings("cleanup"), now: T0 + 1 });
+  assert.deepEqual(kinds(steps), ["remove:calm", "remove:crash", "remove:reboot", "unpause-agent:agent"]);
+});
+
 /** An outage in which `crash` was restarted by its policy and `reboot` by a daemon restart; `calm` was not. */
 function outage(): { journal: Journal; observation: Observation } {
   const journal: Journal = {
@@ -235,6 +302,43 @@ Deno.test("manual: with restarted containers the agent stays paused until resume
   assert.deepEqual(resumeSteps(ONLINE, restored), [], "resume does nothing unless a hand-back waits");
 });
 
+Deno.test("manual: until resume, every probe pauses the agent again after a reboot or dockerd restart", () => {
+  const { journal, observation } = outage();
+  const waiting = lastJournal(
+    plan({ journal, verdict: "up", observation, settings: settings("manual"), now: T0 + 1 }),
+    journal,
+  );
+  assert.equal(waiting.mode, "awaiting-resume");
+  const restored = observation.containers.map((c) => ({ ...c, restartPolicy: NO }));
+  const rebooted: Observation = { agent: agent("running"), containers: restored };
+  const steps = plan({
+    journal: waiting,
+    verdict: "up",
+    observation: rebooted,
+    settings: settings("manual"),
+    now: T0 + 2,
+  });
+  assert.deepEqual(steps.map((s) => s.title), ["keep the ECS agent paused until an operator runs resume"]);
+  assert.deepEqual(kinds(steps), ["pause-agent:agent"]);
+  assert.equal(lastJournal(steps, waiting), waiting, "still awaiting resume, journal unchanged");
+
+  // Paused by someone else before the outage: once the sentry has paused it, resume unpauses it.
+  const pausedBefore: Journal = { ...waiting, agentPausedBefore: true };
+  const held = plan({
+    journal: pausedBefore,
+    verdict: "up",
+    observation: rebooted,
+    settings: settings("manual"),
+    now: T0 + 3,
+  });
+  assert.equal(held[0].title, WRITE_JOURNAL);
+  assert.equal(held[0].journal.agentPausedBefore, false);
+  assert.deepEqual(kinds(held), ["pause-agent:agent"]);
+  const resumed = resumeSteps(lastJournal(held, pausedBefore), { agent: agent("paused"), containers: restored });
+  assert.deepEqual(kinds(resumed), ["unpause-agent:agent"]);
+  assert.deepEqual(kinds(resumeSteps(pausedBefore, { agent: agent("paused"), containers: restored })), []);
+});
+
 Deno.test("manual: without restarted containers it hands back at once", () => {
   const { journal, observation } = outage();
   const calmOnly: Journal = { ...journal, containers: journal.containers.filter((c) => c.id === "calm") };
@@ -283,6 +387,120 @@ Deno.test("cutover: restarted containers go only once their replacement has run 
     containerName: "app-crash",
   }];
   assert.deepEqual(step(sibling, now + 60_000), [], "a recorded sibling of the same task family is not a replacement");
+});
+
+/** A cutover in progress since `now`, after outage(): every policy restored, the agent running. */
+function cutoverFrom(now: number) {
+  const { journal, observation } = outage();
+  const cutover = lastJournal(
+    plan({ journal, verdict: "up", observation, settings: settings("cutover"), now }),
+    journal,
+  );
+  assert.equal(cutover.mode, "cutover");
+  const restored = observation.containers.map((c) => ({ ...c, restartPolicy: NO }));
+  return { cutover, restored };
+}
+
+function replacementOf(id: string, of: string, startedAt: number, health?: string): ObservedContainer {
+  return container(id, {
+    family: `family-${of}`,
+    containerName: `app-${of}`,
+    startedAt: new Date(startedAt).toISOString(),
+    health,
+  });
+}
+
+Deno.test("cutover: each replacement stands in for one restarted container, also over later probes", () => {
+  const now = T0 + 600_000;
+  const { journal, observation } = outage();
+  // Two restarted copies of the same task container (say two tasks of one service).
+  const twin = { ...journal.containers[1], id: "crash-2", name: "ecs-crash-2" };
+  const twins: Journal = { ...journal, containers: [...journal.containers, twin] };
+  const twinObserved = { ...observation.containers[1], id: "crash-2", name: "ecs-crash-2" };
+  const withTwin: Observation = { ...observation, containers: [...observation.containers, twinObserved] };
+  const cutover = lastJournal(
+    plan({ journal: twins, verdict: "up", observation: withTwin, settings: settings("cutover"), now }),
+    twins,
+  );
+  const restored = withTwin.containers.map((c) => ({ ...c, restartPolicy: NO }));
+  const later = now + 20_000;
+  const oneReplacement = [...restored, replacementOf("new-1", "crash", now + 1000)];
+  const first = plan({
+    journal: cutover,
+    verdict: "up",
+    observation: { agent: agent(), containers: oneReplacement },
+    settings: settings("cutover"),
+    now: later,
+  });
+  assert.deepEqual(kinds(first), ["remove:crash"], "one replacement, one removal");
+  const claimed = lastJournal(first, cutover);
+  assert.deepEqual(claimed.claimedReplacements, ["new-1"], "the claim is journaled before the removal");
+  assert.equal(first.at(-2)?.title, WRITE_JOURNAL);
+  const afterRemoval = oneReplacement.filter((c) => c.id !== "crash");
+  const second = plan({
+    journal: claimed,
+    verdict: "up",
+    observation: { agent: agent(), containers: afterRemoval },
+    settings: settings("cutover"),
+    now: later + 20_000,
+  });
+  assert.deepEqual(kinds(second), [], "the same replacement does not count again for crash-2");
+  const third = plan({
+    journal: claimed,
+    verdict: "up",
+    observation: { agent: agent(), containers: [...afterRemoval, replacementOf("new-2", "crash", now + 2000)] },
+    settings: settings("cutover"),
+    now: later + 20_000,
+  });
+  assert.deepEqual(kinds(third), ["remove:crash-2"]);
+});
+
+Deno.test("cutover: only containers the agent started after the hand-back began are replacements", () => {
+  const now = T0 + 600_000;
+  const { cutover, restored } = cutoverFrom(now);
+  const older = replacementOf("older", "crash", now - 60_000);
+  const steps = plan({
+    journal: cutover,
+    verdict: "up",
+    observation: { agent: agent(), containers: [...restored, older] },
+    settings: settings("cutover"),
+    now: now + 60_000,
+  });
+  assert.deepEqual(kinds(steps), [], "a same-named container started before the hand-back is not a replacement");
+});
+
+Deno.test("cutover: the region drops again and a later outage records the agent's replacement; it still counts", () => {
+  const now = T0 + 600_000;
+  const { cutover, restored } = cutoverFrom(now);
+  const replacement = replacementOf("new-crash", "crash", now + 2000);
+  const down = plan({
+    journal: cutover,
+    verdict: "down",
+    observation: { agent: agent(), containers: [...restored, replacement] },
+    settings: settings("cutover"),
+    now: now + 5000,
+  });
+  const offline = lastJournal(down, cutover);
+  assert.equal(offline.mode, "offline");
+  assert.ok(offline.containers.some((c) => c.id === "new-crash"), "the replacement is recorded in the new outage");
+  assert.equal(offline.handBackStartedAt, now, "the first hand-back's start is kept");
+  const onFailure = [...restored, replacement].map((c) => ({ ...c, restartPolicy: ON_FAILURE }));
+  const backAt = now + 60_000;
+  const back = plan({
+    journal: offline,
+    verdict: "up",
+    observation: { agent: agent("paused"), containers: onFailure },
+    settings: settings("cutover"),
+    now: backAt,
+  });
+  assert.equal(lastJournal(back, offline).mode, "cutover");
+  assert.ok(backAt - now < 300_000, "well within --cutover-timeout");
+  assert.deepEqual(
+    kinds(back).filter((k) => k.startsWith("remove")),
+    ["remove:crash"],
+    "crash goes at once: its replacement has run for almost a minute; reboot still waits for one",
+  );
+  assert.ok(kinds(back).includes("set-policy:new-crash"), "the replacement gets its recorded policy back");
 });
 
 Deno.test("back offline during a hand-back: what was found restarted stays restarted", () => {
@@ -347,24 +565,32 @@ function apply(world: World, action: Action): void {
   }
 }
 
-/** Runs plans to a fixed point; `crashAt` stops the first run after that many journal writes (+ half its actions). */
+/** A probe every 20 s from `start`. */
+const ticks = (start: number) => (round: number) => start + round * 20_000;
+
+/**
+ * Runs plans to a fixed point; `crashAt` stops the first run after that step's journal is written and
+ * (with `partial`) half its actions ran. Returns the last journal written and every action applied.
+ */
 function drive(
   world: World,
   journal: Journal,
   verdict: Verdict,
-  strategy: Strategy,
+  planSettings: PlanSettings,
+  clock: (round: number) => number,
   crashAt?: { step: number; partial: boolean },
-) {
+): { journal: Journal; applied: Action[] } {
   let saved = journal;
+  const applied: Action[] = [];
   for (let round = 0; round < 10; round++) {
     const steps = plan({
       journal: saved,
       verdict,
       observation: observe(world),
-      settings: settings(strategy, { cutoverTimeoutMs: 0 }),
-      now: T0 + round,
+      settings: planSettings,
+      now: clock(round),
     });
-    if (steps.length === 0) return saved;
+    if (steps.length === 0) return { journal: saved, applied };
     for (const [index, step] of steps.entries()) {
       saved = step.journal;
       const crashing = round === 0 && crashAt?.step === index;
@@ -372,6 +598,7 @@ function drive(
         ? step.actions.slice(0, Math.ceil(step.actions.length / 2))
         : step.actions;
       actions.forEach((action) => apply(world, action));
+      applied.push(...actions);
       if (crashing) break;
     }
   }
@@ -390,35 +617,84 @@ function outageWorld(): World {
   };
 }
 
-for (const strategy of STRATEGIES) {
-  Deno.test(`${strategy}: a crash at any step of either transition converges after a restart`, () => {
-    for (let offlineCrash = 0; offlineCrash <= 2; offlineCrash++) {
-      for (let onlineCrash = 0; onlineCrash <= 4; onlineCrash++) {
+/** How cutover converges: by --cutover-timeout (none is set up), or through the agent's replacements. */
+type Ending = "timeout" | "replacements";
+
+const HAND_BACK_AT = T0 + 3_600_000;
+
+/** Offline (crashing at `offlineCrash`), then Docker restarts two containers; the agent's replacements if asked. */
+function outageThenRestarts(
+  strategy: Strategy,
+  ending: Ending,
+  offlineCrash: { step: number; partial: boolean } | undefined,
+): { world: World; journal: Journal } {
+  const world = outageWorld();
+  const { journal } = drive(world, ONLINE, "down", settings(strategy), ticks(T0), offlineCrash);
+  assert.equal(world.agent, "paused");
+  assert.equal(journal.mode, "offline");
+  for (const c of world.containers.values()) {
+    if (c.state === "running") assert.deepEqual(c.restartPolicy, ON_FAILURE, `${c.id} kept alive`);
+  }
+  const crash = world.containers.get("crash")!;
+  world.containers.set("crash", { ...crash, restartCount: 2 });
+  const reboot = world.containers.get("reboot")!;
+  world.containers.set("reboot", { ...reboot, startedAt: "2026-11-22T09:30:00Z" });
+  if (ending === "replacements") {
+    for (const  of of["crash", "reboot"]) {
+      world.containers.set(`new-${of}`, replacementOf(`new-${of}`, of, HAND_BACK_AT));
+    }
+  }
+  return { world, journal };
+}
+
+function onlineSettings(strategy: Strategy, ending: Ending): PlanSettings {
+  return settings(strategy, { cutoverTimeoutMs: ending === "timeout" ? 0 : 3_600_000 });
+}
+
+const SCENARIOS: Array<[Strategy, Ending]> = [
+  ...STRATEGIES.map((strategy): [Strategy, Ending] => [strategy, "timeout"]),
+  ["cutover", "replacements"],
+];
+
+for (const [strategy, ending] of SCENARIOS) {
+  const name = strategy === "cutover" ? `cutover (by ${ending})` : strategy;
+  Deno.test(`${name}: a crash at any step of either transition converges after a restart`, () => {
+    // Every step of each transition is a crash point, plus one past the last (no crash).
+    const offlineSteps = plan({
+      journal: ONLINE,
+      verdict: "down",
+      observation: observe(outageWorld()),
+      settings: settings(strategy),
+      now: T0,
+    }).length;
+    const reference = outageThenRestarts(strategy, ending, undefined);
+    const onlineSteps = plan({
+      journal: reference.journal,
+      verdict: "up",
+      observation: observe(reference.world),
+      settings: onlineSettings(strategy, ending),
+      now: HAND_BACK_AT,
+    }).length;
+    assert.ok(offlineSteps >= 4 && onlineSteps >= 3, `${offlineSteps} offline and ${onlineSteps} online steps`);
+    for (let offlineCrash = 0; offlineCrash <= offlineSteps; offlineCrash++) {
+      for (let onlineCrash = 0; onlineCrash <= onlineSteps; onlineCrash++) {
         for (const partial of [false, true]) {
-          const world = outageWorld();
-          let journal = drive(world, ONLINE, "down", strategy, { step: offlineCrash, partial });
-          assert.equal(world.agent, "paused");
-          assert.equal(journal.mode, "offline");
-          for (const c of world.containers.values()) {
-            if (c.state === "running") assert.deepEqual(c.restartPolicy, ON_FAILURE, `${c.id} kept alive`);
-          }
-          // During the outage Docker restarts two containers.
-          const crash = world.containers.get("crash")!;
-          world.containers.set("crash", { ...crash, restartCount: 2 });
-          const reboot = world.containers.get("reboot")!;
-          world.containers.set("reboot", { ...reboot, startedAt: "2026-11-22T09:30:00Z" });
-          journal = drive(world, journal, "up", strategy, { step: onlineCrash, partial });
-          const where = `${strategy}, offline crash ${offlineCrash}, online crash ${onlineCrash}, partial ${partial}`;
+          const where = `${name}, offline crash ${offlineCrash}, online crash ${onlineCrash}, partial ${partial}`;
+          const { world, journal } = outageThenRestarts(strategy, ending, { step: offlineCrash, partial });
+          const online = drive(world, journal, "up", onlineSettings(strategy, ending), ticks(HAND_BACK_AT), {
+            step: onlineCrash,
+            partial,
+          });
           for (const c of world.containers.values()) {
             assert.notEqual(c.restartPolicy.Name, "on-failure", `${where}: ${c.id} left on on-failure`);
           }
           assert.ok(world.containers.has("calm"), `${where}: a container that never restarted was removed`);
           assert.ok(world.containers.has("unrecorded-exited"), `${where}: an unmanaged container was removed`);
           if (strategy === "manual") {
-            assert.equal(journal.mode, "awaiting-resume", where);
+            assert.equal(online.journal.mode, "awaiting-resume", where);
             assert.equal(world.agent, "paused", where);
           } else {
-            assert.deepEqual(journal, ONLINE, where);
+            assert.deepEqual(online.journal, ONLINE, where);
             assert.equal(world.agent, "running", `${where}: agent left paused`);
           }
           const restartedLeft = ["crash", "reboot"].filter((id) => world.containers.has(id));
@@ -427,6 +703,14 @@ for (const strategy of STRATEGIES) {
             strategy === "cleanup" || strategy === "cutover" ? [] : ["crash", "reboot"],
             where,
           );
+          if (ending === "replacements") {
+            assert.ok(world.containers.has("new-crash") && world.containers.has("new-reboot"), where);
+            const reasons = online.applied.flatMap((a) => a.kind === "remove" ? [a.why] : []);
+            assert.deepEqual(reasons.sort(), [
+              "the agent's replacement ecs-new-crash runs",
+              "the agent's replacement ecs-new-reboot runs",
+            ], where);
+          }
         }
       }
     }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { sleep } from "../../lib/clock.ts";
 import { proxyFor, regionalEndpoint } from "../../lib/network_sentry/endpoint.ts";
 import { probeEndpoint, type ProbeResult } from "../../lib/network_sentry/probe.ts";
 import { createTestCa, startConnectProxy, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
@@ -127,6 +128,72 @@ Deno.test("probe: a blackhole behind the proxy still ends at the timeout", async
   assert.equal(failure.reason, "timeout");
 });
 
+Deno.test("probe: a proxy that accepts and never answers is closed by the probe at the timeout", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const proxy = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  const accepted = listener.accept();
+  const failure = failed(
+    await probeEndpoint({ endpoint: `https://${REGION_HOST}`, timeoutMs: 300, caCerts: [ca.caPem], proxy }),
+  );
+  assert.equal(failure.reason, "timeout");
+  assert.match(failure.detail, /during proxy/);
+  using conn = await accepted;
+  const buffer = new Uint8Array(4096);
+  let read: number | null = 0;
+  while (read !== null) {
+    read = await Promise.race([
+      conn.read(buffer),
+      sleep(1000).then(() => Promise.reject(new Error("still open"))),
+    ]);
+  }
+});
+
+/**
+ * A proxy port whose accept queue is full: the kernel drops new SYNs, so a connect hangs until the queue
+ * has room and a retransmitted SYN (about 1 s later) gets through. Returns the fillers' local ports.
+ */
+async function fillAcceptQueue(port: number): Promise<{ fillers: Deno.Conn[]; ports: Set<number> }> {
+  const fillers: Deno.Conn[] = [];
+  for (;;) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port, signal: AbortSignal.timeout(200) }).catch(() =>
+      undefined
+    );
+    if (conn === undefined) break;
+    fillers.push(conn);
+  }
+  return { fillers, ports: new Set(fillers.map((c) => (c.localAddr as Deno.NetAddr).port)) };
+}
+
+Deno.test("probe: a proxy connect still pending at the timeout is abandoned, not completed later", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const { fillers, ports } = await fillAcceptQueue(port);
+  const failure = failed(
+    await probeEndpoint({
+      endpoint: `https://${REGION_HOST}`,
+      timeoutMs: 300,
+      caCerts: [ca.caPem],
+      proxy: `http://127.0.0.1:${port}`,
+    }),
+  );
+  assert.equal(failure.reason, "timeout");
+  assert.match(failure.detail, /during proxy/);
+  // Make room: a connect the probe left running would now complete on its next SYN.
+  const late: Deno.Conn[] = [];
+  const draining = (async () => {
+    for await (const conn of listener) {
+      if (ports.has((conn.remoteAddr as Deno.NetAddr).port)) conn.close();
+      else late.push(conn);
+    }
+  })();
+  fillers.forEach((c) => c.close());
+  await sleep(2000);
+  late.forEach((c) => c.close());
+  listener.close();
+  await draining.catch(() => {});
+  assert.equal(late.length, 0, "the probe's connect reached the proxy after the probe had ended");
+});
+
 Deno.test("probe: a flapping endpoint alternates answers and failures per connection", async () => {
   await using endpoint = startRegionEndpoint(ca);
   await endpoint.flap(["answer", "reset"]);
@@ -173,4 +240,13 @@ Deno.test("process: the sentry probes its region's default endpoint through HTTP
   assert.equal(bypassed.code, 0, bypassed.stderr);
   assert.equal(proxy.tunnels.length, 1, "NO_PROXY kept the probe off the proxy");
   assert.match(bypassed.stdout, /\[connect\] ecs at eu-test-1 unreachable \(dns\)/);
+  const lowerCase = await runRoleToEnd("network-sentry", { args: flags, env: { https_proxy: proxy.url } });
+  assert.equal(lowerCase.code, 0, lowerCase.stderr);
+  assert.equal(proxy.tunnels.length, 2, "https_proxy is read as curl reads it");
+  const lowerBypass = await runRoleToEnd("network-sentry", {
+    args: flags,
+    env: { https_proxy: proxy.url, no_proxy: ".amazonaws.com" },
+  });
+  assert.equal(lowerBypass.code, 0, lowerBypass.stderr);
+  assert.equal(proxy.tunnels.length, 2, "no_proxy too");
 });

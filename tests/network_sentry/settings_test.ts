@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
+import { sleep } from "../../lib/clock.ts";
 import { ConfigError, parseSettings } from "../../lib/config.ts";
 import { renderMetrics } from "../../lib/network_sentry/metrics.ts";
-import { networkSentrySettings, validateSettings } from "../../lib/network_sentry/settings.ts";
+import { networkSentrySettings, proxySettings, validateSettings } from "../../lib/network_sentry/settings.ts";
 import { fileJournal, JournalError } from "../../lib/network_sentry/journal.ts";
 import { ONLINE } from "../../lib/network_sentry/machine.ts";
 import { resumedCounters, statusFileFor } from "../../lib/network_sentry/sentry.ts";
-import { runRoleToEnd } from "../support/role_process.ts";
+import { runRoleToEnd, spawnRole } from "../support/role_process.ts";
 
-function parse(args: string[], env: Record<string, string> = {}) {
+function parse(args: string[], env: Record<string, string> = {}, subcommand?: string) {
   const { config } = parseSettings(networkSentrySettings, { args, env });
-  validateSettings(config);
+  validateSettings(config, env, subcommand);
   return config;
 }
 
@@ -25,6 +26,7 @@ Deno.test("drop-in: the eINS flags keep their short forms and defaults", () => {
   assert.equal(config.restartStrategy, "cleanup");
   assert.equal(config.timeout, 5);
   assert.equal(config.cutoverTimeout, 300);
+  assert.equal(config.cutoverSettle, 10);
   assert.equal(config.dockerHost, "unix:///var/run/docker.sock");
   assert.equal(config.agentContainer, "ecs-agent");
   assert.equal(config.stateFile, "/var/lib/ecs-network-sentry/state.json");
@@ -37,6 +39,36 @@ Deno.test("drop-in: the eINS flags keep their short forms and defaults", () => {
   ]);
   assert.equal(parse(["-r", "eu-west-1", "-k", "logging.WARNING"]).logLevel, "warning");
   assert.equal(parse(["-r", "eu-west-1", "--loglevel", "CRITICAL"]).logLevel, "error");
+  assert.equal(parse(["-r", "eu-west-1", "-k", "NOTSET"]).logLevel, "debug", "Python's NOTSET logs everything");
+  assert.equal(parse(["-r", "eu-west-1", "-k", "logging.NOTSET"]).logLevel, "debug");
+});
+
+Deno.test("status and resume need no --region; the daemon does", () => {
+  for (const subcommand of ["status", "resume"]) assert.equal(parse([], {}, subcommand).region, undefined);
+  assert.throws(() => parse([], {}), /--region: is required/);
+  assert.throws(() => parse(["-r", "Europe"], {}, "status"), /--region="Europe"/, "a region given is still checked");
+});
+
+Deno.test("lower-case https_proxy and no_proxy are read too; the upper-case spelling wins", () => {
+  const lower = parse(["-r", "eu-west-1"], { https_proxy: "http://lower:3128", no_proxy: ".lower" });
+  assert.deepEqual(proxySettings(lower, { https_proxy: "http://lower:3128", no_proxy: ".lower" }), {
+    httpsProxy: "http://lower:3128",
+    noProxy: ".lower",
+  });
+  const env = { HTTPS_PROXY: "http://upper:3128", https_proxy: "http://lower:3128", NO_PROXY: ".upper" };
+  assert.deepEqual(proxySettings(parse(["-r", "eu-west-1"], env), env), {
+    httpsProxy: "http://upper:3128",
+    noProxy: ".upper",
+  });
+  assert.deepEqual(proxySettings(parse(["-r", "eu-west-1"]), {}), { httpsProxy: undefined, noProxy: undefined });
+  assert.throws(
+    () => parse(["-r", "eu-west-1"], { https_proxy: "https://proxy:3128" }),
+    /https_proxy="https:\/\/proxy:3128": only http:\/\/ proxies/,
+  );
+  assert.throws(
+    () => parse(["-r", "eu-west-1"], { https_proxy: "proxy" }),
+    /https_proxy="proxy": expected an absolute/,
+  );
 });
 
 Deno.test("proxy and Docker host come from the environment unless a flag says otherwise", () => {
@@ -86,6 +118,25 @@ Deno.test("process: bad flags exit 2 before doing anything, with one line naming
     assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
     assert.match(result.stderr, message);
     assert.equal(result.stdout, "");
+  }
+});
+
+Deno.test("process: status runs without --region and writes nothing; resume writes what it did to the rotating log", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sentry-subcommands-" });
+  try {
+    const status = await runRoleToEnd("network-sentry", {
+      args: ["status", "--state-file", `${dir}/state.json`, "--logfile", `${dir}/status.log`],
+    });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /"mode": "online"/);
+    const resume = await runRoleToEnd("network-sentry", {
+      args: ["resume", "--state-file", `${dir}/state.json`, "--logfile", `${dir}/sentry.log`, "--dry-run"],
+    });
+    assert.equal(resume.code, 0, resume.stderr);
+    assert.ok((await Deno.readTextFile(`${dir}/sentry.log`)).trim().length > 0, "resume logged to the file");
+    await assert.rejects(Deno.stat(`${dir}/status.log`), "status only reads: it keeps no log file");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -144,6 +195,70 @@ Deno.test("journal: missing means online, saved atomically, garbage is refused",
     await assert.rejects(store.load(), JournalError);
     await Deno.writeTextFile(`${dir}/sub/state.json`, "{trunc");
     await assert.rejects(store.load(), JournalError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("journal: waiting for a lock another holds ends at once on shutdown", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/state.json`;
+    let release = () => {};
+    let held = () => {};
+    const holding = new Promise<void>((resolve) => (held = resolve));
+    const holder = fileJournal(path).locked(() => {
+      held();
+      return new Promise<void>((resolve) => (release = resolve));
+    });
+    await holding;
+    const shutdown = new AbortController();
+    setTimeout(() => shutdown.abort("SIGTERM"), 200);
+    const started = performance.now();
+    const waiting = fileJournal(path).locked(() => Promise.resolve("ran"), shutdown.signal);
+    const outcome = await Promise.race([
+      waiting.catch((reason) => `stopped by ${reason}`),
+      sleep(3000).then(() => "still waiting 3 s on"),
+    ]);
+    assert.equal(outcome, "stopped by SIGTERM");
+    assert.ok(performance.now() - started < 1000, "the wait ended with the shutdown");
+    release();
+    await holder;
+    assert.equal(await fileJournal(path).locked(() => Promise.resolve("free")), "free");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("process: SIGTERM while another process holds the journal lock exits 0 at once", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    using lock = await Deno.open(`${dir}/state.json.lock`, { write: true, create: true });
+    await lock.lock(true);
+    await using sentry = spawnRole("network-sentry", {
+      args: [
+        "--region=eu-test-1",
+        "--endpoint=https://127.0.0.1:9",
+        "--interval=0.2",
+        `--state-file=${dir}/state.json`,
+        `--logfile=${dir}/sentry.log`,
+        `--docker-host=unix://${dir}/no-docker.sock`,
+      ],
+    });
+    await sentry.waitForLog((e) => e.message.startsWith("[connect] ecs at eu-test-1 unreachable"));
+    await new Promise((r) => setTimeout(r, 300));
+    const signalled = Date.now();
+    sentry.kill("SIGTERM");
+    const exit = await Promise.race([sentry.exited, sleep(5000).then(() => undefined)]);
+    assert.ok(exit, "still running 5 s after SIGTERM");
+    assert.equal(exit.code, 0);
+    assert.ok(exit.at - signalled < 2000, `exited ${exit.at - signalled} ms after SIGTERM`);
+    assert.ok(sentry.logs.some((e) => e.message.startsWith("[shutdown] stopping on SIGTERM")));
+    assert.equal(
+      sentry.logs.filter((e) => e.message.startsWith("[begin]")).length,
+      1,
+      "the first round was still waiting for the lock",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -6,7 +6,16 @@
  */
 import assert from "node:assert/strict";
 import type { DockerEngine } from "../../sim/docker_engine.ts";
-import { type Fixture, offlineApplied, SentryCase, standardHost, startFixture, stopped, waitUntil } from "./harness.ts";
+import {
+  type Fixture,
+  handedBack,
+  offlineApplied,
+  SentryCase,
+  standardHost,
+  startFixture,
+  stopped,
+  waitUntil,
+} from "./harness.ts";
 
 const fixture: Fixture | undefined = await startFixture();
 const options = { ignore: fixture === undefined, sanitizeOps: false, sanitizeResources: false };
@@ -44,7 +53,7 @@ Deno.test({
     const c = new SentryCase(fixture!, "cleanup");
     await using sentry = await startedHost(c);
     await outage(fixture!);
-    await sentry.waitForLog((e) => e.message.includes("hand-back complete, the ECS agent is in charge again"));
+    await sentry.waitForLog(handedBack);
     const states = await fixture!.engine.states();
     assert.equal(states.has("crasher"), false, "the container Docker restarted is gone");
     assert.equal(states.get("web")?.policy, "no");
@@ -58,10 +67,10 @@ Deno.test({
       "[ecs-online] ecs agent unpaused..",
     ]);
     // The metrics file is rewritten at the end of the probe round that logged the hand-back.
-    const handedBack = /^ecs_network_sentry_transitions_total\{to="online"\} 1$/m;
+    const handBackCounted = /^ecs_network_sentry_transitions_total\{to="online"\} 1$/m;
     await waitUntil(
       "the metrics show the hand-back",
-      async () => handedBack.test(await Deno.readTextFile(c.metricsFile)),
+      async () => handBackCounted.test(await Deno.readTextFile(c.metricsFile)),
     );
     const metrics = await Deno.readTextFile(c.metricsFile);
     assert.match(metrics, /^ecs_network_sentry_transitions_total\{to="offline"\} 1$/m);
@@ -70,6 +79,10 @@ Deno.test({
     assert.match(fileLog, / INFO PID_\d+ \[ecs-offline\] ecs unreachable, configuring container restart policy\.\./);
     assert.match(fileLog, / INFO PID_\d+ \[ecs-offline\] set container restart policy: \{"Name":"on-failure",/);
     assert.match(fileLog, / INFO PID_\d+ \[ecs-online\] ecs is reachable\.\./);
+    // Every probe round at INFO, as eINS logged it.
+    assert.match(fileLog, / INFO PID_\d+ \[begin\] connectivity test\.\./);
+    assert.match(fileLog, / INFO PID_\d+ \[connect\] ecs at eu-test-1 is available\.\./);
+    assert.match(fileLog, / INFO PID_\d+ \[end\] sleeping for [\d.]+ seconds\.\./);
     assert.equal(await stopped(sentry), 0);
   },
 });
@@ -81,7 +94,7 @@ Deno.test({
     const c = new SentryCase(fixture!, "preserve");
     await using sentry = await startedHost(c, ["--restart-strategy", "preserve"]);
     await outage(fixture!);
-    await sentry.waitForLog((e) => e.message.includes("hand-back complete"));
+    await sentry.waitForLog(handedBack);
     const states = await fixture!.engine.states();
     assert.equal(states.get("crasher")?.policy, "no");
     assert.ok((states.get("crasher")?.restartCount ?? 0) >= 1);
@@ -140,11 +153,67 @@ Deno.test({
       behaviour: "healthy",
       healthCheck: true,
     });
-    await sentry.waitForLog((e) => e.message.includes("hand-back complete"));
+    await sentry.waitForLog(handedBack);
     assert.equal(await fixture!.engine.state("crasher"), undefined);
     assert.equal((await fixture!.engine.state("worker-replacement"))?.status, "running");
     assert.equal((await fixture!.engine.state("web"))?.policy, "no");
     await assertUntouchedBystanders(fixture!.engine);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "cutover: without a health check the replacement counts once it has run --cutover-settle",
+  async fn() {
+    const c = new SentryCase(fixture!, "cutover-settle");
+    await using sentry = await startedHost(c, ["--restart-strategy", "cutover", "--cutover-settle", "3"]);
+    await outage(fixture!);
+    await waitUntil("the cutover began", async () => (await c.journal())?.mode === "cutover");
+    await fixture!.engine.createTask({
+      name: "worker-replacement",
+      family: "batch",
+      containerName: "worker",
+      behaviour: "healthy",
+    });
+    const replacement = (await fixture!.engine.state("worker-replacement"))!;
+    const removed = await sentry.waitForLog((e) => e.message.includes("stopping & removing"));
+    assert.equal(removed.container, "crasher");
+    assert.equal(removed.why, "the agent's replacement worker-replacement runs");
+    const ranFor = Date.parse(removed.time) - Date.parse(replacement.startedAt);
+    assert.ok(ranFor >= 3000, `removed when the replacement had run ${ranFor} ms`);
+    await sentry.waitForLog(handedBack);
+    assert.equal(await fixture!.engine.state("crasher"), undefined);
+    assert.equal((await fixture!.engine.state("worker-replacement"))?.status, "running");
+    assert.equal((await fixture!.engine.state("web"))?.status, "running", "web was not restarted: kept");
+    await assertUntouchedBystanders(fixture!.engine);
+    assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "cutover: with no replacement, the restarted container goes after --cutover-timeout",
+  async fn() {
+    const c = new SentryCase(fixture!, "cutover-timeout");
+    await using sentry = await startedHost(c, ["--restart-strategy", "cutover", "--cutover-timeout", "2"]);
+    await outage(fixture!);
+    let since = 0;
+    await waitUntil("the cutover began", async () => {
+      const journal = await c.journal();
+      since = journal?.since ?? 0;
+      return journal?.mode === "cutover";
+    });
+    const removed = await sentry.waitForLog((e) => e.message.includes("stopping & removing"));
+    assert.equal(removed.container, "crasher");
+    assert.equal(removed.why, "cutover timeout passed");
+    const waited = Date.parse(removed.time) - since;
+    assert.ok(waited >= 2000, `removed ${waited} ms after the cutover began`);
+    await sentry.waitForLog(handedBack);
+    assert.equal(await fixture!.engine.state("crasher"), undefined);
+    assert.equal((await fixture!.engine.state("web"))?.policy, "no");
+    assert.equal((await fixture!.engine.state("ecs-agent"))?.status, "running");
+    assert.equal((await c.journal())?.mode, "online");
     assert.equal(await stopped(sentry), 0);
   },
 });
@@ -189,7 +258,54 @@ Deno.test({
     assert.equal(states.get("crasher")?.policy, "no");
     assert.equal(await c.journal(), undefined);
     await assert.rejects(Deno.stat(c.stateFile.replace(/\.json$/, ".status.json")), Deno.errors.NotFound);
+    await sentry.waitForLog((e) => e.message.startsWith("[end] dry run, would write the metrics file"));
+    await assert.rejects(Deno.stat(c.metricsFile), Deno.errors.NotFound);
+    await assert.rejects(Deno.stat(`${c.stateFile}.lock`), Deno.errors.NotFound);
     assert.equal(await stopped(sentry), 0);
+  },
+});
+
+Deno.test({
+  ...options,
+  name: "--dry-run of a hand-back from a real offline journal logs it and leaves journal, files and Docker as they are",
+  async fn() {
+    const c = new SentryCase(fixture!, "dry-run-hand-back");
+    await standardHost(fixture!.engine, 30);
+    await fixture!.endpoint.set("refuse");
+    const down = await c.run(["--once", "--failure-threshold", "1"]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.ok(await offlineApplied(fixture!.engine));
+    await fixture!.engine.crash("web");
+    await waitUntil("Docker restarted web", async () => {
+      const web = await fixture!.engine.state("web");
+      return web?.status === "running" && web.restartCount >= 1;
+    });
+    await fixture!.endpoint.set("answer");
+    const files = [c.stateFile, c.stateFile.replace(/\.json$/, ".status.json"), c.metricsFile];
+    const before = await Promise.all(files.map((f) => Deno.readTextFile(f)));
+    const dockerBefore = await fixture!.engine.states();
+
+    const dry = await c.run(["--dry-run", "--once", "--recovery-threshold", "1"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    const messages = dry.stdout.trim().split("\n").map((line) => JSON.parse(line).message as string);
+    assert.ok(messages.includes("[ecs-online] ecs is reachable.."), dry.stdout);
+    assert.ok(
+      messages.includes(
+        "[ecs-online] dry run, would do: container has been restarted by docker, stopping & removing..",
+      ),
+      dry.stdout,
+    );
+    assert.ok(messages.includes("[ecs-online] dry run, would do: ecs agent unpaused.."), dry.stdout);
+    assert.deepEqual(await Promise.all(files.map((f) => Deno.readTextFile(f))), before, "journal, status, metrics");
+    const dockerAfter = await fixture!.engine.states();
+    for (const name of ["ecs-agent", "web", "crasher", "not-ecs"]) {
+      const [was, is] = [dockerBefore.get(name)!, dockerAfter.get(name)];
+      assert.deepEqual(
+        is && [is.id, is.status, is.policy, is.restartCount, is.startedAt],
+        [was.id, was.status, was.policy, was.restartCount, was.startedAt],
+        name,
+      );
+    }
   },
 });
 
@@ -235,7 +351,7 @@ Deno.test({
     await fixture!.endpoint.set("answer");
     await using second = c.start();
     await second.waitForLog((e) => e.message.startsWith("[startup] resuming from the journal: offline"));
-    await second.waitForLog((e) => e.message.includes("hand-back complete"));
+    await second.waitForLog(handedBack);
     assert.equal((await fixture!.engine.state("ecs-agent"))?.status, "running");
     assert.equal(await stopped(second), 0);
   },
