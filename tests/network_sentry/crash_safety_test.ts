@@ -9,18 +9,16 @@ import { WRITE_JOURNAL } from "../../lib/network_sentry/machine.ts";
 import type { LogEntry } from "../support/role_process.ts";
 import {
   type Fixture,
+  fixtureForFile,
   handedBack,
   offlineApplied,
   SentryCase,
   standardHost,
-  startFixture,
   stopped,
   waitUntil,
 } from "./harness.ts";
 
-const fixture: Fixture | undefined = await startFixture();
-const options = { ignore: fixture === undefined, sanitizeOps: false, sanitizeResources: false };
-if (fixture) Deno.test.afterAll(() => fixture.close());
+const { fixture, options } = await fixtureForFile();
 
 /** Each step of both transitions (cleanup), as [phase, step title, which occurrence of that title]. */
 type KillPoint = readonly ["ecs-offline" | "ecs-online", string, number];

@@ -39,6 +39,23 @@ export async function startFixture(): Promise<Fixture | undefined> {
   };
 }
 
+/**
+ * One engine and endpoint for a whole test file, closed after its last test, and the options its tests
+ * run with: ignored where Docker cannot run (unless REQUIRE_DOCKER=1), and without the sanitizers, since
+ * the fixture outlives each test on purpose.
+ */
+export async function fixtureForFile(): Promise<{
+  fixture: Fixture | undefined;
+  options: Pick<Deno.TestDefinition, "ignore" | "sanitizeOps" | "sanitizeResources">;
+}> {
+  const fixture = await startFixture();
+  if (fixture) Deno.test.afterAll(() => fixture.close());
+  return {
+    fixture,
+    options: { ignore: fixture === undefined, sanitizeOps: false, sanitizeResources: false },
+  };
+}
+
 /** The standard host: the agent, a healthy task container, a crash-looping one, and an unlabelled one. */
 export async function standardHost(engine: DockerEngine, crashAfter = 2): Promise<void> {
   await engine.removeAll();

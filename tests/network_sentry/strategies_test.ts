@@ -8,18 +8,16 @@ import assert from "node:assert/strict";
 import type { DockerEngine } from "../../sim/docker_engine.ts";
 import {
   type Fixture,
+  fixtureForFile,
   handedBack,
   offlineApplied,
   SentryCase,
   standardHost,
-  startFixture,
   stopped,
   waitUntil,
 } from "./harness.ts";
 
-const fixture: Fixture | undefined = await startFixture();
-const options = { ignore: fixture === undefined, sanitizeOps: false, sanitizeResources: false };
-if (fixture) Deno.test.afterAll(() => fixture.close());
+const { fixture, options } = await fixtureForFile();
 
 /** The region goes away, Docker keeps the crashing container alive, the region comes back. */
 async function outage(f: Fixture): Promise<void> {
