@@ -1,15 +1,35 @@
 /**
  * A regional ECS endpoint on loopback, behind a throw-away CA made at test time with the `openssl` CLI.
- * Each TCP connection meets the behaviour in force: an HTTPS answer, a refusal (nothing listens), a
- * blackhole (accepted, never answered), a failing TLS handshake (a certificate the CA did not sign), a
- * reset, or a flapping cycle of these. Plus an HTTP CONNECT proxy that maps names such as
- * `ecs.eu-test-1.amazonaws.com:443` to loopback ports, as a corporate proxy in front of the region would.
+ * Each TCP connection meets the behaviour in force: the ECS front end's answer, a refusal (nothing
+ * listens), a blackhole (accepted, never answered), a failing TLS handshake (a certificate the CA did not
+ * sign), a reset, ECS's own 500, or a flapping cycle of these. Plus an HTTP CONNECT proxy that maps names
+ * such as `ecs.eu-test-1.amazonaws.com:443` to loopback ports, as a corporate proxy in front of the region
+ * would (one that only tunnels; sim/tls_bumping_proxy.ts is the kind that re-signs TLS).
+ *
+ * The answer is the ECS front end's, framed by sim/aws_protocols.ts as the ECS emulator frames it: ECS
+ * speaks AWS JSON 1.1, and a request without a SigV4 signature (the probe's) gets HTTP 400 with the error
+ * shape `{"__type":"MissingAuthenticationTokenException","message":"Missing Authentication Token"}`, an
+ * `x-amzn-RequestId` header and `x-amzn-ErrorType`. Sources: the awsJson1_1 protocol's error serialization
+ * (https://smithy.io/2.0/aws/protocols/aws-json-1_1-protocol.html#operation-error-serialization: the
+ * `__type` member names the error shape), the AWS common errors (MissingAuthenticationToken: "The request
+ * must contain either a valid (registered) AWS access key ID or X.509 certificate",
+ * https://docs.aws.amazon.com/AmazonECS/latest/APIReference/CommonErrors.html), and ECS's 400 with a
+ * RequestID and an error code for a bad token (keidarcy/e1s#367: `ListClusters, https response error
+ * StatusCode: 400, RequestID: ..., api error UnrecognizedClientException`). Any other request (a GET, an
+ * unknown target) gets `UnknownOperationException`, also with the markers.
  * @module
  */
 import { join } from "node:path";
 import { readUntil } from "../lib/network_sentry/probe.ts";
+import { awsJsonService, type CallLog, ECS_PROTOCOL } from "./aws_protocols.ts";
+import type { SimRequest, SimResponse } from "./http_server.ts";
 
-export type EndpointBehaviour = "answer" | "refuse" | "blackhole" | "tls-fail" | "reset";
+/**
+ * `server-error`: ECS itself fails the call with HTTP 500 `ServerException` (documented for every ECS
+ * action, https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListClusters.html#API_ListClusters_Errors),
+ * still with the AWS markers: the front end answered, so the region counts as reachable.
+ */
+export type EndpointBehaviour = "answer" | "refuse" | "blackhole" | "tls-fail" | "reset" | "server-error";
 
 export interface TestCa {
   /** PEM file of the CA, for `--ca-file`. */
@@ -109,6 +129,8 @@ export interface RegionEndpoint extends AsyncDisposable {
   /** `https://localhost:<port>` */
   readonly url: string;
   readonly port: number;
+  /** The ECS operations asked for (the `X-Amz-Target`s), answered or not. */
+  readonly calls: CallLog;
   /**
    * Every new connection meets `behaviour`. A refusal closes the listening socket until changed, and resolves
    * only once the socket is really closed: until then the kernel would still accept connections into the backlog.
@@ -119,14 +141,31 @@ export interface RegionEndpoint extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+async function simRequestOf(request: Request): Promise<SimRequest> {
+  const url = new URL(request.url);
+  return {
+    method: request.method,
+    path: url.pathname,
+    query: url.searchParams,
+    headers: Object.fromEntries(request.headers),
+    body: await request.text(),
+  };
+}
+
 export function startRegionEndpoint(ca: TestCa): RegionEndpoint {
-  const backend = (cert: string, key: string) =>
+  // The ECS front end as the probe meets it: an operation it may call once signed, and nothing else.
+  const ecsFrontEnd = awsJsonService({ ...ECS_PROTOCOL, operations: { ListClusters: () => ({ clusterArns: [] }) } });
+  const backend = (cert: string, key: string, answer: (request: SimRequest) => SimResponse | Promise<SimResponse>) =>
     Deno.serve(
       { hostname: "127.0.0.1", port: 0, cert, key, onListen() {} },
-      () => new Response('{"__type":"UnknownOperationException"}', { status: 404 }),
+      async (request) => {
+        const response = await answer(await simRequestOf(request));
+        return new Response(response.body, { status: response.status, headers: response.headers });
+      },
     );
-  const trusted = backend(ca.certPem, ca.keyPem);
-  const untrusted = backend(ca.untrustedCertPem, ca.untrustedKeyPem);
+  const trusted = backend(ca.certPem, ca.keyPem, ecsFrontEnd.handle);
+  const untrusted = backend(ca.untrustedCertPem, ca.untrustedKeyPem, ecsFrontEnd.handle);
+  const failing = backend(ca.certPem, ca.keyPem, ecsFrontEnd.renderFaults.serverError);
   const held = new Set<Deno.Conn>();
   let cycle: readonly EndpointBehaviour[] = ["answer"];
   let connections = 0;
@@ -145,11 +184,11 @@ export function startRegionEndpoint(ca: TestCa): RegionEndpoint {
     const done = () => held.delete(conn);
     if (behaviour === "blackhole") return;
     if (behaviour === "reset") {
-      conn.close();
-      done();
+      resetOnceSpokenTo(conn).finally(done);
       return;
     }
-    relay(conn, behaviour === "tls-fail" ? untrusted : trusted).catch(() => {}).finally(done);
+    const to = behaviour === "tls-fail" ? untrusted : behaviour === "server-error" ? failing : trusted;
+    relay(conn, to).catch(() => {}).finally(done);
   };
   const accept = async (active: Deno.Listener) => {
     try {
@@ -182,16 +221,35 @@ export function startRegionEndpoint(ca: TestCa): RegionEndpoint {
         // already closed
       }
     }
-    await Promise.all([trusted.shutdown(), untrusted.shutdown()]);
+    await Promise.all([trusted.shutdown(), untrusted.shutdown(), failing.shutdown()]);
   };
   return {
     url: `https://localhost:${port}`,
     port,
+    calls: ecsFrontEnd.calls,
     set: (behaviour) => set([behaviour]),
     flap: (next) => set(next),
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * A firewall or middlebox that cuts the flow mid-handshake: the client's first bytes (its TLS ClientHello)
+ * arrive, one is read, and closing a socket with unread data makes the kernel send an RST, not a FIN
+ * (RFC 2525 section 2.17, "Failure to RST on close with data pending", and Linux tcp_close()).
+ */
+async function resetOnceSpokenTo(conn: Deno.Conn): Promise<void> {
+  try {
+    await conn.read(new Uint8Array(1));
+  } catch {
+    // the client gave up first
+  }
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
 }
 
 export interface ConnectProxy extends AsyncDisposable {

@@ -3,11 +3,15 @@ import { sleep } from "../../lib/clock.ts";
 import { proxyFor, regionalEndpoint } from "../../lib/network_sentry/endpoint.ts";
 import { probeEndpoint, type ProbeResult } from "../../lib/network_sentry/probe.ts";
 import { createTestCa, startConnectProxy, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
+import { startBumpingProxy } from "../../sim/tls_bumping_proxy.ts";
 import { runRoleToEnd } from "../support/role_process.ts";
 
 const REGION_HOST = "ecs.eu-test-1.amazonaws.com";
 const dir = await Deno.makeTempDir({ prefix: "sentry-probe-" });
 const ca: TestCa = await createTestCa(dir, [REGION_HOST]);
+// The corporate proxy's own CA, the only one the host trusts besides the built-in roots behind such a proxy.
+await Deno.mkdir(`${dir}/proxy-ca`);
+const proxyCa: TestCa = await createTestCa(`${dir}/proxy-ca`, [REGION_HOST]);
 
 function failed(result: ProbeResult): { reason: string; detail: string } {
   assert.equal(result.ok, false, `expected a failure, got ${JSON.stringify(result)}`);
@@ -38,11 +42,78 @@ Deno.test("NO_PROXY: names, suffixes, ports, IPs and *", () => {
   assert.equal(proxyFor(new URL("https://[::1]:8443"), proxy, "[::1]:8443"), undefined);
 });
 
-Deno.test("probe: an HTTP answer over TLS verified with the extra CA is reachable", async () => {
+Deno.test("NO_PROXY: CIDR ranges match IP literal targets, as curl 7.86+ does; names are not resolved for them", () => {
+  const proxy = "http://proxy:3128";
+  assert.equal(proxyFor(new URL("https://10.1.2.3"), proxy, "10.0.0.0/8"), undefined);
+  assert.equal(proxyFor(new URL("https://10.1.2.3"), proxy, "192.168.0.0/16, 10.1.2.0/24"), undefined);
+  assert.equal(proxyFor(new URL("https://11.1.2.3"), proxy, "10.0.0.0/8"), proxy);
+  assert.equal(proxyFor(new URL("https://[fd00::1]"), proxy, "fd00::/8"), undefined);
+  assert.equal(proxyFor(new URL("https://[fe80::1]"), proxy, "fd00::/8"), proxy);
+  assert.equal(proxyFor(new URL("https://10.1.2.3"), proxy, "fd00::/8"), proxy, "families do not mix");
+  assert.equal(proxyFor(new URL("https://ecs.eu-west-1.amazonaws.com"), proxy, "0.0.0.0/0"), proxy);
+});
+
+Deno.test("probe: ECS's own answer to an unsigned ListClusters, over TLS verified with the extra CA, is reachable", async () => {
   await using endpoint = startRegionEndpoint(ca);
   const result = await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] });
   assert.equal(result.ok, true, JSON.stringify(result));
-  assert.equal((result as { status: number }).status, 404, "any HTTP status counts as an answer");
+  assert.equal((result as { status: number }).status, 400);
+  assert.equal((result as { awsError?: string }).awsError, "MissingAuthenticationTokenException");
+  assert.equal(endpoint.calls.count("ListClusters"), 1, "the probe asks ECS for an operation it knows");
+});
+
+Deno.test("probe: a 5xx from ECS itself, with the AWS markers, is still reachable", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await endpoint.set("server-error");
+  const result = await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] });
+  assert.equal(result.ok, true, JSON.stringify(result));
+  assert.equal((result as { status: number }).status, 500);
+});
+
+Deno.test("probe: a TLS-bumping proxy relays ECS's answer while its upstream is up, and its own 503 page is proxy-error", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await using proxy = startBumpingProxy({
+    ca: proxyCa,
+    upstreamCaPem: ca.caPem,
+    routes: { [`${REGION_HOST}:443`]: endpoint.port },
+  });
+  const target = { endpoint: `https://${REGION_HOST}`, timeoutMs: 3000, caCerts: [proxyCa.caPem], proxy: proxy.url };
+  const up = await probeEndpoint(target);
+  assert.equal(up.ok, true, JSON.stringify(up));
+  assert.equal(endpoint.calls.count("ListClusters"), 1, "the answer came from the region, through the proxy");
+  await endpoint.set("refuse");
+  const down = failed(await probeEndpoint(target));
+  assert.deepEqual(proxy.errorPages, [503], "the proxy answered with its own page");
+  assert.equal(down.reason, "proxy-error");
+  assert.match(down.detail, /HTTP 503/);
+  assert.match(down.detail, /ERR_CONNECT_FAIL/, "what the proxy says went wrong is kept for the operator");
+  await endpoint.set("tls-fail");
+  const untrusted = failed(await probeEndpoint(target));
+  assert.equal(untrusted.reason, "proxy-error");
+  assert.match(untrusted.detail, /HTTP 503.*ERR_SECURE_CONNECT_FAIL/);
+  await endpoint.set("answer");
+  assert.equal((await probeEndpoint(target)).ok, true, "reachable again once the upstream is back");
+});
+
+Deno.test("probe: a TLS-bumping proxy's 504 on an upstream that never answers is proxy-error", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await endpoint.set("blackhole");
+  await using proxy = startBumpingProxy({
+    ca: proxyCa,
+    upstreamCaPem: ca.caPem,
+    routes: { [`${REGION_HOST}:443`]: endpoint.port },
+    upstreamTimeoutMs: 200,
+  });
+  const failure = failed(
+    await probeEndpoint({
+      endpoint: `https://${REGION_HOST}`,
+      timeoutMs: 3000,
+      caCerts: [proxyCa.caPem],
+      proxy: proxy.url,
+    }),
+  );
+  assert.equal(failure.reason, "proxy-error");
+  assert.match(failure.detail, /HTTP 504/);
 });
 
 Deno.test("probe: without the CA the same endpoint fails TLS verification", async () => {
@@ -57,6 +128,13 @@ Deno.test("probe: a certificate the CA did not sign is a TLS failure", async () 
   await endpoint.set("tls-fail");
   const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
   assert.equal(failure.reason, "tls");
+});
+
+Deno.test("probe: a connection reset during the TLS handshake is reported as reset", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await endpoint.set("reset");
+  const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
+  assert.equal(failure.reason, "reset", failure.detail);
 });
 
 Deno.test("probe: a refused connection is reported as refused", async () => {
@@ -249,4 +327,71 @@ Deno.test("process: the sentry probes its region's default endpoint through HTTP
   });
   assert.equal(lowerBypass.code, 0, lowerBypass.stderr);
   assert.equal(proxy.tunnels.length, 2, "no_proxy too");
+});
+
+Deno.test("process: HTTPS_PROXY without a scheme is an http:// proxy, as curl takes it", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await using proxy = startConnectProxy({ [`${REGION_HOST}:443`]: endpoint.port });
+  const bare = proxy.url.replace("http://", "");
+  const result = await runRoleToEnd("network-sentry", {
+    args: [
+      "--region=eu-test-1",
+      `--ca-file=${ca.caFile}`,
+      "--once",
+      `--state-file=${dir}/bare-proxy/state.json`,
+      `--logfile=${dir}/bare-proxy.log`,
+      `--docker-host=unix://${dir}/no-docker.sock`,
+    ],
+    env: { HTTPS_PROXY: bare },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(proxy.tunnels, [`${REGION_HOST}:443`]);
+  assert.match(result.stdout, /\[connect\] ecs at eu-test-1 is available/);
+});
+
+Deno.test("process: behind a TLS-bumping proxy whose upstream is gone, the log and status say proxy-error with the status", async () => {
+  await using endpoint = startRegionEndpoint(ca);
+  await endpoint.set("refuse");
+  await using proxy = startBumpingProxy({
+    ca: proxyCa,
+    upstreamCaPem: ca.caPem,
+    routes: { [`${REGION_HOST}:443`]: endpoint.port },
+  });
+  const flags = [
+    "--region=eu-test-1",
+    `--ca-file=${proxyCa.caFile}`,
+    `--https-proxy=${proxy.url}`,
+    `--state-file=${dir}/bumped/state.json`,
+    `--logfile=${dir}/bumped.log`,
+    `--docker-host=unix://${dir}/no-docker.sock`,
+  ];
+  const probed = await runRoleToEnd("network-sentry", { args: [...flags, "--once"] });
+  assert.equal(probed.code, 0, probed.stderr);
+  assert.match(probed.stdout, /\[connect\] ecs at eu-test-1 unreachable \(proxy-error\): HTTP 503/);
+  const status = await runRoleToEnd("network-sentry", { args: ["status", ...flags] });
+  assert.equal(status.code, 0, status.stderr);
+  const lastProbe = JSON.parse(status.stdout).lastProbe;
+  assert.equal(lastProbe.reachable, false);
+  assert.match(lastProbe.reason, /^proxy-error: HTTP 503/);
+});
+
+Deno.test("process: an unreadable --ca-file is a configuration error of the daemon only", async () => {
+  const flags = [
+    "--region=eu-test-1",
+    `--ca-file=${dir}/missing-ca.pem`,
+    `--state-file=${dir}/missing-ca/state.json`,
+    `--logfile=${dir}/missing-ca.log`,
+    `--docker-host=unix://${dir}/no-docker.sock`,
+  ];
+  const daemon = await runRoleToEnd("network-sentry", { args: [...flags, "--once"] });
+  assert.equal(daemon.code, 2, daemon.stdout + daemon.stderr);
+  assert.match(daemon.stderr, /configuration error: --ca-file=".*missing-ca\.pem"/);
+  await Deno.writeTextFile(`${dir}/not-a-ca.pem`, "hello\n");
+  const notPem = await runRoleToEnd("network-sentry", {
+    args: [...flags.slice(0, 1), `--ca-file=${dir}/not-a-ca.pem`, ...flags.slice(2), "--once"],
+  });
+  assert.equal(notPem.code, 2, notPem.stdout + notPem.stderr);
+  assert.match(notPem.stderr, /--ca-file=.*holds no PEM certificate/);
+  const status = await runRoleToEnd("network-sentry", { args: ["status", ...flags] });
+  assert.equal(status.code, 0, "status does not probe, so it does not read the CA file");
 });
