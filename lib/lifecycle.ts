@@ -211,6 +211,11 @@ export async function runRole<Spec extends LoggingSettings>(
     }
     return await program.run({ ...context, log, shutdown });
   } catch (error) {
+    // A setting only the run can check (a file it reads once to use it) fails as any bad setting does.
+    if (error instanceof ConfigError) {
+      print(`${program.info.binary}: configuration error: ${error.message}\n`, "stderr");
+      return ExitCode.Config;
+    }
     log.fatal("stopped by an unexpected error: {error}", {
       error: (error as Error)?.message ?? String(error),
       stack: (error as Error)?.stack,

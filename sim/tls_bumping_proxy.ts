@@ -71,11 +71,12 @@ function errorPage(status: number, code: string, errno: number, target: string, 
 
 /** What went wrong upstream, as Squid names it. */
 function upstreamFailure(error: unknown, target: string): Response {
-  const message = String((error as Error)?.message ?? error);
+  // fetch says "fetch failed"; what failed is in its cause.
+  const message = `${(error as Error)?.message ?? error} ${(error as Error)?.cause ?? ""}`;
   if ((error as Error)?.name === "TimeoutError") {
     return errorPage(504, "ERR_READ_TIMEOUT", 110, target, "Read Timeout");
   }
-  if (/certificate|tls|handshake/i.test(message)) {
+  if (/certificate|handshake/i.test(message)) {
     return errorPage(503, "ERR_SECURE_CONNECT_FAIL", 71, target, "Failed to establish a secure connection");
   }
   return errorPage(503, "ERR_CONNECT_FAIL", 111, target, "Connection to the server failed");

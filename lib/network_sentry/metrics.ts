@@ -36,7 +36,7 @@ export function renderMetrics(metrics: SentryMetrics): string {
     ["", metrics.consecutiveFailures],
   ]);
   if (metrics.lastProbe) {
-    family("last_probe_success", "gauge", "1 when the last probe got an HTTP answer over verified TLS.", [
+    family("last_probe_success", "gauge", "1 when ECS itself answered the last probe over verified TLS.", [
       ["", metrics.lastProbe.reachable ? 1 : 0],
     ]);
     family("last_probe_latency_seconds", "gauge", "Duration of the last probe, failed or not.", [

@@ -1,18 +1,41 @@
 /**
- * The connectivity probe: one HTTPS GET of the regional endpoint over a verified TLS connection, direct
- * or tunnelled through an HTTP proxy with CONNECT, all within one hard deadline. Any HTTP answer means
- * the control plane is reachable; everything else is a failure with a reason an operator can act on.
+ * The connectivity probe: one unsigned ECS API call (`ListClusters`, AWS JSON 1.1) to the regional
+ * endpoint over a verified TLS connection, direct or tunnelled through an HTTP proxy with CONNECT, all
+ * within one hard deadline. The region is reachable when the ECS front end itself answered: AWS refuses
+ * the unsigned call with its own error shape (`__type`, e.g. `MissingAuthenticationTokenException`) and an
+ * `x-amzn-RequestId` header, and a 5xx of its own carries the same markers. An HTTP answer without them
+ * comes from something in between (a TLS-inspecting proxy's error page once its upstream is gone) and is
+ * `proxy-error`; everything else is a failure with a reason an operator can act on.
  *
  * Written on Deno.connect/startTls rather than fetch: fetch reads the proxy from the environment on its
  * own and cannot be told to go direct, and its errors do not say which stage failed.
  * @module
  */
+import { ConfigError } from "../config.ts";
 import { VERSION } from "../version.ts";
 
-export type ProbeFailureReason = "dns" | "refused" | "timeout" | "tls" | "reset" | "proxy" | "protocol";
+/**
+ * `proxy`: the proxy refused the tunnel or could not be reached. `proxy-error`: an HTTP answer that is
+ * not ECS's (no AWS markers), such as the 502/503/504 page of a proxy whose upstream is gone.
+ */
+export type ProbeFailureReason =
+  | "dns"
+  | "refused"
+  | "timeout"
+  | "tls"
+  | "reset"
+  | "proxy"
+  | "proxy-error"
+  | "protocol";
 
 export type ProbeResult =
-  | { readonly ok: true; readonly status: number; readonly latencyMs: number }
+  | {
+    readonly ok: true;
+    readonly status: number;
+    /** The AWS error code ECS answered with (`MissingAuthenticationTokenException` for the unsigned call). */
+    readonly awsError: string;
+    readonly latencyMs: number;
+  }
   | {
     readonly ok: false;
     readonly reason: ProbeFailureReason;
@@ -21,13 +44,30 @@ export type ProbeResult =
   };
 
 export interface ProbeTarget {
-  /** https:// URL; its path is requested. */
+  /** https:// URL of an ECS API endpoint (regional, FIPS or an interface VPC endpoint); its path is requested. */
   readonly endpoint: string;
   readonly timeoutMs: number;
   /** Extra trusted roots (PEM), besides the built-in ones. */
   readonly caCerts?: readonly string[];
   /** http:// proxy to tunnel through, already filtered by NO_PROXY. */
   readonly proxy?: string;
+}
+
+/**
+ * The extra trusted roots of `--ca-file`, read once when the daemon starts (settings do no I/O). A file
+ * that cannot be read or holds no certificate is a configuration error naming the flag.
+ */
+export async function readCaFile(path: string): Promise<string> {
+  let pem: string;
+  try {
+    pem = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError("--ca-file", path, (error as Error).message);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new ConfigError("--ca-file", path, "holds no PEM certificate");
+  }
+  return pem;
 }
 
 type Stage = "connect" | "proxy" | "tls" | "answer";
@@ -56,12 +96,14 @@ export async function probeEndpoint(target: ProbeTarget, signal?: AbortSignal): 
   });
   aborted.catch(() => {});
   try {
-    const status = await Promise.race([exchange(target, abort, opened, progress), aborted]);
-    return { ok: true, status, latencyMs: performance.now() - started };
+    const answer = await Promise.race([exchange(target, abort, opened, progress), aborted]);
+    return { ok: true, ...answer, latencyMs: performance.now() - started };
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     const failure = error instanceof ProbeFailure ? error : classify(error, progress.stage);
-    const detail = failure.reason === "timeout" ? `${failure.message} (during ${progress.stage})` : failure.message;
+    // Where a timeout or a cut connection struck is what tells a blackhole, a proxy and a middlebox apart.
+    const staged = failure.reason === "timeout" || failure.reason === "reset";
+    const detail = staged ? `${failure.message} (during ${progress.stage})` : failure.message;
     return { ok: false, reason: failure.reason, detail, latencyMs: performance.now() - started };
   } finally {
     opened.closeAll();
@@ -106,7 +148,7 @@ async function exchange(
   abort: AbortSignal,
   opened: OpenedConnections,
   progress: { stage: Stage },
-): Promise<number> {
+): Promise<{ status: number; awsError: string }> {
   const url = new URL(target.endpoint);
   const host = url.hostname.replace(/^\[|\]$/g, "");
   const port = Number(url.port || 443);
@@ -133,15 +175,74 @@ async function exchange(
   );
   await tls.handshake();
   progress.stage = "answer";
-  const request = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
-    `User-Agent: ecs-network-sentry/${VERSION}\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
-  await writeAll(tls, encoder.encode(request));
-  const statusLine = await readUntil(tls, "\r\n", 8192);
+  await writeAll(tls, encoder.encode(ecsRequest(url)));
+  const head = await readUntil(tls, "\r\n\r\n", 16384);
+  const [statusLine, ...headerLines] = head.split("\r\n");
   const status = statusLine.match(/^HTTP\/\d(?:\.\d)? (\d{3})/)?.[1];
   if (status === undefined) {
     throw new ProbeFailure("protocol", `not an HTTP answer: ${JSON.stringify(statusLine.slice(0, 60))}`);
   }
-  return Number(status);
+  const headers = new Map(headerLines.map((line) => {
+    const colon = line.indexOf(":");
+    return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()] as const;
+  }));
+  const length = Number(headers.get("content-length") ?? NaN);
+  const body = await readBody(tls, Number.isNaN(length) ? BODY_LIMIT : Math.min(length, BODY_LIMIT));
+  return judgeAnswer(Number(status), headers, body);
+}
+
+/**
+ * `ListClusters` without a signature, as the AWS JSON 1.1 protocol frames a call (`POST /`, the
+ * `X-Amz-Target` of ECS's service, `application/x-amz-json-1.1`): cheap, read-only, and refused by the
+ * ECS front end itself before anything runs, so no credentials are ever needed or sent.
+ */
+function ecsRequest(url: URL): string {
+  const body = "{}";
+  return `POST ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+    `User-Agent: ecs-network-sentry/${VERSION}\r\nAccept: application/json\r\n` +
+    `X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListClusters\r\n` +
+    `Content-Type: application/x-amz-json-1.1\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/** Enough of a body for an AWS error shape or a proxy page's title; the rest is not read. */
+const BODY_LIMIT = 4096;
+
+async function readBody(conn: Deno.Conn, limit: number): Promise<string> {
+  const buffer = new Uint8Array(limit);
+  let length = 0;
+  while (length < limit) {
+    const n = await conn.read(buffer.subarray(length)).catch(() => null);
+    if (n === null) break;
+    length += n;
+  }
+  return decoder.decode(buffer.subarray(0, length));
+}
+
+/**
+ * ECS answered when the reply has AWS's request id and an AWS error code: the `X-Amzn-ErrorType` header or
+ * the body's `__type` (AWS JSON 1.1 error serialization; a `namespace#` prefix and a `:url` suffix are
+ * dropped, as the SDKs do). Anything else was answered by something in between.
+ */
+function judgeAnswer(
+  status: number,
+  headers: ReadonlyMap<string, string>,
+  body: string,
+): { status: number; awsError: string } {
+  const code = headers.get("x-amzn-errortype") ?? body.match(/"__type"\s*:\s*"([^"]+)"/)?.[1];
+  if (headers.has("x-amzn-requestid") && code !== undefined) {
+    return { status, awsError: code.split(":")[0].replace(/^.*#/, "") };
+  }
+  const clues = [
+    headers.get("server") && `server ${headers.get("server")}`,
+    headers.get("x-squid-error") && `X-Squid-Error ${headers.get("x-squid-error")}`,
+    headers.get("via") && `via ${headers.get("via")}`,
+    body.match(/<title>([^<]{1,120})<\/title>/i)?.[1].trim(),
+  ].filter(Boolean);
+  throw new ProbeFailure(
+    "proxy-error",
+    `HTTP ${status} without the AWS markers (x-amzn-RequestId, __type): answered by something in between, ` +
+      `not ECS${clues.length ? ` (${clues.join("; ")})` : ""}`,
+  );
 }
 
 async function openTunnel(conn: Deno.Conn, authority: string, proxy: URL): Promise<void> {
@@ -189,12 +290,13 @@ function classify(error: unknown, stage: Stage): ProbeFailure {
   if (stage === "connect" && /lookup address|name or service|nodename|name resolution|dns/i.test(message)) {
     return new ProbeFailure("dns", message);
   }
-  if (stage === "tls") return new ProbeFailure("tls", message);
+  // Before the TLS check: a connection cut during the handshake is the network's doing, not a certificate's.
   if (
     error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.UnexpectedEof ||
-    error instanceof Deno.errors.BrokenPipe || /closed before an answer/.test(message)
+    error instanceof Deno.errors.BrokenPipe || /closed before an answer|unexpected end of file/i.test(message)
   ) {
     return new ProbeFailure("reset", message);
   }
+  if (stage === "tls") return new ProbeFailure("tls", message);
   return new ProbeFailure(stage === "proxy" ? "proxy" : "protocol", message);
 }

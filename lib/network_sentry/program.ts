@@ -10,7 +10,7 @@ import { runSteps } from "./actuator.ts";
 import { DockerHost, parseDockerHost } from "./docker.ts";
 import { dryRunJournal, fileJournal, type JournalStore } from "./journal.ts";
 import { resumeSteps } from "./machine.ts";
-import { probeEndpoint } from "./probe.ts";
+import { probeEndpoint, readCaFile } from "./probe.ts";
 import { proxyFor, regionalEndpoint } from "./endpoint.ts";
 import { type ProbeMemory, runSentry, statusFileFor } from "./sentry.ts";
 import {
@@ -65,7 +65,7 @@ async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<numb
   const endpoint = config.endpoint ?? regionalEndpoint(region);
   const { httpsProxy, noProxy } = proxySettings(config, context.env);
   const proxy = proxyFor(new URL(endpoint), httpsProxy, noProxy);
-  const caCerts = config.caFile === undefined ? undefined : [await Deno.readTextFile(config.caFile)];
+  const caCerts = config.caFile === undefined ? undefined : [await readCaFile(config.caFile)];
   log.info("[startup] probing {endpoint} every {interval} s ({via}); restart strategy {strategy}", {
     endpoint,
     interval: config.interval,

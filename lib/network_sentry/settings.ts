@@ -45,7 +45,8 @@ export const networkSentrySettings = {
   logFormat: logFormatSetting(),
   endpoint: url({
     flag: "endpoint",
-    help: "HTTPS endpoint to probe; default the regional ECS endpoint (ecs.<region>.amazonaws.com[.cn]).",
+    help: "ECS API endpoint to probe (e.g. an interface VPC endpoint); default the regional one " +
+      "(ecs.<region>.amazonaws.com[.cn]). It must answer as ECS does: other answers count as proxy-error.",
   }),
   timeout: seconds({
     flag: "timeout",
@@ -55,19 +56,21 @@ export const networkSentrySettings = {
   caFile: text({
     flag: "ca-file",
     type: "path",
-    help: "PEM file of extra CA certificates trusted besides the built-in roots (TLS-inspecting proxies).",
+    help: "PEM file of extra CA certificates trusted besides the built-in roots (TLS-inspecting proxies); " +
+      "read once at start.",
   }),
-  httpsProxy: url({
+  httpsProxy: proxyUrl({
     env: "HTTPS_PROXY",
     flag: "https-proxy",
-    help: "http:// proxy the probe tunnels through with CONNECT (else https_proxy); credentials in the URL are " +
-      "sent as Basic auth.",
+    help: "http:// proxy the probe tunnels through with CONNECT (else https_proxy); host:port without a scheme " +
+      "means http://, as in curl; credentials in the URL are sent as Basic auth.",
   }),
   noProxy: text({
     env: "NO_PROXY",
     flag: "no-proxy",
     type: "hosts",
-    help: "Comma-separated hosts that bypass the proxy (else no_proxy): name, .suffix, host:port, IP, or * for all.",
+    help: "Comma-separated hosts that bypass the proxy (else no_proxy): name, .suffix, host:port, IP, CIDR " +
+      "(matches IP targets only), or * for all.",
   }),
   failureThreshold: integer({
     flag: "failure-threshold",
@@ -132,6 +135,15 @@ export const networkSentrySettings = {
 
 export type NetworkSentryConfig = ConfigOf<NetworkSentrySettings>;
 
+/** A proxy URL; `host:port` without a scheme is an http:// proxy, as curl takes it (`-x`, `https_proxy`). */
+function proxyUrl<const O extends Parameters<typeof url>[0]>(o: O) {
+  const setting = url(o);
+  return {
+    ...setting,
+    parse: (raw: string) => setting.parse(/^[a-z][a-z\d+.-]*:\/\//i.test(raw.trim()) ? raw : `http://${raw.trim()}`),
+  };
+}
+
 type Environment = Readonly<Record<string, string | undefined>>;
 
 /**
@@ -178,17 +190,6 @@ export function validateSettings(config: NetworkSentryConfig, env: Environment =
   if (httpsProxy !== undefined && !httpsProxy.startsWith("http://")) {
     const source = config.httpsProxy === undefined ? "https_proxy" : "--https-proxy";
     throw new ConfigError(source, httpsProxy, "only http:// proxies are supported");
-  }
-  if (config.caFile !== undefined) {
-    let pem: string;
-    try {
-      pem = Deno.readTextFileSync(config.caFile);
-    } catch (error) {
-      throw new ConfigError("--ca-file", config.caFile, (error as Error).message);
-    }
-    if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
-      throw new ConfigError("--ca-file", config.caFile, "holds no PEM certificate");
-    }
   }
   try {
     parseDockerHost(config.dockerHost);

@@ -135,6 +135,7 @@ Deno.test("probe: a connection reset during the TLS handshake is reported as res
   await endpoint.set("reset");
   const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
   assert.equal(failure.reason, "reset", failure.detail);
+  assert.match(failure.detail, /\(during tls\)$/);
 });
 
 Deno.test("probe: a refused connection is reported as refused", async () => {
