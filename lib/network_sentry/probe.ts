@@ -186,9 +186,20 @@ async function exchange(
     const colon = line.indexOf(":");
     return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()] as const;
   }));
+  return judgeAnswer(Number(status), headers, await readBody(tls, bodyBytesToRead(headers)));
+}
+
+/** Enough of a body for an AWS error shape or a proxy page's title; the rest is not read. */
+const BODY_LIMIT = 4096;
+
+/**
+ * A delimited body up to the limit. An undelimited one is read to its end only from ECS (which closes,
+ * as asked): a proxy that keeps its page open must not turn a proxy-error into a timeout.
+ */
+function bodyBytesToRead(headers: ReadonlyMap<string, string>): number {
   const length = Number(headers.get("content-length") ?? NaN);
-  const body = await readBody(tls, Number.isNaN(length) ? BODY_LIMIT : Math.min(length, BODY_LIMIT));
-  return judgeAnswer(Number(status), headers, body);
+  if (!Number.isNaN(length)) return Math.min(length, BODY_LIMIT);
+  return headers.has("x-amzn-requestid") ? BODY_LIMIT : 0;
 }
 
 /**
@@ -203,9 +214,6 @@ function ecsRequest(url: URL): string {
     `X-Amz-Target: AmazonEC2ContainerServiceV20141113.ListClusters\r\n` +
     `Content-Type: application/x-amz-json-1.1\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
 }
-
-/** Enough of a body for an AWS error shape or a proxy page's title; the rest is not read. */
-const BODY_LIMIT = 4096;
 
 async function readBody(conn: Deno.Conn, limit: number): Promise<string> {
   const buffer = new Uint8Array(limit);

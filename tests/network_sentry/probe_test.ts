@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { sleep } from "../../lib/clock.ts";
 import { proxyFor, regionalEndpoint } from "../../lib/network_sentry/endpoint.ts";
-import { probeEndpoint, type ProbeResult } from "../../lib/network_sentry/probe.ts";
+import { probeEndpoint, type ProbeResult, readUntil } from "../../lib/network_sentry/probe.ts";
 import { createTestCa, startConnectProxy, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
 import { startBumpingProxy } from "../../sim/tls_bumping_proxy.ts";
 import { runRoleToEnd } from "../support/role_process.ts";
@@ -128,6 +128,29 @@ Deno.test("probe: a certificate the CA did not sign is a TLS failure", async () 
   await endpoint.set("tls-fail");
   const failure = failed(await probeEndpoint({ endpoint: endpoint.url, timeoutMs: 2000, caCerts: [ca.caPem] }));
   assert.equal(failure.reason, "tls");
+});
+
+Deno.test("probe: a 200 without the AWS markers (an intercepting box), left open, is proxy-error at once", async () => {
+  using listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: ca.certPem, key: ca.keyPem });
+  const held: Deno.Conn[] = [];
+  const serving = (async () => {
+    const conn = await listener.accept();
+    held.push(conn);
+    await readUntil(conn, "\r\n\r\n", 16384);
+    // No length, no chunking, no close: only the headers can be judged.
+    await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\nServer: portal\r\n\r\n<html><title>Sign in"));
+  })();
+  const result = failed(
+    await probeEndpoint({
+      endpoint: `https://localhost:${(listener.addr as Deno.NetAddr).port}`,
+      timeoutMs: 10_000,
+      caCerts: [ca.caPem],
+    }),
+  );
+  await serving;
+  held.forEach((c) => c.close());
+  assert.equal(result.reason, "proxy-error", "judged on the headers: waiting for the body would end in a timeout");
+  assert.match(result.detail, /^HTTP 200 without the AWS markers .*server portal/);
 });
 
 Deno.test("probe: a connection reset during the TLS handshake is reported as reset", async () => {
