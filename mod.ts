@@ -46,6 +46,6 @@ export {
   type TaskMetadata,
 } from "./lib/ecs_metadata.ts";
 export { awsClientConfig, credentialsFromEnvironment } from "./lib/aws.ts";
-export { type Clock, sleep, systemClock } from "./lib/clock.ts";
+export { sleep } from "./lib/clock.ts";
 export { type RoleInfo, type RoleName, ROLES } from "./lib/roles.ts";
 export { VERSION } from "./lib/version.ts";

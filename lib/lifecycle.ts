@@ -26,6 +26,19 @@ export const ExitCode = {
   Config: 2,
 } as const;
 
+/** What each shared exit code means, in the few words of `--help`; keyed by name so none is left out. */
+const EXIT_CODE_MEANINGS: { readonly [Name in keyof typeof ExitCode]: string } = {
+  Ok: "done",
+  Failure: "runtime failure (or unhealthy)",
+  Config: "configuration error",
+};
+
+/** `exit codes: 0 done, 1 ...`, built from {@link ExitCode}. */
+function exitCodesLine(): string {
+  const names = Object.keys(ExitCode) as (keyof typeof ExitCode)[];
+  return `exit codes: ${names.map((name) => `${ExitCode[name]} ${EXIT_CODE_MEANINGS[name]}`).join(", ")}`;
+}
+
 export type ShutdownSignalName = "SIGTERM" | "SIGINT";
 
 /** SIGTERM and SIGINT, turned into an AbortSignal that fires on the first one. */
@@ -109,7 +122,7 @@ export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec
   const lines = subcommands.map(([name, help]) => `  ${name}  ${help}`);
   const extra = [
     ...(lines.length ? ["subcommands:", ...lines, ""] : []),
-    "exit codes: 0 done, 1 runtime failure (or unhealthy), 2 configuration error",
+    exitCodesLine(),
     program.helpExtra ?? "",
   ].join("\n");
   return renderHelp(usage, program.info.summary, program.spec, extra);
