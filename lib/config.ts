@@ -129,6 +129,16 @@ export function url<const O extends Common<string>>(o: O): Setting<Present<O, st
   };
 }
 
+const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+/**
+ * Whether `name` is written as an AWS region is (`eu-west-1`, `us-gov-west-1`, `cn-north-1`): the one
+ * check behind every role's region setting, so that a typo fails at start instead of as an unknown host.
+ */
+export function isRegionName(name: string): boolean {
+  return REGION_NAME.test(name);
+}
+
 /**
  * One of a fixed list, matched case-insensitively. `aliases` maps extra spellings (such as Python's
  * `logging.INFO`) onto a choice.
