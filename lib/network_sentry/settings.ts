@@ -3,20 +3,10 @@
  * new ones. One declaration each; `--help` and the README table are generated from here.
  * @module
  */
-import {
-  ConfigError,
-  type ConfigOf,
-  integer,
-  isRegionName,
-  oneOf,
-  seconds,
-  type Setting,
-  text,
-  toggle,
-  url,
-} from "../config.ts";
+import { ConfigError, type ConfigOf, integer, oneOf, seconds, type Setting, text, toggle, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
 import { parseDockerHost } from "./docker.ts";
+import { isRegionName } from "../config.ts";
 
 export const STRATEGIES = ["cleanup", "preserve", "manual", "cutover"] as const;
 export type Strategy = typeof STRATEGIES[number];
