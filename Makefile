@@ -14,7 +14,7 @@ DENO_DEP    := $(if $(SYSTEM_OK),,$(TOOLS)/bin/deno)
 # `deno task` runs the tasks' own `deno ...` words through PATH: put the pinned binary first.
 export PATH := $(dir $(DENO)):$(PATH)
 
-.PHONY: all demo test unit check lint fmt fmt-check bench docs compile image install clean deno
+.PHONY: all demo test unit check lint fmt fmt-check doc-lint bench docs compile image install clean deno
 
 all: test
 
@@ -32,7 +32,7 @@ $(TOOLS)/bin/deno:
 demo: $(DENO_DEP)
 	$(DENO) task demo
 
-test: $(DENO_DEP) check lint fmt-check unit
+test: $(DENO_DEP) check lint fmt-check doc-lint unit
 
 unit: $(DENO_DEP)
 	$(DENO) task test
@@ -48,6 +48,11 @@ fmt: $(DENO_DEP)
 
 fmt-check: $(DENO_DEP)
 	$(DENO) fmt --check
+
+# The library surface documents itself: every export of mod.ts has JSDoc, and every example in it type-checks.
+doc-lint: $(DENO_DEP)
+	$(DENO) doc --lint mod.ts
+	$(DENO) check --doc-only mod.ts lib/*.ts
 
 bench: $(DENO_DEP)
 	$(DENO) task bench

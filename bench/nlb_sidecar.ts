@@ -92,8 +92,9 @@ async function peakMemory(networkMode: "awsvpc" | "bridge"): Promise<BenchFigure
 }
 
 /**
- * 60 s of polling every second and then a drain, each sidecar in a memory cgroup with a hard limit (the
- * seed's 64 MiB; the 96 MiB of our examples): does it keep its schedule, drain and exit 0 without an OOM kill?
+ * 60 s of polling every second and then a drain, each sidecar in a memory cgroup with a hard limit (the 64 MiB
+ * of the original nlb-sidecar-for-ecs; the 96 MiB of our examples): does it keep its schedule, drain and exit 0
+ * without an OOM kill?
  */
 async function underHardLimit(limitMiB: number): Promise<BenchFigure[]> {
   const seconds = 60;

@@ -9,7 +9,46 @@
  */
 import type { AwsCredentialIdentityProvider } from "@smithy/types";
 
+/**
+ * One set of AWS credentials, as every SDK v3 client accepts them.
+ *
+ * @example
+ * ```ts
+ * const fromEnv: AwsCredentials = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG" };
+ * ```
+ */
+export interface AwsCredentials {
+  /** The access key id (`AWS_ACCESS_KEY_ID`). */
+  readonly accessKeyId: string;
+  /** The secret access key (`AWS_SECRET_ACCESS_KEY`). */
+  readonly secretAccessKey: string;
+  /** The session token of temporary credentials (`AWS_SESSION_TOKEN`). */
+  readonly sessionToken?: string;
+  /** When temporary credentials stop working; the SDK asks again before then. */
+  readonly expiration?: Date;
+}
+
+/**
+ * Resolves the current credentials; an SDK client calls it before it signs a request.
+ *
+ * @example
+ * ```ts
+ * const staticKeys: CredentialsProvider = () =>
+ *   Promise.resolve({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG" });
+ * ```
+ */
+export type CredentialsProvider = () => Promise<AwsCredentials>;
+
+/**
+ * Where and how patiently an SDK client talks to AWS.
+ *
+ * @example
+ * ```ts
+ * const options: AwsClientOptions = { region: "eu-west-1", timeoutMs: 5_000 };
+ * ```
+ */
 export interface AwsClientOptions {
+  /** The region of the API, such as `eu-west-1`. */
   readonly region: string;
   /** Whole-request timeout (connect, send, answer). */
   readonly timeoutMs?: number;
@@ -19,10 +58,16 @@ export interface AwsClientOptions {
  * Credentials for the environment the role runs in, in the order the SDK itself would find them:
  * static keys in the environment, then the ECS container credentials endpoint (task role), then the
  * EC2 instance metadata service (a task without a role on EC2 uses the instance's).
+ *
+ * @example
+ * ```ts
+ * const credentials = credentialsFromEnvironment(Deno.env.toObject());
+ * const { accessKeyId } = await credentials();
+ * ```
  */
 export function credentialsFromEnvironment(
   env: Readonly<Record<string, string | undefined>>,
-): AwsCredentialIdentityProvider {
+): CredentialsProvider {
   if (env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY) {
     const identity = {
       accessKeyId: env.AWS_ACCESS_KEY_ID,
@@ -51,11 +96,46 @@ export function credentialsFromEnvironment(
   };
 }
 
-/** Constructor options for any SDK v3 client. */
+/**
+ * Constructor options for any SDK v3 client: one attempt per call, hard timeouts, credentials from
+ * {@link credentialsFromEnvironment}.
+ *
+ * @example
+ * ```ts
+ * import { ECSClient } from "@aws-sdk/client-ecs";
+ *
+ * const ecs = new ECSClient(awsClientConfig({ region: "eu-west-1", timeoutMs: 5_000 }));
+ * ```
+ */
+export interface AwsClientConfig {
+  /** The region of the API. */
+  readonly region: string;
+  /** Always 1: the caller retries, classified (see `retry`). */
+  readonly maxAttempts: number;
+  /** The credential source. */
+  readonly credentials: CredentialsProvider;
+  /** Connect and whole-request timeouts in milliseconds; a timeout is an error, not a warning. */
+  readonly requestHandler: {
+    readonly connectionTimeout: number;
+    readonly requestTimeout: number;
+    readonly throwOnRequestTimeout: boolean;
+  };
+}
+
+/**
+ * Constructor options for any SDK v3 client.
+ *
+ * @example
+ * ```ts
+ * import { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
+ *
+ * const elb = new ElasticLoadBalancingV2Client(awsClientConfig({ region: "eu-west-1" }, Deno.env.toObject()));
+ * ```
+ */
 export function awsClientConfig(
   options: AwsClientOptions,
   env: Readonly<Record<string, string | undefined>> = Deno.env.toObject(),
-) {
+): AwsClientConfig {
   const timeoutMs = options.timeoutMs ?? 10_000;
   return {
     region: options.region,

@@ -1,17 +1,14 @@
 /**
- * Time as an input. Roles read "now" and wait through a {@link Clock} so their state machines can be
- * driven by tests without real waiting.
+ * Waiting that a shutdown cuts short. Time reaches the decision logic only as a `now` parameter (each
+ * machine is driven with the current time in milliseconds), so tests drive a machine without waiting;
+ * only the adapters around it wait, through {@link sleep}.
  * @module
  */
 
-export interface Clock {
-  /** Milliseconds since the epoch. */
-  now(): number;
-  /** Waits `ms`; resolves `true` when the time passed, `false` as soon as `signal` aborts. */
-  sleep(ms: number, signal?: AbortSignal): Promise<boolean>;
-}
-
-/** Waits `ms` milliseconds unless `signal` aborts first; never rejects. */
+/**
+ * Waits `ms` milliseconds unless `signal` aborts first: resolves `true` when the time has passed, `false`
+ * as soon as `signal` aborts. Never rejects.
+ */
 export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
   if (signal?.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
@@ -26,5 +23,3 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
-
-export const systemClock: Clock = { now: () => Date.now(), sleep };

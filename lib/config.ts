@@ -6,8 +6,22 @@
  */
 import { parseArgs } from "node:util";
 
-/** Raised for every configuration problem; `setting` is the name an operator typed (env or flag). */
+/**
+ * Raised for every configuration problem; `setting` is the name an operator typed (env or flag).
+ *
+ * @example Validate a role's settings before deploying them
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * try {
+ *   parseSettings(nlbSidecar.nlbSidecarSettings, { args: [], env: { DEREGISTRATION_WAIT: "2m" } });
+ * } catch (error) {
+ *   if (error instanceof ConfigError) console.error(error.setting, error.message);
+ * }
+ * ```
+ */
 export class ConfigError extends Error {
+  /** `reason` says what is wrong; the message is `SETTING="value": reason`. */
   constructor(readonly setting: string, readonly value: string | undefined, reason: string) {
     super(
       value === undefined ? `${setting}: ${reason}` : `${setting}=${JSON.stringify(value)}: ${reason}`,
@@ -16,9 +30,31 @@ export class ConfigError extends Error {
   }
 }
 
-/** How a raw string becomes a typed value; throws a plain message (the reason) when it cannot. */
+/**
+ * How a raw string becomes a typed value; throws a plain message (the reason) when it cannot.
+ *
+ * @example
+ * ```ts
+ * const port: Parser<number> = (raw) => {
+ *   const value = Number(raw);
+ *   if (!Number.isInteger(value) || value < 1 || value > 65535) throw new Error("expected a port number");
+ *   return value;
+ * };
+ * ```
+ */
 export type Parser<T> = (raw: string) => T;
 
+/**
+ * One setting, declared once: where it comes from, what it looks like, what it means, and how it is parsed.
+ *
+ * @example Print where each of a role's settings comes from
+ * ```ts
+ * import { appmeshHelper } from "../mod.ts";
+ *
+ * const settings: Setting<unknown>[] = Object.values(appmeshHelper.appmeshHelperSettings);
+ * for (const setting of settings) console.log(`--${setting.flag}`, setting.env ?? "", setting.help);
+ * ```
+ */
 export interface Setting<T> {
   /** Environment variable, when the setting can come from the environment. */
   readonly env?: string;
@@ -28,23 +64,56 @@ export interface Setting<T> {
   readonly short?: string;
   /** What the value looks like in help text: `seconds`, `url`, `a|b`. */
   readonly type: string;
+  /** One sentence for `--help` and the README. */
   readonly help: string;
   /** Used when neither flag nor env is given. `undefined` with `required` false means "not set". */
   readonly default?: T;
+  /** Without a value the role does not start. */
   readonly required?: boolean;
   /** Boolean switches take no value on the command line. */
   readonly isSwitch?: boolean;
+  /** Turns the raw flag or env value into the setting's value. */
   readonly parse: Parser<T>;
 }
 
-/** A role's full set of settings, keyed by the property name the code uses. */
+/**
+ * A role's full set of settings, keyed by the property name the code uses.
+ *
+ * @example
+ * ```ts
+ * import { networkSentry } from "../mod.ts";
+ *
+ * const spec: SettingsSpec = networkSentry.networkSentrySettings;
+ * console.log(Object.keys(spec).length, "settings");
+ * ```
+ */
 // deno-lint-ignore no-explicit-any
 export type SettingsSpec = Record<string, Setting<any>>;
 
-type ValueOf<S> = S extends Setting<infer T> ? T : never;
+/**
+ * The type of one setting's parsed value.
+ *
+ * @example
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * const mode: SettingValue<typeof nlbSidecar.nlbSidecarSettings.drainMode> = "connections";
+ * ```
+ */
+export type SettingValue<S> = S extends Setting<infer T> ? T : never;
 
-/** The parsed values; a setting with neither a default nor `required` may be `undefined`. */
-export type ConfigOf<Spec extends SettingsSpec> = { readonly [K in keyof Spec]: ValueOf<Spec[K]> };
+/**
+ * The parsed values; a setting with neither a default nor `required` may be `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * type NlbSidecarConfig = ConfigOf<typeof nlbSidecar.nlbSidecarSettings>;
+ * const waitSeconds = (config: NlbSidecarConfig): number => config.deregistrationWait;
+ * ```
+ */
+export type ConfigOf<Spec extends SettingsSpec> = { readonly [K in keyof Spec]: SettingValue<Spec[K]> };
 
 /** `T` when the declaration guarantees a value (a default, or required), else `T | undefined`. */
 type Present<O, T> = O extends { default: T } | { required: true } ? T : T | undefined;
@@ -129,6 +198,16 @@ export function url<const O extends Common<string>>(o: O): Setting<Present<O, st
   };
 }
 
+const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+/**
+ * Whether `name` is written as an AWS region is (`eu-west-1`, `us-gov-west-1`, `cn-north-1`): the one
+ * check behind every role's region setting, so that a typo fails at start instead of as an unknown host.
+ */
+export function isRegionName(name: string): boolean {
+  return REGION_NAME.test(name);
+}
+
 /**
  * One of a fixed list, matched case-insensitively. `aliases` maps extra spellings (such as Python's
  * `logging.INFO`) onto a choice.
@@ -166,20 +245,57 @@ export function toggle(o: Common<boolean>): Setting<boolean> {
   };
 }
 
+/**
+ * What settings are parsed from: a command line and an environment.
+ *
+ * @example
+ * ```ts
+ * const input: ParseInput = { args: ["--drain-mode", "connections"], env: Deno.env.toObject() };
+ * ```
+ */
 export interface ParseInput {
+  /** Flags and positionals, without the binary's name. */
   readonly args: readonly string[];
+  /** Environment variables; flags win over them. */
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
+/**
+ * The result of {@link parseSettings}.
+ *
+ * @example
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * const parsed: Parsed<typeof nlbSidecar.nlbSidecarSettings> = parseSettings(nlbSidecar.nlbSidecarSettings, {
+ *   args: ["health"],
+ *   env: { ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/id" },
+ * });
+ * console.log(parsed.positionals[0], parsed.config.statusFile);
+ * ```
+ */
 export interface Parsed<Spec extends SettingsSpec> {
+  /** Every setting's value. */
   readonly config: ConfigOf<Spec>;
   /** Words that are not flags: a role's subcommand, if it has any. */
   readonly positionals: readonly string[];
+  /** `--help` or `-h` was given. */
   readonly help: boolean;
+  /** `--version` was given. */
   readonly version: boolean;
 }
 
-/** Parses flags and env against a spec. Throws {@link ConfigError} for every kind of bad input. */
+/**
+ * Parses flags and env against a spec. Throws {@link ConfigError} for every kind of bad input.
+ *
+ * @example Read the nlb-sidecar's settings as it would at start
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * const { config } = parseSettings(nlbSidecar.nlbSidecarSettings, { args: Deno.args, env: Deno.env.toObject() });
+ * console.log(config.drainMode, config.deregistrationWait);
+ * ```
+ */
 export function parseSettings<Spec extends SettingsSpec>(spec: Spec, input: ParseInput): Parsed<Spec> {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },

@@ -16,7 +16,17 @@ import {
 import type { RoleInfo } from "./roles.ts";
 import { VERSION } from "./version.ts";
 
-/** Exit codes shared by every role; a role documents any of its own above these. */
+/**
+ * Exit codes shared by every role; a role documents any of its own above these.
+ *
+ * @example Tell a configuration error from a runtime failure
+ * ```ts
+ * import { nlbSidecar, runRole } from "../mod.ts";
+ *
+ * const code = await runRole(nlbSidecar.nlbSidecarProgram, { args: ["--polling-frequency", "soon"] });
+ * if (code === ExitCode.Config) console.error("fix the settings; nothing was done");
+ * ```
+ */
 export const ExitCode = {
   /** Finished as designed: drained, shut down on a signal, or a subcommand that succeeded. */
   Ok: 0,
@@ -26,15 +36,46 @@ export const ExitCode = {
   Config: 2,
 } as const;
 
+/** What each shared exit code means, in the few words of `--help`; keyed by name so none is left out. */
+const EXIT_CODE_MEANINGS: { readonly [Name in keyof typeof ExitCode]: string } = {
+  Ok: "done",
+  Failure: "runtime failure (or unhealthy)",
+  Config: "configuration error",
+};
+
+/** `exit codes: 0 done, 1 ...`, built from {@link ExitCode}. */
+function exitCodesLine(): string {
+  const names = Object.keys(ExitCode) as (keyof typeof ExitCode)[];
+  return `exit codes: ${names.map((name) => `${ExitCode[name]} ${EXIT_CODE_MEANINGS[name]}`).join(", ")}`;
+}
+
+/**
+ * The signals that ask a role to shut down.
+ *
+ * @example
+ * ```ts
+ * const first: ShutdownSignalName = "SIGTERM";
+ * ```
+ */
 export type ShutdownSignalName = "SIGTERM" | "SIGINT";
 
-/** SIGTERM and SIGINT, turned into an AbortSignal that fires on the first one. */
+/**
+ * SIGTERM and SIGINT, turned into an AbortSignal that fires on the first one.
+ *
+ * @example Stop a loop on the first signal
+ * ```ts
+ * using shutdown = new Shutdown();
+ * shutdown.onSignal((name, count) => console.log(`${name}, signal number ${count}`));
+ * while (!shutdown.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1_000));
+ * ```
+ */
 export class Shutdown implements Disposable {
   readonly #controller = new AbortController();
   readonly #listeners: Array<(name: ShutdownSignalName, count: number) => void> = [];
   readonly #handlers = new Map<ShutdownSignalName, () => void>();
   #count = 0;
 
+  /** Listens for `names` until disposed. */
   constructor(names: readonly ShutdownSignalName[] = ["SIGTERM", "SIGINT"]) {
     for (const name of names) {
       const handler = () => this.trigger(name);
@@ -65,29 +106,74 @@ export class Shutdown implements Disposable {
     for (const listener of this.#listeners) listener(name, this.#count);
   }
 
+  /** Stops listening for the signals. */
   [Symbol.dispose](): void {
     for (const [name, handler] of this.#handlers) Deno.removeSignalListener(name, handler);
     this.#handlers.clear();
   }
 }
 
-/** The settings every role has, so the runner can set up logging before the role starts. */
+/**
+ * The settings every role has, so the runner can set up logging before the role starts.
+ *
+ * @example Every role's settings include them
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * const logging: LoggingSettings = nlbSidecar.nlbSidecarSettings;
+ * console.log(logging.logLevel.env, logging.logFormat.default);
+ * ```
+ */
 export interface LoggingSettings extends SettingsSpec {
+  /** `LOG_LEVEL`: the least severe level that is logged. */
   logLevel: Setting<Level>;
+  /** `LOG_FORMAT`: JSON lines or text. */
   logFormat: Setting<LogFormat>;
 }
 
+/**
+ * What {@link runRole} hands a role's {@link RoleProgram.run}: its parsed settings, its logger and the
+ * shutdown signal.
+ *
+ * @example A run that waits for SIGTERM
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * async function run(context: RoleContext<typeof nlbSidecar.nlbSidecarSettings>): Promise<number> {
+ *   context.log.info("waiting {seconds} s at most", { seconds: context.config.deregistrationWait });
+ *   await new Promise((resolve) => context.shutdown.signal.addEventListener("abort", resolve));
+ *   return ExitCode.Ok;
+ * }
+ * ```
+ */
 export interface RoleContext<Spec extends LoggingSettings> {
+  /** The parsed settings. */
   readonly config: ConfigOf<Spec>;
   /** The subcommand (`health`, `status`, ...) or `undefined` for the daemon itself. */
   readonly subcommand: string | undefined;
+  /** The role's logger, set up from `logLevel` and `logFormat`. */
   readonly log: Logger;
+  /** Aborts on the first SIGTERM or SIGINT (or {@link RunOptions.stop}). */
   readonly shutdown: Shutdown;
+  /** The environment the settings were read from. */
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
+/**
+ * A role as {@link runRole} runs it: who it is, its settings, its checks and its daemon.
+ *
+ * @example List what a role's binary offers
+ * ```ts
+ * import { networkSentry } from "../mod.ts";
+ *
+ * const program: RoleProgram<typeof networkSentry.networkSentrySettings> = networkSentry.networkSentryProgram;
+ * console.log(program.info.binary, Object.keys(program.subcommands ?? {}), Object.keys(program.spec));
+ * ```
+ */
 export interface RoleProgram<Spec extends LoggingSettings> {
+  /** Name, binary, entry, permissions. */
   readonly info: RoleInfo;
+  /** Every setting, declared once. */
   readonly spec: Spec;
   /** Subcommand name -> one line of help. */
   readonly subcommands?: Readonly<Record<string, string>>;
@@ -97,6 +183,7 @@ export interface RoleProgram<Spec extends LoggingSettings> {
   validate?(config: ConfigOf<Spec>, env: Readonly<Record<string, string | undefined>>, subcommand?: string): void;
   /** A rotating log file besides stdout, when the role keeps one. */
   logFile?(config: ConfigOf<Spec>, subcommand?: string): RotatingFile | undefined;
+  /** The daemon or the subcommand; resolves to the exit code. */
   run(context: RoleContext<Spec>): Promise<number>;
 }
 
@@ -109,7 +196,7 @@ export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec
   const lines = subcommands.map(([name, help]) => `  ${name}  ${help}`);
   const extra = [
     ...(lines.length ? ["subcommands:", ...lines, ""] : []),
-    "exit codes: 0 done, 1 runtime failure (or unhealthy), 2 configuration error",
+    exitCodesLine(),
     program.helpExtra ?? "",
   ].join("\n");
   return renderHelp(usage, program.info.summary, program.spec, extra);
@@ -126,8 +213,27 @@ export function loggableSettings(config: Readonly<Record<string, unknown>>): Rec
   return out;
 }
 
+/**
+ * Where {@link runRole} reads its input and writes its output; every field defaults to the process's own.
+ *
+ * @example Run a subcommand with chosen input and capture what it prints
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * let printed = "";
+ * const options: RunOptions = {
+ *   args: ["health"],
+ *   env: { ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/id" },
+ *   print: (text) => printed += text,
+ *   logWrite: (line) => printed += line,
+ * };
+ * const code = await runRole(nlbSidecar.nlbSidecarProgram, options);
+ * ```
+ */
 export interface RunOptions {
+  /** The command line after the binary's name; default `Deno.args`. */
   readonly args?: readonly string[];
+  /** The environment; default the process's. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Where `--help`, `--version` and configuration errors are printed. */
   readonly print?: (text: string, stream: "stdout" | "stderr") => void;
@@ -145,6 +251,16 @@ function printTo(text: string, stream: "stdout" | "stderr"): void {
 /**
  * Parses settings, sets up logging and signals, runs the role, and returns its exit code. Never throws:
  * configuration errors give 2 and unexpected errors are logged and give 1.
+ *
+ * @example A role embedded in a larger program, stopped by it
+ * ```ts
+ * import { appmeshHelper } from "../mod.ts";
+ *
+ * const stop = new AbortController();
+ * const running = runRole(appmeshHelper.appmeshHelperProgram, { args: [], stop: stop.signal });
+ * stop.abort();
+ * console.log("appmesh-helper exited", await running);
+ * ```
  */
 export async function runRole<Spec extends LoggingSettings>(
   program: RoleProgram<Spec>,

@@ -7,16 +7,54 @@ import {
   configureSync,
   disposeSync,
   getLogger,
-  type Logger,
+  type Logger as LogTapeLogger,
   type LogLevel,
   type LogRecord,
   type Sink,
 } from "@logtape/logtape";
 import { oneOf } from "./config.ts";
 
-export type { Logger } from "@logtape/logtape";
+/**
+ * What a role logs through. `message` names properties in braces (`{seconds}`); `properties` fills them
+ * and each entry is also a field of the JSON line. LogTape's logger is one.
+ *
+ * @example
+ * ```ts
+ * function reportDrained(log: Logger, seconds: number): void {
+ *   log.info("drained after {seconds} s", { seconds });
+ * }
+ * ```
+ */
+export interface Logger {
+  /** Detail for following a decision; logged only at `LOG_LEVEL=debug`. */
+  debug(message: string, properties?: Record<string, unknown>): void;
+  /** A step of the role's normal course. */
+  info(message: string, properties?: Record<string, unknown>): void;
+  /** Something failed that the role rides out (retried, or a safe default taken). */
+  warning(message: string, properties?: Record<string, unknown>): void;
+  /** Something failed that the role cannot repair itself. */
+  error(message: string, properties?: Record<string, unknown>): void;
+  /** The reason the role stops. */
+  fatal(message: string, properties?: Record<string, unknown>): void;
+}
 
+/**
+ * `LOG_FORMAT`: `json` lines for log pipelines, `text` (the eINS layout) for people.
+ *
+ * @example
+ * ```ts
+ * const format: LogFormat = Deno.stdout.isTerminal() ? "text" : "json";
+ * ```
+ */
 export type LogFormat = "json" | "text";
+/**
+ * `LOG_LEVEL`: the least severe level that is logged.
+ *
+ * @example
+ * ```ts
+ * const level: Level = "warning";
+ * ```
+ */
 export type Level = "debug" | "info" | "warning" | "error";
 
 /**
@@ -58,8 +96,22 @@ export function logFormatSetting(o: { env?: string; default?: LogFormat } = {}) 
   });
 }
 
+/**
+ * A log file besides stdout that is rotated by size, as the network sentry keeps one.
+ *
+ * @example The network sentry's default
+ * ```ts
+ * const file: RotatingFile = {
+ *   path: "/tmp/ecs-external-instance-network-sentry.log",
+ *   maxBytes: 5 * 1024 * 1024,
+ *   maxFiles: 5,
+ * };
+ * ```
+ */
 export interface RotatingFile {
+  /** The live file; rotated ones get `.1`, `.2`, ... appended. */
   readonly path: string;
+  /** Size at which the live file is rotated. */
   readonly maxBytes: number;
   /** Rotated files kept besides the live one (`.1` newest): Python's `backupCount`, as eINS used it. */
   readonly maxFiles: number;
@@ -144,7 +196,7 @@ export async function rotatingFileSink(file: RotatingFile): Promise<Sink & Dispo
 }
 
 /** Configures LogTape for one role process. Call {@link closeLogging} before exiting. */
-export function setupLogging(options: LoggingOptions): Logger {
+export function setupLogging(options: LoggingOptions): LogTapeLogger {
   const write = options.write ?? writeStdout;
   const format = options.format === "json" ? (record: LogRecord) => jsonLine(options.role, record) : textLine;
   const sinks: Record<string, Sink> = { stdout: (record) => write(format(record)) };

@@ -7,6 +7,14 @@
 import { sleep } from "./clock.ts";
 import { HttpStatusError, HttpUnreachableError } from "./http.ts";
 
+/**
+ * How long to wait between attempts: full jitter below a ceiling that doubles from `baseMs` up to `capMs`.
+ *
+ * @example
+ * ```ts
+ * const patient: Backoff = { baseMs: 1_000, capMs: 60_000 };
+ * ```
+ */
 export interface Backoff {
   /** First delay ceiling in milliseconds. */
   readonly baseMs: number;
@@ -22,6 +30,14 @@ export function backoffDelay(attempt: number, backoff: Backoff, random: () => nu
   return Math.floor(random() * ceiling);
 }
 
+/**
+ * Whether a failure is worth retrying later (`transient`) or will fail the same way again (`permanent`).
+ *
+ * @example
+ * ```ts
+ * const verdict: ErrorClass = classifyError(new Error("AccessDenied"));
+ * ```
+ */
 export type ErrorClass = "transient" | "permanent";
 
 const THROTTLING = new Set([
@@ -79,7 +95,15 @@ interface SdkLikeError {
   $retryable?: { throttling?: boolean };
 }
 
-/** Whether retrying `error` later can succeed. Works on AWS SDK v3 errors and this project's own. */
+/**
+ * Whether retrying `error` later can succeed. Works on AWS SDK v3 errors and this project's own.
+ *
+ * @example
+ * ```ts
+ * const throttled = Object.assign(new Error("Rate exceeded"), { name: "ThrottlingException" });
+ * console.log(classifyError(throttled)); // "transient"
+ * ```
+ */
 export function classifyError(error: unknown): ErrorClass {
   if (error instanceof HttpUnreachableError) return "transient";
   if (error instanceof HttpStatusError) return error.status >= 500 || error.status === 429 ? "transient" : "permanent";
@@ -110,7 +134,15 @@ function classifyCredentialsError(e: SdkLikeError): ErrorClass {
   return /unable to connect|timeout/i.test(e.message ?? "") ? "transient" : "permanent";
 }
 
-/** A compact, log-friendly description of any error. */
+/**
+ * A compact, log-friendly description of any error.
+ *
+ * @example
+ * ```ts
+ * const failure = Object.assign(new Error("no such target group"), { name: "TargetGroupNotFoundException" });
+ * console.log(describeError(failure)); // { error: "TargetGroupNotFoundException", message: "no such target group" }
+ * ```
+ */
 export function describeError(error: unknown): { error: string; message: string; status?: number } {
   if (typeof error !== "object" || error === null) return { error: typeof error, message: String(error) };
   const e = error as SdkLikeError & { message?: string };
@@ -122,21 +154,45 @@ export function describeError(error: unknown): { error: string; message: string;
   };
 }
 
+/**
+ * When {@link retry} stops and what it tells on the way.
+ *
+ * @example Retry for at most a minute and log every retry
+ * ```ts
+ * const options: RetryOptions = {
+ *   deadline: Date.now() + 60_000,
+ *   backoff: { baseMs: 500, capMs: 10_000 },
+ *   onRetry: (error, attempt, delayMs) => console.warn(`attempt ${attempt} failed, again in ${delayMs} ms`, error),
+ * };
+ * ```
+ */
 export interface RetryOptions {
+  /** Aborting stops the waiting at once; `retry` then throws the signal's reason. */
   readonly signal?: AbortSignal;
+  /** Default 200 ms doubling up to 20 s. */
   readonly backoff?: Backoff;
   /** Give up (rethrowing the last error) once the next wait would end after this epoch-ms deadline. */
   readonly deadline?: number;
+  /** Which errors are retried; default {@link classifyError}. */
   readonly classify?: (error: unknown) => ErrorClass;
   /** Called before each wait, to log the failure that is being retried. */
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** Source of the jitter, `[0, 1)`; default `Math.random`. */
   readonly random?: () => number;
+  /** The clock `deadline` is compared with, epoch ms; default `Date.now`. */
   readonly now?: () => number;
 }
 
 /**
  * Runs `operation` until it succeeds, a permanent error occurs, the deadline passes, or `signal`
  * aborts (then the signal's reason is thrown).
+ *
+ * @example Reach the task metadata endpoint, riding out an agent that is still starting
+ * ```ts
+ * const answer = await retry(() => fetch(`${Deno.env.get("ECS_CONTAINER_METADATA_URI_V4")}/task`), {
+ *   deadline: Date.now() + 30_000,
+ * });
+ * ```
  */
 export async function retry<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const backoff = options.backoff ?? defaultBackoff;

@@ -5,13 +5,33 @@
  * @module
  */
 
+/**
+ * The three roles, by the name `main.ts` and `deno task` know them by.
+ *
+ * @example
+ * ```ts
+ * const role: RoleName = "network-sentry";
+ * ```
+ */
 export type RoleName = "nlb-sidecar" | "appmesh-helper" | "network-sentry";
 
+/**
+ * One role, defined once: its binary and how that binary is run.
+ *
+ * @example The command line a role's binary is equivalent to
+ * ```ts
+ * const sentry: RoleInfo = ROLES.find((role) => role.name === "network-sentry")!;
+ * console.log(["deno", "run", ...sentry.permissions, sentry.entry].join(" "));
+ * ```
+ */
 export interface RoleInfo {
+  /** The role's name. */
   readonly name: RoleName;
+  /** The compiled binary's file name (`ecs-nlb-sidecar`, ...). */
   readonly binary: string;
   /** Entry module, relative to the project root. */
   readonly entry: string;
+  /** One sentence for `--help`. */
   readonly summary: string;
   /** Deno permission flags, as narrow as the role allows. */
   readonly permissions: readonly string[];
@@ -19,6 +39,14 @@ export interface RoleInfo {
   readonly v8Flags: readonly string[];
 }
 
+/**
+ * Every role, in the README's order.
+ *
+ * @example
+ * ```ts
+ * for (const role of ROLES) console.log(role.binary, role.summary);
+ * ```
+ */
 export const ROLES: readonly RoleInfo[] = [
   {
     name: "nlb-sidecar",

@@ -5,12 +5,6 @@
  */
 import { BlockList, isIP } from "node:net";
 
-const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
-
-export function isRegionName(region: string): boolean {
-  return REGION.test(region);
-}
-
 /** `https://ecs.<region>.amazonaws.com`, or `.amazonaws.com.cn` in the China partition. */
 export function regionalEndpoint(region: string): string {
   const suffix = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";

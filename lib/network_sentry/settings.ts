@@ -6,7 +6,7 @@
 import { ConfigError, type ConfigOf, integer, oneOf, seconds, type Setting, text, toggle, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
 import { parseDockerHost } from "./docker.ts";
-import { isRegionName } from "./endpoint.ts";
+import { isRegionName } from "../config.ts";
 
 export const STRATEGIES = ["cleanup", "preserve", "manual", "cutover"] as const;
 export type Strategy = typeof STRATEGIES[number];

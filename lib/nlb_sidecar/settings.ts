@@ -3,7 +3,7 @@
  * new ones. One declaration each; `--help` and the README table are generated from here.
  * @module
  */
-import { ConfigError, type ConfigOf, oneOf, seconds, text, url } from "../config.ts";
+import { ConfigError, type ConfigOf, isRegionName, oneOf, seconds, text, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
 
 export const DRAIN_MODES = ["fixed", "connections"] as const;
@@ -82,14 +82,12 @@ export const nlbSidecarSettings = {
 
 export type NlbSidecarConfig = ConfigOf<typeof nlbSidecarSettings>;
 
-const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
-
 /** Checks that one setting alone cannot express. */
 export function validateSettings(config: NlbSidecarConfig): void {
   if (config.pollingFrequency <= 0) {
     throw new ConfigError("POLLING_FREQUENCY", String(config.pollingFrequency), "must be greater than 0");
   }
-  if (config.region !== undefined && !REGION_NAME.test(config.region)) {
+  if (config.region !== undefined && !isRegionName(config.region)) {
     throw new ConfigError("AWS_REGION", config.region, "expected a region name such as eu-west-1");
   }
   if (!config.statusFile.startsWith("/")) {

@@ -68,7 +68,7 @@ Deno.test("--help and --version print and exit 0", async () => {
   assert.equal(help.code, ExitCode.Ok);
   assert.match(help.stdout, /^usage: ecs-nlb-sidecar \[health\] \[flags\]/);
   assert.match(help.stdout, /--wait <seconds>\s+env WAIT\s+default 0/);
-  assert.match(help.stdout, /exit codes: 0 done/);
+  assert.match(help.stdout, /^exit codes: 0 done, 1 runtime failure \(or unhealthy\), 2 configuration error$/m);
   const version = await runCaptured(program(() => Promise.resolve(1)), ["--version"]);
   assert.match(version.stdout, /^ecs-nlb-sidecar \d+\.\d+\.\d+\n$/);
 });

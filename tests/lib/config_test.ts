@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ConfigError,
   integer,
+  isRegionName,
   MAX_SECONDS,
   oneOf,
   parseSettings,
@@ -106,6 +107,15 @@ Deno.test("bad enum values list the choices", () => {
 Deno.test("bad URLs are rejected", () => {
   assert.equal(configError(() => parse([], { ADMIN_URL: "localhost:9901" })).setting, "ADMIN_URL");
   assert.equal(configError(() => parse([], { ADMIN_URL: "ftp://x" })).setting, "ADMIN_URL");
+});
+
+Deno.test("region names: every partition's form is accepted; zones, other spellings and words are not", () => {
+  for (const name of ["eu-west-1", "us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-3", "us-isob-east-1"]) {
+    assert.equal(isRegionName(name), true, name);
+  }
+  for (const name of ["mars", "Europe", "EU-WEST-1", "eu-west", "eu-west-1a", "eu_west_1", " eu-west-1", ""]) {
+    assert.equal(isRegionName(name), false, JSON.stringify(name));
+  }
 });
 
 Deno.test("a missing required setting names both env and flag", () => {
