@@ -114,19 +114,22 @@ export function url<const O extends Common<string>>(o: O): Setting<Present<O, st
   return <Setting<Present<O, string>>> {
     ...o,
     type: "url",
-    parse: (raw) => {
-      let parsed: URL;
-      try {
-        parsed = new URL(raw.trim());
-      } catch {
-        throw new Error("expected an absolute http:// or https:// URL");
-      }
-      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-        throw new Error("expected an absolute http:// or https:// URL");
-      }
-      return parsed.href.replace(/\/$/, "");
-    },
+    parse: parseHttpUrl,
   };
+}
+
+/** An absolute http:// or https:// URL, without its trailing slash; throws naming what was expected. */
+export function parseHttpUrl(raw: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw.trim());
+  } catch {
+    throw new Error("expected an absolute http:// or https:// URL");
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new Error("expected an absolute http:// or https:// URL");
+  }
+  return parsed.href.replace(/\/$/, "");
 }
 
 /**
