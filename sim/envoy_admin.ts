@@ -59,6 +59,8 @@ export interface EnvoyEmulatorOptions {
   readonly skipExit?: boolean;
   /** Serve the admin API on this unix socket instead of TCP. */
   readonly adminSocketPath?: string;
+  /** `stats_flush_interval` (Envoy's default 5 s): how often the `server.*` gauges are set. */
+  readonly statsFlushIntervalMs?: number;
 }
 
 export interface EnvoyEmulator extends AsyncDisposable {
@@ -159,6 +161,18 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const serverState = (): EnvoyState =>
     state.init === "INITIALIZED" ? (state.healthcheckFailed ? "DRAINING" : "LIVE") : state.init;
 
+  /**
+   * source/server/server.cc `updateServerStats`: `server.state`, `server.live` and `server.uptime` are set
+   * at each stats flush, so `/stats` shows them up to a flush interval late; `/ready` and `/server_info`
+   * compute the state per request.
+   */
+  const flushed = { state: serverState(), uptimeSeconds: 0 };
+  const flush = () => {
+    flushed.state = serverState();
+    flushed.uptimeSeconds = Math.floor((Date.now() - state.startedAt) / 1000);
+  };
+  const flushTimer = setInterval(flush, options.statsFlushIntervalMs ?? 5_000);
+
   const stats = (): Stat[] => {
     const active = ingress.active();
     const gauge = (name: string, value: number): Stat => {
@@ -182,10 +196,10 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
       // source/common/listener_manager/listener_manager_impl.h: ALL_LISTENER_MANAGER_STATS.
       counter("listener_manager.listener_stopped", state.listenersStopped),
       gauge("listener_manager.total_listeners_active", ingress.accepting() ? 2 : 1),
-      gauge("server.live", serverState() === "LIVE" ? 1 : 0),
-      gauge("server.state", STATE_GAUGE[serverState()]),
+      gauge("server.live", flushed.state === "LIVE" ? 1 : 0),
+      gauge("server.state", STATE_GAUGE[flushed.state]),
       gauge("server.total_connections", active),
-      gauge("server.uptime", Math.floor((Date.now() - state.startedAt) / 1000)),
+      gauge("server.uptime", flushed.uptimeSeconds),
       { name: `listener.${ingressAddress}.downstream_cx_length_ms`, kind: "histogram", values: ingress.lifetimes() },
     ];
   };
@@ -294,6 +308,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   };
   const close = async () => {
     clearDrain();
+    clearInterval(flushTimer);
     await Promise.all([admin.close(), ingress.close()]);
   };
   return {
@@ -337,6 +352,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
         listenersStopped: 0,
         usedGauges: new Set<string>(),
       });
+      flush();
     },
     close,
     [Symbol.asyncDispose]: close,

@@ -21,6 +21,8 @@ export interface ServerInfo {
   readonly version: string | undefined;
   /** `command_line_options.drain_time` (`--drain-time-s`; App Mesh sets it from `LISTENER_DRAIN_WAIT_TIME_S`). */
   readonly drainTimeSeconds: number | undefined;
+  /** `uptime_current_epoch`: seconds since this Envoy process started. */
+  readonly uptimeSeconds: number | undefined;
 }
 
 /** The two counters of a listener that tell whether it is quiet. */
@@ -53,8 +55,8 @@ function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-/** `listener_manager.listener_stopped` counts stopped listeners; `server.state` 0 is LIVE; `server.uptime` in s. */
-const SERVER_STATS = String.raw`listener_manager\.listener_stopped|server\.state|server\.uptime`;
+/** Counts the listeners Envoy has stopped (source/common/listener_manager/listener_manager_impl.h). */
+const LISTENER_STOPPED = "listener_manager.listener_stopped";
 
 /** Every listener's accepted-connections counter, per-worker ones excluded: to list the listeners Envoy has. */
 const LISTENER_TOTALS = /^listener\.(.+)\.downstream_cx_total$/;
@@ -98,14 +100,17 @@ export class EnvoyAdmin {
 
   /** `GET /server_info`: the state, Envoy's version and its drain time. */
   async serverInfo(options: CallOptions = {}): Promise<ServerInfo> {
-    const info = await getJson<{ state?: unknown; version?: unknown; command_line_options?: { drain_time?: unknown } }>(
-      `${this.#httpBase}/server_info`,
-      this.#options(options),
-    );
+    const info = await getJson<{
+      state?: unknown;
+      version?: unknown;
+      uptime_current_epoch?: unknown;
+      command_line_options?: { drain_time?: unknown };
+    }>(`${this.#httpBase}/server_info`, this.#options(options));
     return {
       state: typeof info.state === "string" ? info.state : "unknown",
       version: typeof info.version === "string" ? info.version : undefined,
       drainTimeSeconds: durationSeconds(info.command_line_options?.drain_time),
+      uptimeSeconds: durationSeconds(info.uptime_current_epoch),
     };
   }
 
@@ -124,33 +129,32 @@ export class EnvoyAdmin {
   }
 
   /**
-   * One `/stats` read of what the drain watches, so that every figure describes the same moment: the
-   * server's state and uptime, the listeners it has stopped, and the ingress listener's open and accepted
-   * connections (each summed over its addresses; `undefined` when no listener matches).
+   * What the drain watches. The state and uptime come from `/server_info`, which computes them per
+   * request: the `server.state` and `server.uptime` gauges are only set at each stats flush (every 5 s
+   * by default; source/server/server.cc `updateServerStats`), too late to tell a restart from a fail
+   * call just taken. With `listener` (connections mode), one `/stats` call also reads the listeners
+   * stopped and the ingress listener's open and accepted connections (each summed over its addresses;
+   * `undefined` when no listener matches), so that both counters describe the same moment.
    */
-  async drainReading(listener: IngressListener, options: CallOptions = {}): Promise<EnvoyReading> {
-    const values = await this.#stats(`^(?:${listener.pattern}|${SERVER_STATS})$`, options);
+  async drainReading(listener: IngressListener | undefined, options: CallOptions = {}): Promise<EnvoyReading> {
+    const info = await this.serverInfo(options);
+    if (info.uptimeSeconds === undefined) {
+      throw new HttpStatusError(this.#shown(`${this.#httpBase}/server_info`), 200, "no uptime_current_epoch");
+    }
+    const base = { live: info.state === "LIVE", uptimeSeconds: info.uptimeSeconds };
+    if (listener === undefined) return { ...base, listenersStopped: 0, ingress: undefined };
+    const values = await this.#stats(`^(?:${listener.pattern}|${escapeRegex(LISTENER_STOPPED)})$`, options);
     const sums = new Map<ListenerCounter, number>();
     for (const [name, value] of values) {
       const counter = listener.counterOf(name);
       if (counter !== undefined) sums.set(counter, (sums.get(counter) ?? 0) + value);
-    }
-    const state = values.get("server.state");
-    const uptimeSeconds = values.get("server.uptime");
-    if (state === undefined || uptimeSeconds === undefined) {
-      throw new HttpStatusError(this.#shown(`${this.#httpBase}/stats`), 200, "no server.state or server.uptime stat");
     }
     const active = sums.get("downstream_cx_active");
     const accepted = sums.get("downstream_cx_total");
     const ingress: IngressCount | undefined = active === undefined || accepted === undefined
       ? undefined
       : { active, accepted };
-    return {
-      live: state === 0,
-      uptimeSeconds,
-      listenersStopped: values.get("listener_manager.listener_stopped") ?? 0,
-      ingress,
-    };
+    return { ...base, listenersStopped: values.get(LISTENER_STOPPED) ?? 0, ingress };
   }
 
   /** The stats names of the listeners Envoy has (`0.0.0.0_15000`, ...), the admin listener left out. */

@@ -197,7 +197,7 @@ function timeLeft(envoy: EnvoyAdmin, deadline: number): number {
 }
 
 /**
- * Reads Envoy's stats (state, uptime, stopped listeners and, in connections mode, the ingress counters).
+ * Reads Envoy's state and uptime and, in connections mode, its stopped listeners and ingress counters.
  * Logs only when what an operator would want to know changes: the open connections, whether new ones
  * arrived since the previous read, or why the count is unknown. In fixed mode only a failed read after
  * a good one is logged, as it is the only sign that a restart could go unnoticed.
@@ -209,8 +209,13 @@ function envoyReader(stage: ShutdownStage, waited: () => number) {
     let reading: EnvoyReading | undefined;
     let envoyAnswer: string;
     try {
-      reading = await stage.envoy.drainReading(stage.listener, { timeoutMs: timeLeft(stage.envoy, deadline) });
-      envoyAnswer = reading.ingress === undefined ? "no listener matches ENVOY_INGRESS_LISTENER" : "HTTP 200";
+      // Up to two calls: one signal keeps both within the deadline.
+      const timeoutMs = timeLeft(stage.envoy, deadline);
+      const signal = AbortSignal.timeout(timeoutMs);
+      reading = await stage.envoy.drainReading(counting ? stage.listener : undefined, { timeoutMs, signal });
+      envoyAnswer = counting && reading.ingress === undefined
+        ? "no listener matches ENVOY_INGRESS_LISTENER"
+        : "HTTP 200";
     } catch (error) {
       envoyAnswer = describeError(error).message;
     }

@@ -60,11 +60,14 @@ Deno.test("failHealthcheck makes Envoy DRAINING; /healthcheck/ok undoes it", asy
   assert.equal(await admin.failHealthcheck(), "OK");
   assert.equal(envoy.state, "DRAINING");
   assert.deepEqual(await admin.ready(), { live: false, state: "DRAINING" });
+  const gauge = await request(`${envoy.adminUrl}/stats?filter=^server\\.state$`, { timeoutMs: 2_000 });
+  assert.equal(gauge.body, "server.state: 0\n", "the server.state gauge is only set at the next stats flush");
   await request(`${envoy.adminUrl}/healthcheck/ok`, { method: "POST", timeoutMs: 2_000 });
   assert.deepEqual(await admin.ready(), { live: true, state: "LIVE" });
   assert.deepEqual(envoy.calls.map((c) => `${c.method} ${c.target} ${c.status}`), [
     "POST /healthcheck/fail 200",
     "GET /ready 503",
+    "GET /stats?filter=%5Eserver%5C.state%24 200",
     "POST /healthcheck/ok 200",
     "GET /ready 200",
   ]);
