@@ -199,8 +199,8 @@ function timeLeft(envoy: EnvoyAdmin, deadline: number): number {
 /**
  * Reads Envoy's state and uptime and, in connections mode, its stopped listeners and ingress counters.
  * Logs only when what an operator would want to know changes: the open connections, whether new ones
- * arrived since the previous read, or why the count is unknown. In fixed mode only a failed read after
- * a good one is logged, as it is the only sign that a restart could go unnoticed.
+ * arrived since the previous read, or why the count is unknown. In fixed mode only whether Envoy can be
+ * read is logged when it changes: while it cannot, a restart would go unnoticed.
  */
 function envoyReader(stage: ShutdownStage, waited: () => number) {
   let lastLogged: string | undefined;

@@ -137,9 +137,10 @@ Deno.test("when the drain time ends Envoy stops the inbound listeners, unless sk
   await using envoy = await startEnvoyEmulator({ drainTimeMs: 400 });
   await using skipping = await startEnvoyEmulator({ drainTimeMs: 400 });
   const listener = ingressListener("15000");
+  const kept = await DownstreamConnection.open(envoy.ingressPort);
+  await until(() => envoy.activeIngressConnections === 1, "the connection is accepted");
   assert.equal((await post(`${envoy.adminUrl}/drain_listeners?graceful&inboundonly`)).status, 200);
   assert.equal(await new EnvoyAdmin(skipping.adminUrl).drainInboundListeners(), "OK");
-  const kept = await DownstreamConnection.open(envoy.ingressPort);
   await until(() => !envoy.accepting, "the drain time to end", 3_000);
   await assert.rejects(DownstreamConnection.open(envoy.ingressPort), /refused/i, "new connections are refused");
   assert.equal(kept.isEnded, false, "the connections it had stay open");
@@ -156,19 +157,19 @@ Deno.test("when the drain time ends Envoy stops the inbound listeners, unless sk
 });
 
 Deno.test("gradual drain: the chance that an answer closes its connection grows from 0 to 1 over the drain time", async () => {
-  let draw = 0.5;
-  await using envoy = await startEnvoyEmulator({ drainTimeMs: 1_000, random: () => draw });
+  let draw = 0.99;
+  await using envoy = await startEnvoyEmulator({ drainTimeMs: 2_000, random: () => draw });
   const admin = new EnvoyAdmin(envoy.adminUrl);
-  const info = await admin.serverInfo();
-  assert.equal(info.drainTimeSeconds, 1);
+  assert.equal((await admin.serverInfo()).drainTimeSeconds, 2);
   const connection = await DownstreamConnection.open(envoy.ingressPort);
   await admin.drainInboundListeners();
-  assert.equal((await connection.request("/")).connectionClose, false, "early in the drain, a draw of 0.5 keeps it");
-  await new Promise((r) => setTimeout(r, 600));
-  assert.equal((await connection.request("/")).connectionClose, true, "past half the drain time, it closes");
-  draw = 0.99;
+  assert.equal((await connection.request("/")).connectionClose, false, "a high draw keeps it, early in the drain");
+  draw = 0.01;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await connection.request("/")).connectionClose, true, "a low draw closes it once time has passed");
+  draw = 0.999;
   const other = await DownstreamConnection.open(envoy.ingressPort);
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, 2_000));
   assert.equal((await other.request("/")).connectionClose, true, "at the end of the drain time, always");
 
   await using older = await startEnvoyEmulator({ drainListeners: false });

@@ -466,7 +466,7 @@ Deno.test("App Mesh's Envoy (drain time shorter than DRAIN_TIMEOUT): warned at s
 
   assert.equal(exit.code, 0);
   assert.equal(downstream.seen.refused, 0, "no connection refused before the helper exited");
-  assert.ok(downstream.seen.opened >= 15, `downstreams kept connecting: ${downstream.seen.opened}`);
+  assert.ok(downstream.seen.opened >= 5, `downstreams kept connecting: ${downstream.seen.opened}`);
   assert.ok(exit.at - signalledAt >= 2_150, "new connections keep the drain going to the deadline");
   assert.ok(envoy.calls.some((c) => c.target === "/drain_listeners?graceful&inboundonly&skip_exit"));
   assert.equal(envoy.accepting, true, "skip_exit: Envoy never stopped its listeners");
