@@ -2,6 +2,8 @@
  * appmesh-helper demo: a task stops while downstreams still hold connections to its Envoy. The helper
  * waits DRAIN_DELAY, fails Envoy's health check, drains the inbound listener, and exits as soon as the
  * last inbound connection has been gone for DRAIN_QUIET_PERIOD, long before DRAIN_DELAY + DRAIN_TIMEOUT.
+ * As with real Envoy, the drain closes a connection only after its next answer; idle keep-alives close
+ * when their downstreams close them.
  * @module
  */
 import type { Narrator, Scenario } from "./scenario.ts";
@@ -52,8 +54,16 @@ async function run(say: Narrator["say"]) {
   const fail = await helper.waitForLog((l) => l.step === "healthcheck-fail");
   say(`POST /healthcheck/fail after ${fail.waitedSeconds} s: Envoy is now ${envoy.state}`);
   await helper.waitForLog((l) => l.step === "drain-listeners");
-  say("POST /drain_listeners?graceful&inboundonly: idle keep-alive connections are closed");
+  say("POST /drain_listeners?graceful&inboundonly&skip_exit: Envoy keeps accepting, and keeps idle keep-alives open");
+  const next = await idle[0].request("/");
+  say(
+    `one downstream sends another request: answered with Connection: ${next.connectionClose ? "close" : "keep-alive"}`,
+  );
+  idle[1].close();
+  say("the other downstream closes its pooled connection: this endpoint has left its service discovery");
   await Promise.all(idle.map((c) => c.ended));
+  // The emulated listener sees each close a moment after its client does.
+  while (envoy.activeIngressConnections > 1) await new Promise((r) => setTimeout(r, 10));
   say(`${envoy.activeIngressConnections} connection left: the request in flight is served to its end`);
   const answer = await slowAnswer;
   const lastClosedAt = await busy.ended;

@@ -183,29 +183,32 @@ export function url<const O extends Common<string>>(o: O): Setting<Present<O, st
   return <Setting<Present<O, string>>> {
     ...o,
     type: "url",
-    parse: (raw) => {
-      let parsed: URL;
-      try {
-        parsed = new URL(raw.trim());
-      } catch {
-        throw new Error("expected an absolute http:// or https:// URL");
-      }
-      if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-        throw new Error("expected an absolute http:// or https:// URL");
-      }
-      return parsed.href.replace(/\/$/, "");
-    },
+    parse: parseHttpUrl,
   };
 }
 
 const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 
 /**
- * Whether `name` is written as an AWS region is (`eu-west-1`, `us-gov-west-1`, `cn-north-1`): the one
+ * Whether `name` is shaped like an AWS region name (`eu-west-1`, `us-gov-west-1`, `cn-north-1`): the one
  * check behind every role's region setting, so that a typo fails at start instead of as an unknown host.
  */
 export function isRegionName(name: string): boolean {
   return REGION_NAME.test(name);
+}
+
+/** An absolute http:// or https:// URL, without its trailing slash; throws naming what was expected. */
+export function parseHttpUrl(raw: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw.trim());
+  } catch {
+    throw new Error("expected an absolute http:// or https:// URL");
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new Error("expected an absolute http:// or https:// URL");
+  }
+  return parsed.href.replace(/\/$/, "");
 }
 
 /**

@@ -49,6 +49,8 @@ export interface RequestOptions {
   readonly headers?: Record<string, string>;
   /** `manual` returns a 3xx answer as it is instead of following it (default `follow`). */
   readonly redirect?: RequestRedirect;
+  /** Send the request over this unix socket (the URL's host is then only the `Host` header). */
+  readonly unixSocket?: string;
 }
 
 export interface HttpAnswer {
@@ -56,11 +58,24 @@ export interface HttpAnswer {
   readonly body: string;
 }
 
+/** One client per unix socket path, kept for the process: it pools its connections like fetch's default one. */
+const unixClients = new Map<string, Deno.HttpClient>();
+
+function unixClient(path: string): Deno.HttpClient {
+  let client = unixClients.get(path);
+  if (client === undefined) {
+    client = Deno.createHttpClient({ proxy: { transport: "unix", path } });
+    unixClients.set(path, client);
+  }
+  return client;
+}
+
 /**
  * Sends one request and reads the whole answer within `timeoutMs`. Any HTTP status is returned;
  * transport failures become {@link HttpUnreachableError}; an abort of `signal` rethrows its reason.
  */
 export async function request(url: string, options: RequestOptions): Promise<HttpAnswer> {
+  const shown = describeTarget(url, options);
   const timeout = AbortSignal.timeout(options.timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   try {
@@ -70,29 +85,38 @@ export async function request(url: string, options: RequestOptions): Promise<Htt
       headers: options.headers,
       redirect: options.redirect,
       signal,
+      client: options.unixSocket === undefined ? undefined : unixClient(options.unixSocket),
     });
     return { status: response.status, body: await response.text() };
   } catch (error) {
     if (options.signal?.aborted) throw options.signal.reason;
     if (timeout.aborted) {
-      throw new HttpUnreachableError(url, `no answer within ${options.timeoutMs} ms`, {
+      throw new HttpUnreachableError(shown, `no answer within ${options.timeoutMs} ms`, {
         cause: error,
         kind: "timeout",
       });
     }
     const reason = innermostMessage(error);
     const kind = /connection refused/i.test(reason) ? "refused" : "other";
-    throw new HttpUnreachableError(url, reason, { cause: error, kind });
+    throw new HttpUnreachableError(shown, reason, { cause: error, kind });
   }
+}
+
+/** The URL as errors name it: over a unix socket, `unix://<socket>:<path and query>`. */
+export function describeTarget(url: string, options: Pick<RequestOptions, "unixSocket">): string {
+  if (options.unixSocket === undefined) return url;
+  const { pathname, search } = new URL(url);
+  return `unix://${options.unixSocket}:${pathname}${search}`;
 }
 
 /** GET `url` and parse JSON; non-2xx answers become {@link HttpStatusError}. */
 export async function getJson<T>(url: string, options: RequestOptions): Promise<T> {
   const answer = await request(url, options);
-  if (answer.status < 200 || answer.status > 299) throw new HttpStatusError(url, answer.status, answer.body);
+  const shown = describeTarget(url, options);
+  if (answer.status < 200 || answer.status > 299) throw new HttpStatusError(shown, answer.status, answer.body);
   try {
     return JSON.parse(answer.body) as T;
   } catch {
-    throw new HttpStatusError(url, answer.status, `not JSON: ${answer.body.slice(0, 100)}`);
+    throw new HttpStatusError(shown, answer.status, `not JSON: ${answer.body.slice(0, 100)}`);
   }
 }

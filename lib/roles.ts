@@ -71,8 +71,10 @@ export const ROLES: readonly RoleInfo[] = [
     summary: "Envoy sidecar helper: healthy only once Envoy is live; on SIGTERM fails Envoy's health check and drains.",
     // Env: whole (runRole reads it with Deno.env.toObject, which a name list does not allow). Network: Envoy's
     // admin API and the app's health check, at operator-chosen hosts (in bridge mode APP_HEALTHCHECK_URL names
-    // another container). No file system, no subprocesses.
-    permissions: ["--allow-env", "--allow-net"],
+    // another container). Read/write: Deno asks both to connect to a unix socket, and Envoy's admin socket
+    // (ENVOY_ADMIN_URL=unix:///path, App Mesh's ENVOY_ADMIN_MODE=uds) is an operator-chosen path; the helper
+    // opens no file. No subprocesses.
+    permissions: ["--allow-env", "--allow-net", "--allow-read", "--allow-write"],
     // None: heap limits (semi-space 1 MiB, old space 32 MiB, jitless) were measured and did not lower the peak,
     // which is the runtime's own native and file-backed memory, not the JavaScript heap.
     v8Flags: [],

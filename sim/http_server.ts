@@ -35,11 +35,14 @@ export interface SimServerOptions {
   readonly renderFaults?: FaultRenderer;
   readonly hostname?: string;
   readonly port?: number;
+  /** Listen on this unix socket path instead of TCP (e.g. Envoy's admin with `ENVOY_ADMIN_MODE=uds`). */
+  readonly socketPath?: string;
 }
 
 export interface SimServer extends AsyncDisposable {
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>`, or `unix://<path>` on a unix socket. */
   readonly url: string;
+  /** 0 on a unix socket. */
   readonly port: number;
   readonly faults: Faults;
   /** Requests received, faulted ones included. */
@@ -103,17 +106,20 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 0, options.hostname ?? "127.0.0.1", () => resolve());
+    if (options.socketPath !== undefined) server.listen(options.socketPath, () => resolve());
+    else server.listen(options.port ?? 0, options.hostname ?? "127.0.0.1", () => resolve());
   });
-  const { port, address } = server.address() as AddressInfo;
+  const bound = server.address();
+  const { port, address } = typeof bound === "string" ? { port: 0, address: "" } : bound as AddressInfo;
   const host = address.includes(":") ? `[${address}]` : address;
+  const url = typeof bound === "string" ? `unix://${bound}` : `http://${host}:${port}`;
   const close = async () => {
     for (const res of hanging) res.socket?.destroy();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
   return {
-    url: `http://${host}:${port}`,
+    url,
     port,
     faults,
     get requestCount() {

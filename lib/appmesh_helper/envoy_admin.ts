@@ -1,12 +1,13 @@
 /**
  * Envoy's admin API, as far as the helper needs it: readiness, server state, failing the health check,
  * draining inbound listeners and reading the ingress listener's connection counters. Works with any
- * Envoy (App Mesh's, or one driven by another control plane). Every call has a hard timeout; failures
- * surface as the typed errors of lib/http.ts.
+ * Envoy (App Mesh's, or one driven by another control plane), over TCP or a unix socket
+ * (`unix:///tmp/envoy_admin.sock`, App Mesh's `ENVOY_ADMIN_MODE=uds`). Every call has a hard timeout;
+ * failures surface as the typed errors of lib/http.ts.
  * @module
  */
-import { getJson, HttpStatusError, request } from "../http.ts";
-import type { IngressCount } from "./machine.ts";
+import { describeTarget, getJson, HttpStatusError, request, type RequestOptions } from "../http.ts";
+import type { EnvoyReading, IngressCount } from "./machine.ts";
 
 export interface Readiness {
   readonly live: boolean;
@@ -18,6 +19,10 @@ export interface ServerInfo {
   readonly state: string;
   /** Envoy's build, e.g. `<sha>/1.29.4/Clean/RELEASE/BoringSSL`. */
   readonly version: string | undefined;
+  /** `command_line_options.drain_time` (`--drain-time-s`; App Mesh sets it from `LISTENER_DRAIN_WAIT_TIME_S`). */
+  readonly drainTimeSeconds: number | undefined;
+  /** `uptime_current_epoch`: seconds since this Envoy process started. */
+  readonly uptimeSeconds: number | undefined;
 }
 
 /** The two counters of a listener that tell whether it is quiet. */
@@ -25,8 +30,8 @@ export type ListenerCounter = "downstream_cx_active" | "downstream_cx_total";
 
 /** Selects the listener whose connections count as inbound, from its stats names. */
 export interface IngressListener {
-  /** RE2 (and JavaScript) regex sent as `/stats?filter=`; it matches exactly the wanted stat names. */
-  readonly filter: string;
+  /** RE2 (and JavaScript) regex that matches exactly the wanted stat names, without anchors. */
+  readonly pattern: string;
   /** Which of the ingress listener's counters `statName` is; `undefined` for any other stat. */
   counterOf(statName: string): ListenerCounter | undefined;
 }
@@ -41,14 +46,20 @@ const IPV4_OR_IPV6 = String.raw`(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F_.]*\])`;
 export function ingressListener(setting: string): IngressListener {
   const name = /^\d+$/.test(setting) ? `${IPV4_OR_IPV6}_${setting}` : escapeRegex(setting);
   // `name` has no capturing group of its own, so group 1 is the counter.
-  const filter = String.raw`^listener\.${name}\.(downstream_cx_active|downstream_cx_total)$`;
-  const pattern = new RegExp(filter);
-  return { filter, counterOf: (statName) => pattern.exec(statName)?.[1] as ListenerCounter | undefined };
+  const pattern = String.raw`listener\.${name}\.(downstream_cx_active|downstream_cx_total)`;
+  const exact = new RegExp(`^${pattern}$`);
+  return { pattern, counterOf: (statName) => exact.exec(statName)?.[1] as ListenerCounter | undefined };
 }
 
 function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+/** Counts the listeners Envoy has stopped (source/common/listener_manager/listener_manager_impl.h). */
+const LISTENER_STOPPED = "listener_manager.listener_stopped";
+
+/** Every listener's accepted-connections counter, per-worker ones excluded: to list the listeners Envoy has. */
+const LISTENER_TOTALS = /^listener\.(.+)\.downstream_cx_total$/;
 
 export interface CallOptions {
   readonly signal?: AbortSignal;
@@ -60,27 +71,46 @@ interface StatsAnswer {
   readonly stats?: ReadonlyArray<{ readonly name?: unknown; readonly value?: unknown }>;
 }
 
+/** `"20s"` (protobuf JSON of a Duration) in seconds; `undefined` for anything else. */
+function durationSeconds(value: unknown): number | undefined {
+  const match = typeof value === "string" ? /^(\d+(?:\.\d+)?)s$/.exec(value) : null;
+  return match ? Number(match[1]) : undefined;
+}
+
 export class EnvoyAdmin {
-  constructor(readonly baseUrl: string, readonly timeoutMs = 2_000) {}
+  readonly #httpBase: string;
+  readonly #unixSocket: string | undefined;
+
+  /** `baseUrl`: `http(s)://host:port[/prefix]` or `unix:///path/to/admin.sock`. */
+  constructor(readonly baseUrl: string, readonly timeoutMs = 2_000) {
+    this.#unixSocket = baseUrl.startsWith("unix://") ? baseUrl.slice("unix://".length) : undefined;
+    this.#httpBase = this.#unixSocket === undefined ? baseUrl : "http://localhost";
+  }
 
   /** `GET /ready`. Any answer other than 200 or 503 is an {@link HttpStatusError} (not Envoy's admin?). */
   async ready(options: CallOptions = {}): Promise<Readiness> {
-    const url = `${this.baseUrl}/ready`;
+    const url = `${this.#httpBase}/ready`;
     const answer = await request(url, this.#options(options));
-    if (answer.status !== 200 && answer.status !== 503) throw new HttpStatusError(url, answer.status, answer.body);
+    if (answer.status !== 200 && answer.status !== 503) {
+      throw new HttpStatusError(this.#shown(url), answer.status, answer.body);
+    }
     const state = answer.body.trim();
     return { live: answer.status === 200 && state === "LIVE", state };
   }
 
-  /** `GET /server_info`: the state and Envoy's version. */
+  /** `GET /server_info`: the state, Envoy's version and its drain time. */
   async serverInfo(options: CallOptions = {}): Promise<ServerInfo> {
-    const info = await getJson<{ state?: unknown; version?: unknown }>(
-      `${this.baseUrl}/server_info`,
-      this.#options(options),
-    );
+    const info = await getJson<{
+      state?: unknown;
+      version?: unknown;
+      uptime_current_epoch?: unknown;
+      command_line_options?: { drain_time?: unknown };
+    }>(`${this.#httpBase}/server_info`, this.#options(options));
     return {
       state: typeof info.state === "string" ? info.state : "unknown",
       version: typeof info.version === "string" ? info.version : undefined,
+      drainTimeSeconds: durationSeconds(info.command_line_options?.drain_time),
+      uptimeSeconds: durationSeconds(info.uptime_current_epoch),
     };
   }
 
@@ -89,39 +119,77 @@ export class EnvoyAdmin {
     return this.#post("/healthcheck/fail", options);
   }
 
-  /** `POST /drain_listeners?graceful&inboundonly`: inbound listeners start closing keep-alive connections. */
+  /**
+   * `POST /drain_listeners?graceful&inboundonly&skip_exit`: inbound listeners tell each connection to close
+   * in its next response and keep accepting; `skip_exit` (Envoy >= 1.29) keeps them accepting after
+   * Envoy's drain time too, so that only the helper's own deadline ends the drain.
+   */
   drainInboundListeners(options: CallOptions = {}): Promise<string> {
-    return this.#post("/drain_listeners?graceful&inboundonly", options);
+    return this.#post("/drain_listeners?graceful&inboundonly&skip_exit", options);
   }
 
   /**
-   * The ingress listener's open and accepted connections (each summed over its addresses), read in one
-   * `/stats` call so that both describe the same moment; `undefined` when Envoy has no listener that
-   * matches (or lacks either counter).
+   * What the drain watches. The state and uptime come from `/server_info`, which computes them per
+   * request: the `server.state` and `server.uptime` gauges are only set at each stats flush (every 5 s
+   * by default; source/server/server.cc `updateServerStats`), too late to tell a restart from a fail
+   * call just taken. With `listener` (connections mode), one `/stats` call also reads the listeners
+   * stopped and the ingress listener's open and accepted connections (each summed over its addresses;
+   * `undefined` when no listener matches), so that both counters describe the same moment.
    */
-  async ingressCount(listener: IngressListener, options: CallOptions = {}): Promise<IngressCount | undefined> {
-    const url = `${this.baseUrl}/stats?format=json&filter=${encodeURIComponent(listener.filter)}`;
-    const answer = await getJson<StatsAnswer>(url, this.#options(options));
+  async drainReading(listener: IngressListener | undefined, options: CallOptions = {}): Promise<EnvoyReading> {
+    const info = await this.serverInfo(options);
+    if (info.uptimeSeconds === undefined) {
+      throw new HttpStatusError(this.#shown(`${this.#httpBase}/server_info`), 200, "no uptime_current_epoch");
+    }
+    const base = { live: info.state === "LIVE", uptimeSeconds: info.uptimeSeconds };
+    if (listener === undefined) return { ...base, listenersStopped: 0, ingress: undefined };
+    const values = await this.#stats(`^(?:${listener.pattern}|${escapeRegex(LISTENER_STOPPED)})$`, options);
     const sums = new Map<ListenerCounter, number>();
-    for (const stat of answer.stats ?? []) {
-      const counter = typeof stat.name === "string" ? listener.counterOf(stat.name) : undefined;
-      if (counter !== undefined && typeof stat.value === "number") {
-        sums.set(counter, (sums.get(counter) ?? 0) + stat.value);
-      }
+    for (const [name, value] of values) {
+      const counter = listener.counterOf(name);
+      if (counter !== undefined) sums.set(counter, (sums.get(counter) ?? 0) + value);
     }
     const active = sums.get("downstream_cx_active");
     const accepted = sums.get("downstream_cx_total");
-    return active === undefined || accepted === undefined ? undefined : { active, accepted };
+    const ingress: IngressCount | undefined = active === undefined || accepted === undefined
+      ? undefined
+      : { active, accepted };
+    return { ...base, listenersStopped: values.get(LISTENER_STOPPED) ?? 0, ingress };
   }
 
+  /** The stats names of the listeners Envoy has (`0.0.0.0_15000`, ...), the admin listener left out. */
+  async listenerNames(options: CallOptions = {}): Promise<string[]> {
+    const values = await this.#stats(LISTENER_TOTALS.source, options);
+    return [...values.keys()]
+      .map((name) => LISTENER_TOTALS.exec(name)?.[1])
+      .filter((name): name is string => name !== undefined && name !== "admin" && !/\.worker_\d+$/.test(name));
+  }
+
+  /** Numeric stats matching `filter`; text readouts (string values) and the histograms entry are skipped. */
+  async #stats(filter: string, options: CallOptions): Promise<Map<string, number>> {
+    const url = `${this.#httpBase}/stats?format=json&filter=${encodeURIComponent(filter)}`;
+    const answer = await getJson<StatsAnswer>(url, this.#options(options));
+    const values = new Map<string, number>();
+    for (const stat of answer.stats ?? []) {
+      if (typeof stat.name === "string" && typeof stat.value === "number") values.set(stat.name, stat.value);
+    }
+    return values;
+  }
+
+  /** Taken only when Envoy itself says so: 200 `OK` (an HTML page or a proxy's 200 is not Envoy's answer). */
   async #post(path: string, options: CallOptions): Promise<string> {
-    const url = `${this.baseUrl}${path}`;
+    const url = `${this.#httpBase}${path}`;
     const answer = await request(url, { ...this.#options(options), method: "POST" });
-    if (answer.status !== 200) throw new HttpStatusError(url, answer.status, answer.body);
-    return answer.body.trim();
+    const body = answer.body.trim();
+    if (answer.status !== 200 || body !== "OK") throw new HttpStatusError(this.#shown(url), answer.status, body);
+    return body;
   }
 
-  #options(options: CallOptions) {
-    return { timeoutMs: options.timeoutMs ?? this.timeoutMs, signal: options.signal };
+  #shown(url: string): string {
+    return describeTarget(url, { unixSocket: this.#unixSocket });
+  }
+
+  #options(options: CallOptions): RequestOptions {
+    return { timeoutMs: options.timeoutMs ?? this.timeoutMs, signal: options.signal, unixSocket: this.#unixSocket };
   }
 }

@@ -1,27 +1,34 @@
 /**
- * The shutdown stage as a pure state machine: the driver feeds it what it observed and the current
- * time, and it answers with the one action to take next. No I/O and no clock of its own, so every
- * path (app gone, Envoy down, connections that never close) is tested without waiting.
+ * The shutdown stage as a pure state machine: the driver feeds it the current current time and
+ * what it observed, `step(now, observation)`, and it answers with the one action to take next. No I/O
+ * and no clock of its own, so every path (app gone, Envoy down or restarted, connections that never
+ * close) is tested without waiting. A leaf of the import graph.
  *
  * Timeline, from the first SIGTERM/SIGINT at `t0`:
  * - app health configured and gone (connection refused, or no answer in time twice in a row): exit at
  *   once, nothing to drain. Any other failure (DNS, TLS, reset) proves nothing, so the drain goes on;
  * - `t0 + drainDelay`: fail Envoy's health check (and, in connections mode, drain its inbound listeners);
+ * - from then on Envoy is read every poll interval: an Envoy LIVE again (restarted by its agent, or its
+ *   health check reset) or whose uptime went back is failed again;
  * - fixed mode: exit at the deadline `t0 + drainDelay + drainTimeout`;
- * - connections mode: poll the ingress listener's counters and exit once it has been quiet (no connection
- *   open, none accepted) for the quiet period, or at the deadline, whichever comes first. If Envoy did
- *   not take the fail call, downstreams were never told, so the drain waits for the deadline as in fixed mode.
+ * - connections mode: exit once the ingress listener has been quiet (no connection open, none accepted)
+ *   for the quiet period, or at the deadline, whichever comes first. If Envoy did not take the fail call,
+ *   downstreams were never told; if the listener is not accepting (Envoy stopped it, or its stats are
+ *   gone), refused connections never show in its counters: a lull proves nothing then, so the drain
+ *   holds to the deadline as in fixed mode.
  * @module
  */
 
-export type DrainMode = "fixed" | "connections";
+/** The drain modes, named once: the setting DRAIN_MODE takes its choices from here. */
+export const DRAIN_MODES = ["fixed", "connections"] as const;
+export type DrainMode = typeof DRAIN_MODES[number];
 
 export interface ShutdownPlan {
   readonly drainDelayMs: number;
   readonly drainTimeoutMs: number;
   readonly mode: DrainMode;
   readonly quietPeriodMs: number;
-  /** How often the connection count is read in connections mode. */
+  /** How often Envoy is read once its health check has been failed (for restarts, and connections). */
   readonly pollIntervalMs: number;
   /** Whether an app health check is configured (only then can the app be found gone). */
   readonly appCheck: boolean;
@@ -44,16 +51,32 @@ export interface IngressCount {
   readonly accepted: number;
 }
 
+/** One read of Envoy's stats during the drain, all figures from the same moment. */
+export interface EnvoyReading {
+  /** `server.state` is LIVE: its health check passes (a restarted Envoy, or one whose fail was undone). */
+  readonly live: boolean;
+  /** `server.uptime`: seconds since this Envoy process started; it goes back when the agent restarts Envoy. */
+  readonly uptimeSeconds: number;
+  /** `listener_manager.listener_stopped`: listeners Envoy has stopped (they refuse new connections). */
+  readonly listenersStopped: number;
+  /** The ingress listener's counters; `undefined` when Envoy has no stats for it. */
+  readonly ingress: IngressCount | undefined;
+}
+
 /** What the driver saw since the last action. */
 export type Observation =
   | { readonly kind: "app-checked"; readonly result: AppCheckResult }
   | { readonly kind: "waited" }
   | { readonly kind: "envoy-failed"; readonly accepted: boolean }
-  /** `undefined`: unknown (Envoy did not answer, or has no such listener). */
-  | { readonly kind: "connections-counted"; readonly count: IngressCount | undefined };
+  /** `undefined`: Envoy did not answer (or not as Envoy does). */
+  | { readonly kind: "envoy-read"; readonly reading: EnvoyReading | undefined };
 
 export type WaitPurpose = "drain-delay" | "drain-timeout" | "poll";
 export type ExitReason = "app-gone" | "drain-timeout" | "connections-drained";
+/** Why Envoy is told to fail: the drain delay is over, or Envoy came back LIVE or restarted mid-drain. */
+export type FailCause = "drain-delay-over" | "envoy-restarted";
+/** Why connections mode holds to the deadline although downstreams were told: the listener may refuse. */
+export type HoldReason = "listener-stopped" | "listener-stats-gone";
 
 export type Action =
   /** Ask the app's health check (once more after a check that timed out, to confirm it). */
@@ -61,9 +84,14 @@ export type Action =
   /** Sleep until the epoch-ms `untilMs`, then report `waited`. */
   | { readonly kind: "wait"; readonly untilMs: number; readonly purpose: WaitPurpose }
   /** Fail Envoy's health check; give up on retries at `deadlineMs`. */
-  | { readonly kind: "fail-envoy"; readonly drainListeners: boolean; readonly deadlineMs: number }
-  /** Read the ingress connection count; a read must not outlast `deadlineMs`. */
-  | { readonly kind: "count-connections"; readonly deadlineMs: number }
+  | {
+    readonly kind: "fail-envoy";
+    readonly drainListeners: boolean;
+    readonly deadlineMs: number;
+    readonly cause: FailCause;
+  }
+  /** Read Envoy's stats; a read must not outlast `deadlineMs`. */
+  | { readonly kind: "read-envoy"; readonly deadlineMs: number }
   | { readonly kind: "exit"; readonly reason: ExitReason };
 
 type Phase =
@@ -72,8 +100,7 @@ type Phase =
   | "confirming-app"
   | "delaying"
   | "failing"
-  | "holding"
-  | "counting"
+  | "reading"
   | "polling"
   | "done";
 
@@ -88,6 +115,12 @@ export class ShutdownMachine {
   #quiet: { readonly since: number; readonly accepted: number } | undefined;
   #lastCount: number | undefined;
   #envoyAccepted = false;
+  #failCalls = 0;
+  #lastUptime: number | undefined;
+  /** `listener_stopped` at the first read after the latest fail call: a rise means Envoy stopped a listener. */
+  #stoppedBefore: number | undefined;
+  #holdReason: HoldReason | undefined;
+  #restarts = 0;
 
   constructor(readonly plan: ShutdownPlan, now: number) {
     this.startedAt = now;
@@ -100,9 +133,19 @@ export class ShutdownMachine {
     return this.#lastCount;
   }
 
-  /** Whether Envoy accepted the health check failure. */
+  /** Whether Envoy accepted the latest health check failure. */
   get envoyAccepted(): boolean {
     return this.#envoyAccepted;
+  }
+
+  /** Why connections mode now holds to the deadline; `undefined` while a quiet listener may end the drain. */
+  get holdReason(): HoldReason | undefined {
+    return this.#holdReason;
+  }
+
+  /** How many times Envoy was found LIVE again or restarted mid-drain (and failed again). */
+  get restarts(): number {
+    return this.#restarts;
   }
 
   /** The first action, for the signal that started the shutdown. */
@@ -112,21 +155,17 @@ export class ShutdownMachine {
     return this.#delay();
   }
 
-  next(observation: Observation, now: number): Action {
+  /** The next action, given the time now and what the previous action observed. */
+  step(now: number, observation: Observation): Action {
     switch (observation.kind) {
       case "app-checked":
         return this.#afterAppCheck(observation.result);
       case "envoy-failed":
         this.#expect("failing");
-        this.#envoyAccepted = observation.accepted;
-        // Downstreams that were never told keep sending: a lull in connections proves nothing then.
-        if (this.plan.mode === "fixed" || !observation.accepted) {
-          return this.#to("holding", { kind: "wait", untilMs: this.deadline, purpose: "drain-timeout" });
-        }
-        return this.#countOrExit(now);
-      case "connections-counted":
-        this.#expect("counting");
-        return this.#afterCount(observation.count, now);
+        return this.#afterFail(observation.accepted, now);
+      case "envoy-read":
+        this.#expect("reading");
+        return this.#afterRead(observation.reading, now);
       case "waited":
         return this.#afterWait(now);
     }
@@ -148,52 +187,94 @@ export class ShutdownMachine {
     }
   }
 
+  #afterFail(accepted: boolean, now: number): Action {
+    const first = this.#failCalls++ === 0;
+    this.#envoyAccepted = accepted;
+    this.#quiet = undefined;
+    this.#stoppedBefore = undefined;
+    this.#holdReason = undefined;
+    if (now >= this.deadline) return this.#exit("drain-timeout");
+    if (this.#countsConnections) return this.#to("reading", { kind: "read-envoy", deadlineMs: this.deadline });
+    return this.#poll(now, first ? "drain-timeout" : "poll");
+  }
+
   #afterWait(now: number): Action {
     switch (this.#phase) {
       case "delaying":
-        return this.#to("failing", {
-          kind: "fail-envoy",
-          drainListeners: this.plan.mode === "connections",
-          deadlineMs: this.deadline,
-        });
-      case "holding":
-        return this.#exit("drain-timeout");
+        return this.#fail("drain-delay-over");
       case "polling":
-        return this.#countOrExit(now);
+        if (now >= this.deadline) return this.#exit("drain-timeout");
+        return this.#to("reading", { kind: "read-envoy", deadlineMs: this.deadline });
       default:
         throw new Error(`shutdown machine: "waited" is not expected in phase ${this.#phase}`);
     }
   }
 
-  #afterCount(count: IngressCount | undefined, now: number): Action {
-    this.#lastCount = count?.active;
-    this.#trackQuiet(count, now);
+  #afterRead(reading: EnvoyReading | undefined, now: number): Action {
+    if (reading !== undefined) {
+      const restarted = reading.live || (this.#lastUptime !== undefined && reading.uptimeSeconds < this.#lastUptime);
+      this.#lastUptime = reading.uptimeSeconds;
+      if (restarted && now < this.deadline) {
+        this.#restarts++;
+        return this.#fail("envoy-restarted");
+      }
+    }
+    if (!this.#countsConnections) {
+      if (now >= this.deadline) return this.#exit("drain-timeout");
+      return this.#poll(now, "poll");
+    }
+    this.#lastCount = reading?.ingress?.active;
+    this.#trackAccepting(reading);
+    this.#trackQuiet(reading?.ingress, now);
     if (this.#quiet !== undefined && now - this.#quiet.since >= this.plan.quietPeriodMs) {
       return this.#exit("connections-drained");
     }
     if (now >= this.deadline) return this.#exit("drain-timeout");
-    const quietEnds = this.#quiet === undefined ? Infinity : this.#quiet.since + this.plan.quietPeriodMs;
-    const untilMs = Math.min(now + this.plan.pollIntervalMs, quietEnds, this.deadline);
-    return this.#to("polling", { kind: "wait", untilMs, purpose: "poll" });
+    return this.#poll(now, "poll");
+  }
+
+  /** Downstreams were told (connections mode, fail call taken): only then can a lull end the drain. */
+  get #countsConnections(): boolean {
+    return this.plan.mode === "connections" && this.#envoyAccepted;
+  }
+
+  /** A listener that stopped, or whose stats vanished, refuses connections its counters never see. */
+  #trackAccepting(reading: EnvoyReading | undefined): void {
+    if (reading === undefined || this.#holdReason !== undefined) return;
+    this.#stoppedBefore ??= reading.listenersStopped;
+    if (reading.listenersStopped > this.#stoppedBefore) this.#holdReason = "listener-stopped";
+    else if (reading.ingress === undefined) this.#holdReason = "listener-stats-gone";
   }
 
   /**
    * Quiet means no connection open and none accepted since the quiet period began: under light traffic
    * after the fail call, each connection carries one request and closes (`Connection: close`), often
    * between two reads, so open connections alone would look quiet while requests still arrive. An
-   * unknown count never proves quiet, and anything but quiet restarts the period.
+   * unknown count, or a listener that may be refusing, never proves quiet; anything but quiet restarts
+   * the period.
    */
   #trackQuiet(count: IngressCount | undefined, now: number): void {
-    if (count === undefined || count.active > 0) {
+    if (count === undefined || count.active > 0 || this.#holdReason !== undefined) {
       this.#quiet = undefined;
     } else if (this.#quiet?.accepted !== count.accepted) {
       this.#quiet = { since: now, accepted: count.accepted };
     }
   }
 
-  #countOrExit(now: number): Action {
-    if (now >= this.deadline) return this.#exit("drain-timeout");
-    return this.#to("counting", { kind: "count-connections", deadlineMs: this.deadline });
+  /** Sleeps until the next read, cut short so that the quiet period's end and the deadline land on time. */
+  #poll(now: number, purpose: WaitPurpose): Action {
+    const quietEnds = this.#quiet === undefined ? Infinity : this.#quiet.since + this.plan.quietPeriodMs;
+    const untilMs = Math.min(now + this.plan.pollIntervalMs, quietEnds, this.deadline);
+    return this.#to("polling", { kind: "wait", untilMs, purpose });
+  }
+
+  #fail(cause: FailCause): Action {
+    return this.#to("failing", {
+      kind: "fail-envoy",
+      drainListeners: this.plan.mode === "connections",
+      deadlineMs: this.deadline,
+      cause,
+    });
   }
 
   #delay(): Action {

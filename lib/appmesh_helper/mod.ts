@@ -8,11 +8,21 @@ export { appHealthUrl, type AppmeshHelperConfig, appmeshHelperSettings } from ".
 export {
   type Action,
   type AppCheckResult,
+  DRAIN_MODES,
   type DrainMode,
+  type EnvoyReading,
   type ExitReason,
+  type FailCause,
+  type HoldReason,
   type IngressCount,
   type Observation,
   ShutdownMachine,
   type ShutdownPlan,
 } from "./machine.ts";
-export { EnvoyAdmin, type IngressListener, ingressListener, type ListenerCounter } from "./envoy_admin.ts";
+export {
+  EnvoyAdmin,
+  type IngressListener,
+  ingressListener,
+  type ListenerCounter,
+  type ServerInfo,
+} from "./envoy_admin.ts";

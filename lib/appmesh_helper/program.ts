@@ -20,7 +20,10 @@ import { watchStartup } from "./startup.ts";
 /** How long the app may take to answer its health check before it counts as not answering. */
 export const APP_TIMEOUT_MS = 2_000;
 
-/** Connections mode reads Envoy's stats this often: the exit comes at most this late after the quiet period. */
+/**
+ * Envoy's stats are read this often once its health check has failed: a restarted Envoy is failed again
+ * within this long, and in connections mode the exit comes at most this late after the quiet period.
+ */
 export const CONNECTION_POLL_INTERVAL_MS = 500;
 
 export const appmeshHelperProgram: RoleProgram<AppmeshHelperSettings> = {
@@ -43,14 +46,24 @@ export const appmeshHelperProgram: RoleProgram<AppmeshHelperSettings> = {
     shutdown.onSignal((signal, count) => {
       if (count > 1) log.warning("{signal} ignored: the shutdown stage is already running", { step: "signal", signal });
     });
-    await watchStartup({ log, envoy, appUrl, appTimeoutMs: APP_TIMEOUT_MS, signal: shutdown.signal });
+    const listener = ingressListener(config.envoyIngressListener);
+    await watchStartup({
+      log,
+      envoy,
+      appUrl,
+      appTimeoutMs: APP_TIMEOUT_MS,
+      signal: shutdown.signal,
+      drainChecks: config.drainMode === "connections"
+        ? { drainTimeoutSeconds: config.drainTimeout, listenerSetting: config.envoyIngressListener, listener }
+        : undefined,
+    });
     if (!shutdown.signal.aborted) {
       await new Promise((resolve) => shutdown.signal.addEventListener("abort", resolve, { once: true }));
     }
     await runShutdown({
       log,
       envoy,
-      listener: ingressListener(config.envoyIngressListener),
+      listener,
       appUrl,
       appTimeoutMs: APP_TIMEOUT_MS,
       signalName: String(shutdown.signal.reason),

@@ -4,8 +4,9 @@
  * the README table are generated from here.
  * @module
  */
-import { ConfigError, type ConfigOf, integer, oneOf, seconds, type Setting, url } from "../config.ts";
+import { ConfigError, type ConfigOf, integer, oneOf, parseHttpUrl, seconds, type Setting, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
+import { DRAIN_MODES } from "./machine.ts";
 
 /** ECS caps a container's stopTimeout at 120 s; this leaves the helper 10 s to exit on its own. */
 export const STOP_TIMEOUT_BUDGET_SECONDS = 110;
@@ -39,6 +40,30 @@ const ingressListener: Setting<string> = {
   },
 };
 
+/**
+ * Envoy's admin address: `http(s)://host:port` (with an optional path prefix), or `unix:///path` for an
+ * admin on a unix socket (App Mesh's `ENVOY_ADMIN_MODE=uds` puts it at /tmp/envoy_admin.sock). A query
+ * or fragment would end up in the middle of every admin call's URL, so it is refused.
+ */
+const envoyAdminUrl: Setting<string> = {
+  env: "ENVOY_ADMIN_URL",
+  flag: "envoy-admin-url",
+  type: "url",
+  default: "http://127.0.0.1:9901",
+  help: "Envoy's admin interface: http://host:port, or unix:///path/to/admin.sock (App Mesh's " +
+    "ENVOY_ADMIN_MODE=uds: unix:///tmp/envoy_admin.sock, on a volume shared with the Envoy container).",
+  parse: (raw) => {
+    const value = raw.trim();
+    if (value.startsWith("unix://")) {
+      const path = value.slice("unix://".length);
+      if (!/^\/[^?#\0]*[^/?#\0]$/.test(path)) throw new Error("expected unix:// and an absolute socket path");
+      return value;
+    }
+    if (/[?#]/.test(value)) throw new Error("expected no query or fragment: the admin paths are appended to it");
+    return parseHttpUrl(value);
+  },
+};
+
 const healthcheckPath: Setting<string | undefined> = {
   env: "HEALTHCHECK_PATH",
   flag: "healthcheck-path",
@@ -68,7 +93,7 @@ export const appmeshHelperSettings = {
     env: "DRAIN_MODE",
     flag: "drain-mode",
     default: "fixed",
-    choices: ["fixed", "connections"],
+    choices: DRAIN_MODES,
     help: "fixed: always wait DRAIN_TIMEOUT. connections: also drain Envoy's inbound listeners and exit once " +
       "they have had no connection for DRAIN_QUIET_PERIOD.",
   }),
@@ -78,12 +103,7 @@ export const appmeshHelperSettings = {
     default: 3,
     help: "connections mode: seconds the ingress listener must stay at zero connections before the helper exits.",
   }),
-  envoyAdminUrl: url({
-    env: "ENVOY_ADMIN_URL",
-    flag: "envoy-admin-url",
-    default: "http://127.0.0.1:9901",
-    help: "Envoy's admin interface.",
-  }),
+  envoyAdminUrl,
   envoyIngressListener: ingressListener,
   appHealthcheckUrl: url({
     env: "APP_HEALTHCHECK_URL",

@@ -11,7 +11,14 @@ import { describeError, retry } from "../retry.ts";
 import { type AppAnswer, describeAppAnswer, probeApp } from "./app_health.ts";
 import { secondsSince } from "./elapsed.ts";
 import type { CallOptions, EnvoyAdmin, IngressListener } from "./envoy_admin.ts";
-import { type Action, type ExitReason, type IngressCount, ShutdownMachine, type ShutdownPlan } from "./machine.ts";
+import {
+  type Action,
+  type EnvoyReading,
+  type ExitReason,
+  type HoldReason,
+  ShutdownMachine,
+  type ShutdownPlan,
+} from "./machine.ts";
 
 /** "Retried briefly": an Envoy that has not taken the fail call within this long is not waited for. */
 export const ENVOY_CALL_BUDGET_MS = 5_000;
@@ -42,14 +49,15 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
     failInSeconds: plan.drainDelayMs / 1000,
     exitAtLatestInSeconds: (plan.drainDelayMs + plan.drainTimeoutMs) / 1000,
   });
-  const counter = connectionCounter(stage, waited);
+  const reader = envoyReader(stage, waited);
   let listenersDrained = false;
+  let holdReason: HoldReason | undefined;
   let action: Action = machine.start();
   for (;;) {
     switch (action.kind) {
       case "check-app": {
         const answer = await probeApp(stage.appUrl!, stage.appTimeoutMs);
-        const next = machine.next({ kind: "app-checked", result: answer.kind }, Date.now());
+        const next = machine.step(Date.now(), { kind: "app-checked", result: answer.kind });
         const fields = { step: "app-check", waitedSeconds: waited(), appAnswer: describeAppAnswer(answer) };
         if (answer.kind === "failed") log.warning(appCheckMessage(answer, next), fields);
         else log.info(appCheckMessage(answer, next), fields);
@@ -57,20 +65,34 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
         break;
       }
       case "wait": {
-        if (action.purpose !== "poll") logWait(log, action.purpose, waited(), (action.untilMs - Date.now()) / 1000);
+        if (action.purpose === "drain-delay") logWait(log, action.purpose, waited(), action.untilMs - Date.now());
+        if (action.purpose === "drain-timeout") logWait(log, action.purpose, waited(), machine.deadline - Date.now());
         await sleep(action.untilMs - Date.now());
-        action = machine.next({ kind: "waited" }, Date.now());
+        action = machine.step(Date.now(), { kind: "waited" });
         break;
       }
       case "fail-envoy": {
+        if (action.cause === "envoy-restarted") {
+          log.warning(
+            "Envoy is LIVE again mid-drain (restarted by its agent, or its health check was reset): " +
+              "failing its health check again",
+            { step: "envoy-restarted", waitedSeconds: waited(), restarts: machine.restarts },
+          );
+        }
         const told = await tellEnvoy(stage, action, waited);
         listenersDrained = told.listenersDrained;
-        action = machine.next({ kind: "envoy-failed", accepted: told.healthcheckFailed }, Date.now());
+        action = machine.step(Date.now(), { kind: "envoy-failed", accepted: told.healthcheckFailed });
         break;
       }
-      case "count-connections": {
-        const count = await counter(action.deadlineMs);
-        action = machine.next({ kind: "connections-counted", count }, Date.now());
+      case "read-envoy": {
+        const reading = await reader(action.deadlineMs, plan.mode === "connections" && machine.envoyAccepted);
+        action = machine.step(Date.now(), { kind: "envoy-read", reading });
+        if (machine.holdReason !== holdReason) {
+          holdReason = machine.holdReason;
+          if (holdReason !== undefined) {
+            log.warning(HOLD_MESSAGES[holdReason], { step: "drain-connections", waitedSeconds: waited(), holdReason });
+          }
+        }
         break;
       }
       case "exit": {
@@ -79,8 +101,9 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
           reason: action.reason,
           waitedSeconds: waited(),
           envoyFailed: machine.envoyAccepted,
+          envoyRestarts: machine.restarts,
           ...(plan.mode === "connections"
-            ? { listenersDrained, connectionsLeft: machine.connectionsLeft ?? null }
+            ? { listenersDrained, connectionsLeft: machine.connectionsLeft ?? null, holdReason: holdReason ?? null }
             : {}),
         });
         return action.reason;
@@ -95,6 +118,13 @@ const EXIT_MESSAGES: Record<ExitReason, string> = {
   "connections-drained": "exiting: the ingress listener has had no connections for DRAIN_QUIET_PERIOD",
 };
 
+const HOLD_MESSAGES: Record<HoldReason, string> = {
+  "listener-stopped": "Envoy has stopped a listener: connections it refuses never show in its counters, " +
+    "so a lull proves nothing; holding to DRAIN_TIMEOUT",
+  "listener-stats-gone": "Envoy has no stats for the ingress listener (ENVOY_INGRESS_LISTENER): a lull cannot be " +
+    "seen, so holding to DRAIN_TIMEOUT",
+};
+
 /** Says what the machine made of the app's answer: gone, once more to confirm, or draining. */
 function appCheckMessage(answer: AppAnswer, next: Action): string {
   if (next.kind === "exit") return "the app does not answer: it is gone, nothing to drain";
@@ -103,7 +133,8 @@ function appCheckMessage(answer: AppAnswer, next: Action): string {
   return "the app's health check failed in a way that does not prove it gone: draining as usual";
 }
 
-function logWait(log: Logger, purpose: "drain-delay" | "drain-timeout", waitedSeconds: number, seconds: number) {
+function logWait(log: Logger, purpose: "drain-delay" | "drain-timeout", waitedSeconds: number, ms: number) {
+  const seconds = ms / 1000;
   const message = purpose === "drain-delay"
     ? "waiting DRAIN_DELAY so that new tasks come into service before Envoy fails its health check"
     : "waiting DRAIN_TIMEOUT while downstreams stop sending to this task";
@@ -154,7 +185,7 @@ async function tellEnvoy(
   );
   const listenersDrained = healthcheckFailed && action.drainListeners && await call(
     "drain-listeners",
-    "Envoy is draining its inbound listeners: keep-alive connections close gracefully",
+    "Envoy is draining its inbound listeners: each connection closes after its next response",
     (options) => stage.envoy.drainInboundListeners(options),
   );
   return { healthcheckFailed, listenersDrained };
@@ -166,39 +197,58 @@ function timeLeft(envoy: EnvoyAdmin, deadline: number): number {
 }
 
 /**
- * Reads the ingress listener's counters; logs only when what an operator would want to know changes:
- * the open connections, whether new ones arrived since the previous read, or why the count is unknown.
+ * Reads Envoy's state and uptime and, in connections mode, its stopped listeners and ingress counters.
+ * Logs only when what an operator would want to know changes: the open connections, whether new ones
+ * arrived since the previous read, or why the count is unknown. In fixed mode only whether Envoy can be
+ * read is logged when it changes: while it cannot, a restart would go unnoticed.
  */
-function connectionCounter(stage: ShutdownStage, waited: () => number) {
+function envoyReader(stage: ShutdownStage, waited: () => number) {
   let lastLogged: string | undefined;
-  let previous: IngressCount | undefined;
-  return async (deadline: number): Promise<IngressCount | undefined> => {
-    let count: IngressCount | undefined;
+  let previous: EnvoyReading | undefined;
+  return async (deadline: number, counting: boolean): Promise<EnvoyReading | undefined> => {
+    let reading: EnvoyReading | undefined;
     let envoyAnswer: string;
     try {
-      count = await stage.envoy.ingressCount(stage.listener, { timeoutMs: timeLeft(stage.envoy, deadline) });
-      envoyAnswer = count === undefined ? "no listener matches ENVOY_INGRESS_LISTENER" : "HTTP 200";
+      // Up to two calls: one signal keeps both within the deadline.
+      const timeoutMs = timeLeft(stage.envoy, deadline);
+      const signal = AbortSignal.timeout(timeoutMs);
+      reading = await stage.envoy.drainReading(counting ? stage.listener : undefined, { timeoutMs, signal });
+      envoyAnswer = counting && reading.ingress === undefined
+        ? "no listener matches ENVOY_INGRESS_LISTENER"
+        : "HTTP 200";
     } catch (error) {
       envoyAnswer = describeError(error).message;
     }
-    const connectionsArriving = count !== undefined && previous !== undefined && count.accepted !== previous.accepted;
-    previous = count;
-    const summary = `${count?.active}/${connectionsArriving}/${envoyAnswer}`;
+    const count = reading?.ingress;
+    const connectionsArriving = count !== undefined && previous?.ingress !== undefined &&
+      count.accepted !== previous.ingress.accepted;
+    previous = reading;
+    const summary = counting ? `${count?.active}/${connectionsArriving}/${envoyAnswer}` : String(reading === undefined);
     if (summary !== lastLogged) {
+      const first = lastLogged === undefined;
       lastLogged = summary;
-      const fields = {
-        step: "drain-connections",
-        waitedSeconds: waited(),
-        connectionsLeft: count?.active ?? null,
-        connectionsArriving,
-        envoyAnswer,
-      };
-      if (count === undefined) {
-        stage.log.warning("ingress connections unknown: waiting on, at most until DRAIN_TIMEOUT is over", fields);
-      } else {
-        stage.log.info("ingress connections counted", fields);
+      if (counting) {
+        const fields = {
+          step: "drain-connections",
+          waitedSeconds: waited(),
+          connectionsLeft: count?.active ?? null,
+          connectionsArriving,
+          envoyAnswer,
+        };
+        if (count === undefined) {
+          stage.log.warning("ingress connections unknown: waiting on, at most until DRAIN_TIMEOUT is over", fields);
+        } else {
+          stage.log.info("ingress connections counted", fields);
+        }
+      } else if (reading === undefined || !first) {
+        stage.log.info(
+          reading === undefined
+            ? "Envoy's stats cannot be read: a restart would go unnoticed"
+            : "Envoy's stats read again",
+          { step: "envoy-watch", waitedSeconds: waited(), envoyAnswer },
+        );
       }
     }
-    return count;
+    return reading;
   };
 }

@@ -10,7 +10,7 @@ import type { Logger } from "../log.ts";
 import { describeError } from "../retry.ts";
 import { describeAppAnswer, isServing, probeApp } from "./app_health.ts";
 import { secondsSince } from "./elapsed.ts";
-import type { EnvoyAdmin } from "./envoy_admin.ts";
+import type { EnvoyAdmin, IngressListener } from "./envoy_admin.ts";
 
 /** Local endpoints are cheap to ask; once a second keeps the "ready" line within a second of the truth. */
 export const STARTUP_POLL_INTERVAL_MS = 1_000;
@@ -28,6 +28,16 @@ interface Dependency {
   readonly readyMessage: string;
   readonly waitingMessage: string;
   check(signal: AbortSignal): Promise<Check>;
+  /** Runs once, right after the first ready answer. */
+  onReady?(signal: AbortSignal): Promise<void>;
+}
+
+/** What connections mode relies on, checked against Envoy once it is first LIVE. */
+export interface DrainChecks {
+  readonly drainTimeoutSeconds: number;
+  /** ENVOY_INGRESS_LISTENER as set (or its default), for the warning. */
+  readonly listenerSetting: string;
+  readonly listener: IngressListener;
 }
 
 export interface StartupWatch {
@@ -37,9 +47,12 @@ export interface StartupWatch {
   readonly appTimeoutMs: number;
   /** Aborts on the first shutdown signal: the watch ends at once. */
   readonly signal: AbortSignal;
+  /** Connections mode: check Envoy's drain time and the ingress listener once Envoy is LIVE. */
+  readonly drainChecks?: DrainChecks;
 }
 
 function dependencies(watch: StartupWatch): Dependency[] {
+  let drainTimeSeconds: number | undefined;
   const envoy: Dependency = {
     step: "envoy-startup",
     answerField: "envoyAnswer",
@@ -48,11 +61,15 @@ function dependencies(watch: StartupWatch): Dependency[] {
     async check(signal) {
       try {
         const info = await watch.envoy.serverInfo({ signal });
+        drainTimeSeconds = info.drainTimeSeconds;
         return { ready: info.state === "LIVE", answer: info.state, fields: { envoyVersion: info.version } };
       } catch (error) {
         if (signal.aborted) throw error;
         return { ready: false, answer: describeError(error).message };
       }
+    },
+    onReady: async (signal) => {
+      if (watch.drainChecks !== undefined) await checkEnvoyForDrain(watch, watch.drainChecks, drainTimeSeconds, signal);
     },
   };
   if (watch.appUrl === undefined) return [envoy];
@@ -89,6 +106,7 @@ export async function watchStartup(watch: StartupWatch): Promise<void> {
         if (check.ready) {
           watch.log.info(dependency.readyMessage, fields);
           pending.splice(pending.indexOf(dependency), 1);
+          await dependency.onReady?.(watch.signal);
         } else if (lastAnswers.get(dependency) !== check.answer) {
           watch.log.info(dependency.waitingMessage, fields);
           lastAnswers.set(dependency, check.answer);
@@ -104,4 +122,46 @@ export async function watchStartup(watch: StartupWatch): Promise<void> {
     step: "startup-complete",
     waitedSeconds: secondsSince(started),
   });
+}
+
+/**
+ * Warns about what would make connections mode end wrong, while there is time to fix it: an Envoy drain
+ * time shorter than DRAIN_TIMEOUT (an Envoy older than 1.29 ignores `skip_exit` and stops its inbound
+ * listeners when that time ends), and an ENVOY_INGRESS_LISTENER that matches no listener Envoy has.
+ */
+async function checkEnvoyForDrain(
+  watch: StartupWatch,
+  checks: DrainChecks,
+  drainTimeSeconds: number | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  if (drainTimeSeconds !== undefined && drainTimeSeconds < checks.drainTimeoutSeconds) {
+    watch.log.warning(
+      `Envoy's drain time is ${drainTimeSeconds} s, shorter than DRAIN_TIMEOUT (${checks.drainTimeoutSeconds} s): ` +
+        "the helper drains with skip_exit so that Envoy keeps accepting, but an Envoy older than 1.29 ignores it " +
+        "and stops its inbound listeners when its drain time ends (App Mesh sets it from LISTENER_DRAIN_WAIT_TIME_S)",
+      { step: "envoy-check", drainTimeSeconds, drainTimeoutSeconds: checks.drainTimeoutSeconds },
+    );
+  }
+  let listeners: string[];
+  try {
+    listeners = await watch.envoy.listenerNames({ signal });
+  } catch (error) {
+    if (signal.aborted) return;
+    watch.log.warning("Envoy's listeners cannot be listed: ENVOY_INGRESS_LISTENER is not checked", {
+      step: "envoy-check",
+      envoyAnswer: describeError(error).message,
+    });
+    return;
+  }
+  const matches = listeners.some((name) => checks.listener.counterOf(`listener.${name}.downstream_cx_total`));
+  if (!matches) {
+    watch.log.warning(
+      `no Envoy listener matches ENVOY_INGRESS_LISTENER=${checks.listenerSetting}: connections mode cannot count ` +
+        `inbound connections and will hold every drain to DRAIN_TIMEOUT; Envoy's listeners: ${
+          listeners.join(", ") || "none"
+        }`,
+      { step: "envoy-check", envoyIngressListener: checks.listenerSetting, envoyListeners: listeners },
+    );
+  }
 }

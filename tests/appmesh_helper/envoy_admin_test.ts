@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
-import { EnvoyAdmin, ingressListener } from "../../lib/appmesh_helper/envoy_admin.ts";
+import { EnvoyAdmin, type IngressListener, ingressListener } from "../../lib/appmesh_helper/envoy_admin.ts";
 import { HttpStatusError, HttpUnreachableError, request } from "../../lib/http.ts";
 import { DownstreamConnection, unusedPort } from "../../sim/downstream.ts";
 import { startEnvoyEmulator } from "../../sim/envoy_admin.ts";
+import { startSimServer } from "../../sim/http_server.ts";
 import { until, within } from "./support.ts";
+
+/** The ingress counters of one drain reading. */
+async function ingressOf(admin: EnvoyAdmin, listener: IngressListener) {
+  return (await admin.drainReading(listener)).ingress;
+}
+
+const post = (url: string) => request(url, { method: "POST", timeoutMs: 2_000 });
 
 Deno.test("ready and server_info report each of Envoy's four states", async () => {
   await using envoy = await startEnvoyEmulator({ init: "PRE_INITIALIZING" });
@@ -52,11 +60,14 @@ Deno.test("failHealthcheck makes Envoy DRAINING; /healthcheck/ok undoes it", asy
   assert.equal(await admin.failHealthcheck(), "OK");
   assert.equal(envoy.state, "DRAINING");
   assert.deepEqual(await admin.ready(), { live: false, state: "DRAINING" });
+  const gauge = await request(`${envoy.adminUrl}/stats?filter=^server\\.state$`, { timeoutMs: 2_000 });
+  assert.equal(gauge.body, "server.state: 0\n", "the server.state gauge is only set at the next stats flush");
   await request(`${envoy.adminUrl}/healthcheck/ok`, { method: "POST", timeoutMs: 2_000 });
   assert.deepEqual(await admin.ready(), { live: true, state: "LIVE" });
   assert.deepEqual(envoy.calls.map((c) => `${c.method} ${c.target} ${c.status}`), [
     "POST /healthcheck/fail 200",
     "GET /ready 503",
+    "GET /stats?filter=%5Eserver%5C.state%24 200",
     "POST /healthcheck/ok 200",
     "GET /ready 200",
   ]);
@@ -66,11 +77,11 @@ Deno.test("ingressCount counts real TCP connections, open now and accepted ever,
   await using envoy = await startEnvoyEmulator();
   const admin = new EnvoyAdmin(envoy.adminUrl);
   const listener = ingressListener("15000");
-  assert.deepEqual(await admin.ingressCount(listener), { active: 0, accepted: 0 });
+  assert.deepEqual(await ingressOf(admin, listener), { active: 0, accepted: 0 });
   const connections = await Promise.all([1, 2, 3].map(() => DownstreamConnection.open(envoy.ingressPort)));
   await until(() => envoy.activeIngressConnections === 3, "three connections are accepted");
   assert.deepEqual(
-    await admin.ingressCount(listener),
+    await ingressOf(admin, listener),
     { active: 3, accepted: 3 },
     "the per-worker stats are not counted twice",
   );
@@ -78,22 +89,23 @@ Deno.test("ingressCount counts real TCP connections, open now and accepted ever,
   connections[0].close();
   connections[1].close();
   await until(() => envoy.activeIngressConnections === 1, "two connections are gone");
-  assert.deepEqual(await admin.ingressCount(listener), { active: 1, accepted: 3 });
+  assert.deepEqual(await ingressOf(admin, listener), { active: 1, accepted: 3 });
 
   const brief = await DownstreamConnection.open(envoy.ingressPort);
   await brief.request("/");
   brief.close();
   await until(() => envoy.activeIngressConnections === 1, "the brief connection is gone");
   assert.deepEqual(
-    await admin.ingressCount(listener),
+    await ingressOf(admin, listener),
     { active: 1, accepted: 4 },
     "a connection that came and went between two reads shows in the accepted count only",
   );
   connections[2].close();
 });
 
-Deno.test("graceful inbound drain closes idle keep-alive connections and closes busy ones after their answer", async () => {
-  await using envoy = await startEnvoyEmulator();
+Deno.test("graceful inbound drain: idle keep-alives stay open, each connection closes after its next answer", async () => {
+  // Immediate strategy: every answer from the drain's start closes its connection (Gradual is tested below).
+  await using envoy = await startEnvoyEmulator({ drainStrategy: "Immediate" });
   const admin = new EnvoyAdmin(envoy.adminUrl);
   const idle = await DownstreamConnection.open(envoy.ingressPort);
   const used = await DownstreamConnection.open(envoy.ingressPort);
@@ -101,36 +113,64 @@ Deno.test("graceful inbound drain closes idle keep-alive connections and closes 
   const busy = await DownstreamConnection.open(envoy.ingressPort);
   const slowAnswer = busy.request("/slow?ms=400");
   await until(() => envoy.activeIngressConnections === 3, "three connections are accepted");
-  await new Promise((r) => setTimeout(r, 50));
 
   assert.equal(await admin.drainInboundListeners(), "OK");
-  assert.equal(envoy.calls.at(-1)?.target, "/drain_listeners?graceful&inboundonly");
+  assert.equal(envoy.calls.at(-1)?.target, "/drain_listeners?graceful&inboundonly&skip_exit");
   assert.equal(envoy.draining, true);
-  await within(Promise.all([idle.ended, used.ended]), "the drain to close the idle connections");
-  assert.equal(busy.isEnded, false, "a request in flight is served to its end");
-  assert.deepEqual(await slowAnswer, { status: 200, connectionClose: true });
+  assert.deepEqual(await slowAnswer, { status: 200, connectionClose: true }, "a request in flight is served");
   await within(busy.ended, "the busy connection to close after its answer");
-  await until(() => envoy.activeIngressConnections === 0, "every connection is closed");
-  assert.equal((await admin.ingressCount(ingressListener("15000")))?.active, 0);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(idle.isEnded, false, "an idle keep-alive is never closed by a drain (envoy issue 42305)");
+  assert.equal(used.isEnded, false);
+  assert.equal((await ingressOf(admin, ingressListener("15000")))?.active, 2);
+  assert.deepEqual(await used.request("/"), { status: 200, connectionClose: true }, "closed after its next answer");
+  await within(used.ended, "the used connection to close");
 
   const late = await DownstreamConnection.open(envoy.ingressPort);
   assert.equal((await late.request("/")).connectionClose, true, "a draining listener still accepts, then closes");
   await within(late.ended, "the late connection to close after its answer");
+  assert.equal(envoy.state, "LIVE", "a drain alone does not change the server state");
+  idle.close();
 });
 
-Deno.test("a gradual drain spreads the idle closes over drainTimeMs; an Envoy without /drain_listeners says 404", async () => {
-  await using envoy = await startEnvoyEmulator({ drainTimeMs: 600 });
+Deno.test("when the drain time ends Envoy stops the inbound listeners, unless skip_exit was sent", async () => {
+  await using envoy = await startEnvoyEmulator({ drainTimeMs: 400 });
+  await using skipping = await startEnvoyEmulator({ drainTimeMs: 400 });
+  const listener = ingressListener("15000");
+  const kept = await DownstreamConnection.open(envoy.ingressPort);
+  await until(() => envoy.activeIngressConnections === 1, "the connection is accepted");
+  assert.equal((await post(`${envoy.adminUrl}/drain_listeners?graceful&inboundonly`)).status, 200);
+  assert.equal(await new EnvoyAdmin(skipping.adminUrl).drainInboundListeners(), "OK");
+  await until(() => !envoy.accepting, "the drain time to end", 3_000);
+  await assert.rejects(DownstreamConnection.open(envoy.ingressPort), /refused/i, "new connections are refused");
+  assert.equal(kept.isEnded, false, "the connections it had stay open");
+  const reading = await new EnvoyAdmin(envoy.adminUrl).drainReading(listener);
+  assert.equal(reading.listenersStopped, 1);
+  assert.deepEqual(reading.ingress, { active: 1, accepted: 1 }, "refused connections never reach the counters");
+
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(skipping.accepting, true, "skip_exit: still accepting after the drain time");
+  const late = await DownstreamConnection.open(skipping.ingressPort);
+  assert.equal((await late.request("/")).status, 200);
+  assert.equal((await new EnvoyAdmin(skipping.adminUrl).drainReading(listener)).listenersStopped, 0);
+  kept.close();
+});
+
+Deno.test("gradual drain: the chance that an answer closes its connection grows from 0 to 1 over the drain time", async () => {
+  let draw = 0.99;
+  await using envoy = await startEnvoyEmulator({ drainTimeMs: 2_000, random: () => draw });
   const admin = new EnvoyAdmin(envoy.adminUrl);
-  const idle = await Promise.all([1, 2, 3].map(() => DownstreamConnection.open(envoy.ingressPort)));
-  await until(() => envoy.activeIngressConnections === 3, "three connections are accepted");
-  const drainedAt = Date.now();
+  assert.equal((await admin.serverInfo()).drainTimeSeconds, 2);
+  const connection = await DownstreamConnection.open(envoy.ingressPort);
   await admin.drainInboundListeners();
-  const endedAfter = (await within(Promise.all(idle.map((c) => c.ended)), "the drain to close them", 3_000))
-    .map((at) => at - drainedAt).sort((a, b) => a - b);
-  assert.ok(endedAfter[0] >= 150, `the first close comes after a third of the drain time: ${endedAfter}`);
-  assert.ok(endedAfter[2] >= 550 && endedAfter[2] < 1_500, `the last close at the drain time: ${endedAfter}`);
-  assert.ok(endedAfter[2] - endedAfter[0] >= 300, `the closes are spread out: ${endedAfter}`);
-  assert.deepEqual((await admin.serverInfo()).state, "LIVE");
+  assert.equal((await connection.request("/")).connectionClose, false, "a high draw keeps it, early in the drain");
+  draw = 0.01;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await connection.request("/")).connectionClose, true, "a low draw closes it once time has passed");
+  draw = 0.999;
+  const other = await DownstreamConnection.open(envoy.ingressPort);
+  await new Promise((r) => setTimeout(r, 2_000));
+  assert.equal((await other.request("/")).connectionClose, true, "at the end of the drain time, always");
 
   await using older = await startEnvoyEmulator({ drainListeners: false });
   await assert.rejects(
@@ -138,6 +178,111 @@ Deno.test("a gradual drain spreads the idle closes over drainTimeMs; an Envoy wi
     (error) => error instanceof HttpStatusError && error.status === 404 && /invalid path/.test(error.body),
   );
   assert.equal(older.draining, false);
+});
+
+Deno.test("server_info: the drain time and strategy as Envoy writes them (App Mesh: 20s, Gradual)", async () => {
+  await using envoy = await startEnvoyEmulator({ drainTimeMs: 20_000 });
+  const info = await (await request(`${envoy.adminUrl}/server_info`, { timeoutMs: 2_000 })).body;
+  const parsed = JSON.parse(info);
+  assert.equal(parsed.command_line_options.drain_time, "20s");
+  assert.equal(parsed.command_line_options.drain_strategy, "Gradual");
+  assert.match(parsed.uptime_current_epoch, /^\d+s$/);
+  assert.equal((await new EnvoyAdmin(envoy.adminUrl).serverInfo()).drainTimeSeconds, 20);
+  await using defaults = await startEnvoyEmulator();
+  assert.equal((await new EnvoyAdmin(defaults.adminUrl).serverInfo()).drainTimeSeconds, 600, "Envoy's default");
+});
+
+Deno.test("the admin home page is HTML for any method; a call is taken only on Envoy's own 200 OK", async () => {
+  await using envoy = await startEnvoyEmulator();
+  for (const method of ["GET", "POST"]) {
+    const home = await request(`${envoy.adminUrl}/`, { method, timeoutMs: 2_000 });
+    assert.equal(home.status, 200, method);
+    assert.match(home.body, /^<!DOCTYPE html>/, method);
+    assert.match(home.body, /healthcheck\/fail/);
+  }
+  // ENVOY_ADMIN_URL pointing at the home page's HTML (a proxy, a wrong path) answers 200 to everything.
+  await using html = await startSimServer({ handle: () => ({ status: 200, body: "<!DOCTYPE html><html></html>" }) });
+  await assert.rejects(
+    new EnvoyAdmin(html.url).failHealthcheck(),
+    (error) => error instanceof HttpStatusError && error.status === 200 && /DOCTYPE/.test(error.body),
+  );
+  await assert.rejects(new EnvoyAdmin(`${envoy.adminUrl}/nope`).failHealthcheck(), /HTTP 404: invalid path/);
+  assert.equal(envoy.healthcheckFailed, false);
+});
+
+Deno.test("stats in JSON: text readouts as strings, counters and gauges by name, histograms last; usedonly", async () => {
+  await using envoy = await startEnvoyEmulator();
+  const stats = async (query: string) =>
+    JSON.parse((await request(`${envoy.adminUrl}/stats?format=json${query}`, { timeoutMs: 2_000 })).body).stats;
+  const all = await stats("");
+  assert.equal(typeof all[0].value, "string", "text readouts come first, with string values");
+  assert.ok("histograms" in all.at(-1), "the histograms entry is last");
+  const names = all.slice(0, -1).filter((s: { value: unknown }) => typeof s.value === "number").map((
+    s: { name: string },
+  ) => s.name);
+  assert.deepEqual(names, [...names].sort());
+  const connection = await DownstreamConnection.open(envoy.ingressPort);
+  await connection.request("/");
+  connection.close();
+  await until(() => envoy.activeIngressConnections === 0, "the connection is gone");
+  const ingress = await stats("&filter=" + encodeURIComponent("listener\\.0\\.0\\.0\\.0_15000\\.downstream_cx"));
+  assert.deepEqual(ingress.slice(0, 2), [
+    { name: "listener.0.0.0.0_15000.downstream_cx_active", value: 0 },
+    { name: "listener.0.0.0.0_15000.downstream_cx_total", value: 1 },
+  ]);
+  assert.equal(ingress.at(-1).histograms.computed_quantiles[0].name, "listener.0.0.0.0_15000.downstream_cx_length_ms");
+  const used = await stats("&usedonly&filter=" + encodeURIComponent("^listener\\.0\\.0\\.0\\.0_15001\\."));
+  assert.deepEqual(used, [], "the egress listener was never used");
+  const lookahead = await request(`${envoy.adminUrl}/stats?format=json&filter=${encodeURIComponent("(?=x)")}`, {
+    timeoutMs: 2_000,
+  });
+  assert.deepEqual(lookahead, { status: 400, body: "Invalid re2 regex" }, "RE2 has no lookaround");
+});
+
+Deno.test("an Envoy restart: connections dropped, LIVE again, health check passing, counters at zero", async () => {
+  await using envoy = await startEnvoyEmulator({ drainTimeMs: 200 });
+  const admin = new EnvoyAdmin(envoy.adminUrl);
+  const listener = ingressListener("15000");
+  const connection = await DownstreamConnection.open(envoy.ingressPort);
+  await admin.failHealthcheck();
+  await post(`${envoy.adminUrl}/drain_listeners?graceful&inboundonly`);
+  await until(() => !envoy.accepting, "the listeners to stop");
+  await new Promise((r) => setTimeout(r, 1_100));
+  const before = await admin.drainReading(listener);
+  assert.equal(before.live, false);
+  assert.ok(before.uptimeSeconds >= 1);
+  assert.equal(before.listenersStopped, 1);
+
+  await envoy.restart();
+  await within(connection.ended, "the old process's connections to die");
+  const after = await admin.drainReading(listener);
+  assert.deepEqual(after, { live: true, uptimeSeconds: 0, listenersStopped: 0, ingress: { active: 0, accepted: 0 } });
+  assert.deepEqual(await admin.ready(), { live: true, state: "LIVE" });
+  assert.equal(envoy.draining, false);
+  const fresh = await DownstreamConnection.open(envoy.ingressPort);
+  assert.equal((await fresh.request("/")).connectionClose, false, "a new Envoy is not draining");
+  fresh.close();
+});
+
+Deno.test("the admin API on a unix socket, as App Mesh's ENVOY_ADMIN_MODE=uds serves it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "envoy-uds-" });
+  try {
+    await using envoy = await startEnvoyEmulator({ adminSocketPath: `${dir}/envoy_admin.sock` });
+    assert.equal(envoy.adminUrl, `unix://${dir}/envoy_admin.sock`);
+    const admin = new EnvoyAdmin(envoy.adminUrl);
+    assert.deepEqual(await admin.ready(), { live: true, state: "LIVE" });
+    assert.equal(await admin.failHealthcheck(), "OK");
+    assert.equal(await admin.drainInboundListeners(), "OK");
+    assert.equal((await admin.drainReading(ingressListener("15000"))).live, false);
+    assert.deepEqual(await admin.listenerNames(), ["0.0.0.0_15000", "0.0.0.0_15001"]);
+    await envoy.close();
+    await assert.rejects(
+      admin.ready(),
+      (error) => error instanceof HttpUnreachableError && /unix:\/\//.test(error.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("after the health check fails, answers carry Connection: close but idle connections stay", async () => {
@@ -185,11 +330,11 @@ Deno.test("ingressCount sums addresses of one port and tells a missing listener 
   const admin = new EnvoyAdmin(envoy.adminUrl);
   const connection = await DownstreamConnection.open(envoy.ingressPort);
   await until(() => envoy.activeIngressConnections === 1, "the connection is accepted");
-  assert.deepEqual(await admin.ingressCount(ingressListener("8080")), { active: 1, accepted: 1 });
-  assert.deepEqual(await admin.ingressCount(ingressListener("[__]_8080")), { active: 1, accepted: 1 });
-  assert.equal(await admin.ingressCount(ingressListener("15000")), undefined, "no listener on 15000");
+  assert.deepEqual(await ingressOf(admin, ingressListener("8080")), { active: 1, accepted: 1 });
+  assert.deepEqual(await ingressOf(admin, ingressListener("[__]_8080")), { active: 1, accepted: 1 });
+  assert.equal(await ingressOf(admin, ingressListener("15000")), undefined, "no listener on 15000");
   assert.deepEqual(
-    await admin.ingressCount(ingressListener("0.0.0.0_15001")),
+    await ingressOf(admin, ingressListener("0.0.0.0_15001")),
     { active: 0, accepted: 0 },
     "the egress listener exists",
   );
@@ -206,6 +351,6 @@ Deno.test("admin failures surface as typed errors: down, faulted, not Envoy", as
   envoy.admin.faults.failNext(1, "server-error").failNext(1, "hang").failNext(1, "reset");
   await assert.rejects(admin.failHealthcheck(), (error) => error instanceof HttpStatusError && error.status === 500);
   await assert.rejects(admin.ready(), /no answer within 300 ms/);
-  await assert.rejects(admin.ingressCount(ingressListener("15000")), HttpUnreachableError);
+  await assert.rejects(ingressOf(admin, ingressListener("15000")), HttpUnreachableError);
   assert.equal(envoy.healthcheckFailed, false);
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseSettings } from "../../lib/config.ts";
 import { runRole } from "../../lib/lifecycle.ts";
+import { DRAIN_MODES } from "../../lib/appmesh_helper/machine.ts";
 import { appmeshHelperProgram } from "../../lib/appmesh_helper/program.ts";
 import {
   appHealthUrl,
@@ -65,12 +66,29 @@ Deno.test("bad values are configuration errors naming the setting", () => {
     [{ DRAIN_MODE: "sometimes" }, /^DRAIN_MODE="sometimes": expected one of fixed, connections/],
     [{ DRAIN_QUIET_PERIOD: "3s" }, /^DRAIN_QUIET_PERIOD="3s"/],
     [{ ENVOY_ADMIN_URL: "127.0.0.1:9901" }, /^ENVOY_ADMIN_URL=/],
+    [{ ENVOY_ADMIN_URL: "http://127.0.0.1:9901?x=1" }, /^ENVOY_ADMIN_URL=.*: expected no query or fragment/],
+    [{ ENVOY_ADMIN_URL: "http://127.0.0.1:9901/#top" }, /^ENVOY_ADMIN_URL=.*: expected no query or fragment/],
+    [{ ENVOY_ADMIN_URL: "unix://tmp/envoy_admin.sock" }, /^ENVOY_ADMIN_URL=.*: expected unix:\/\/ and an absolute/],
+    [{ ENVOY_ADMIN_URL: "unix:///tmp/" }, /^ENVOY_ADMIN_URL=.*: expected unix:\/\/ and an absolute socket path/],
     [{ ENVOY_INGRESS_LISTENER: "0" }, /^ENVOY_INGRESS_LISTENER="0": expected a port from 1 to 65535/],
     [{ ENVOY_INGRESS_LISTENER: "ingress listener" }, /^ENVOY_INGRESS_LISTENER=/],
     [{ PORT: "70000", HEALTHCHECK_PATH: "/h" }, /^PORT="70000"/],
     [{ PORT: "8080", HEALTHCHECK_PATH: "health" }, /^HEALTHCHECK_PATH="health": expected a path starting with \//],
   ];
   for (const [env, message] of cases) assert.match(configError(env).message, message, JSON.stringify(env));
+});
+
+Deno.test("ENVOY_ADMIN_URL: http(s) with an optional path prefix, or a unix socket path", () => {
+  assert.equal(parse({ ENVOY_ADMIN_URL: "http://envoy:9901/" }).envoyAdminUrl, "http://envoy:9901");
+  assert.equal(parse({ ENVOY_ADMIN_URL: "https://envoy/admin" }).envoyAdminUrl, "https://envoy/admin");
+  assert.equal(
+    parse({ ENVOY_ADMIN_URL: "unix:///tmp/envoy_admin.sock" }).envoyAdminUrl,
+    "unix:///tmp/envoy_admin.sock",
+  );
+});
+
+Deno.test("DRAIN_MODE's choices are the machine's drain modes, named once", () => {
+  assert.equal(appmeshHelperSettings.drainMode.type, DRAIN_MODES.join("|"));
 });
 
 Deno.test("ENVOY_INGRESS_LISTENER accepts a port or a stats name, with : written as Envoy writes it", () => {
