@@ -162,8 +162,10 @@ class Sidecar {
     const timeline = this.account.timeline;
     const now = timeline.now;
     // As in watch.ts: the pace is set from what was observed, then the machine steps.
-    const paced = this.pacing?.observe(observations);
-    if (paced) this.machine.setPollInterval(paced.intervalMs);
+    if (this.pacing) {
+      this.pacing.observe(observations);
+      this.machine.setPollInterval(this.pacing.intervalMs);
+    }
     const step = this.machine.step(now, observations);
     if (observations.some((o) => o.kind === "target-health")) this.firstAnswerAt ??= now;
     if (this.detectedAt === undefined && step.events.some((e) => e.kind === "drain-started")) this.detectedAt = now;

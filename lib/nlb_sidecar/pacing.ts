@@ -39,6 +39,8 @@ export const RECOVERY_PER_INTERVAL = 1 / 48;
  * quick retry, the other target groups polled together) are the same event seen again, not a new one.
  */
 const SAME_ROUND = 0.75;
+/** A slow-down is logged when it makes the interval at least this much longer than the last line said. */
+const SLOWED_NOTABLY = 1.25;
 
 export interface PaceChange {
   readonly intervalMs: number;
@@ -102,7 +104,8 @@ export class PollPacing {
     this.#recover(at);
     this.#slowdown = Math.min(MAX_SLOWDOWN, this.#slowdown * SLOWDOWN_FACTOR);
     this.#lastSlowdown = { at, previousMs };
-    return this.intervalMs === this.#reportedMs ? undefined : "slowed";
+    // Near the cap a slow-down only undoes a little recovery: not worth a line of its own.
+    return this.intervalMs >= SLOWED_NOTABLY * this.#reportedMs ? "slowed" : undefined;
   }
 
   #answered(at: number): PaceChange["kind"] | undefined {

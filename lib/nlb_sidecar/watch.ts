@@ -68,10 +68,8 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
     for (;;) {
       // The pace first, so the machine schedules the polls (and a quick retry) of this step at it.
       const paced = pacing.observe(observations);
-      if (paced) {
-        machine.setPollInterval(paced.intervalMs);
-        describe.pace(paced);
-      }
+      machine.setPollInterval(pacing.intervalMs);
+      if (paced) describe.pace(paced);
       const step = machine.step(Date.now(), observations);
       for (const event of step.events) describe.log(event);
       const status = machine.status();
@@ -145,8 +143,8 @@ class EventLog {
   /** One line per change of pace, not per poll: every slow-down, each halving on the way back, the return. */
   pace(change: PaceChange): void {
     const fields = {
-      intervalSeconds: change.intervalMs / 1000,
-      previousIntervalSeconds: change.previousIntervalMs / 1000,
+      intervalSeconds: Math.round(change.intervalMs) / 1000,
+      previousIntervalSeconds: Math.round(change.previousIntervalMs) / 1000,
       configuredSeconds: this.options.pollIntervalMs / 1000,
       error: change.error,
     };
