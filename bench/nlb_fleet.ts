@@ -24,7 +24,7 @@ const INTERVAL_MS = 30_000;
  * refilled at 10 a second, each call takes one; a call that finds the bucket empty fails with
  * `Throttling` (https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html).
  */
-export const ELB_DESCRIBE_BUCKET = { capacity: 40, refillPerSecond: 10 } as const;
+const ELB_DESCRIBE_BUCKET = { capacity: 40, refillPerSecond: 10 } as const;
 /** The share of the bucket left to the console, Terraform and monitoring, which call at a steady rate. */
 const OTHER_CALLERS_SHARE = 0.2;
 /** One DescribeTargetHealth round trip, virtual: it only orders answers after calls. */
@@ -206,7 +206,7 @@ const quantile = (values: readonly number[], q: number) => {
 const SIDECAR_BUDGET_PER_SECOND = (1 - OTHER_CALLERS_SHARE) * ELB_DESCRIBE_BUCKET.refillPerSecond;
 
 /** The budget rule: the POLLING_FREQUENCY (ms) at which `pairs` task-target-group pairs fit the sidecars' share. */
-export function budgetIntervalMs(pairs: number): number {
+function budgetIntervalMs(pairs: number): number {
   return Math.max(INTERVAL_MS, pairs / SIDECAR_BUDGET_PER_SECOND * 1000);
 }
 
@@ -250,6 +250,11 @@ interface DeploymentResult {
   readonly discoveryCallsPerTask: number;
   /** Of all calls (discovery and polls) in the first 5 minutes. */
   readonly throttledShare: number;
+  /**
+   * Of the calls in minutes 2 to 5: 200 tasks at 30 s and the other callers need 8.7 calls a second of the
+   * 10, so any throttling left is a fleet still polling in lock-step.
+   */
+  readonly throttledAfterFirstMinute: number;
 }
 
 /**
@@ -277,6 +282,8 @@ function deployment(tasks: number, pacing: Pacing, seed: number): DeploymentResu
     };
     account.timeline.at(account.random() * 5_000, () => discover(0));
   }
+  account.timeline.runUntil(60_000);
+  const firstMinute = { ...account.counted };
   account.timeline.runUntil(5 * 60_000);
   const { calls, throttled } = account.counted;
   const all = fleet.length === tasks;
@@ -285,10 +292,11 @@ function deployment(tasks: number, pacing: Pacing, seed: number): DeploymentResu
     watchingSeconds: all ? Math.max(...fleet.map((s) => s.firstAnswerAt ?? Infinity)) / 1000 : Infinity,
     discoveryCallsPerTask: discoveryCalls / tasks,
     throttledShare: throttled / calls,
+    throttledAfterFirstMinute: (throttled - firstMinute.throttled) / (calls - firstMinute.calls),
   };
 }
 
-export const FLEET_SIZES = [100, 300, 1000, 3000] as const;
+const FLEET_SIZES = [100, 300, 1000, 3000] as const;
 const DEPLOYMENT_TASKS = 200;
 
 const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
@@ -299,17 +307,17 @@ function figure(
   unit: string,
   runs: readonly number[],
   method: string,
-  target?: { readonly text: string; readonly met: (worst: number) => boolean; readonly worst: "max" | "min" },
+  /** `met` is asked about the worst (largest) run. */
+  target?: { readonly text: string; readonly met: (worst: number) => boolean },
 ): BenchFigure {
   const values = runs.map((v) => round(v));
-  const worst = target?.worst === "min" ? Math.min(...values) : Math.max(...values);
   return {
     role: ROLE,
     name,
     target: target?.text ?? "informational",
     value: median(values),
     unit,
-    met: target ? target.met(worst) : true,
+    met: target ? target.met(Math.max(...values)) : true,
     runs: values,
     method,
   };
@@ -333,7 +341,7 @@ function steadyFigures(size: number, pacing: Pacing): BenchFigure[] {
       "%",
       runs.map((r) => 100 * r.throttledShare),
       method,
-      targeted ? { text: "< 5%", met: (worst) => worst < 5, worst: "max" } : undefined,
+      targeted ? { text: "< 5%", met: (worst) => worst < 5 } : undefined,
     ),
     figure(name("drain detection delay p50"), "intervals", p(0.5, INTERVAL_MS), method),
     figure(name("drain detection delay p99"), "intervals", p(0.99, INTERVAL_MS), method),
@@ -342,7 +350,7 @@ function steadyFigures(size: number, pacing: Pacing): BenchFigure[] {
       "intervals",
       p(0.99, budgetMs),
       method,
-      targeted ? { text: "<= 3 intervals of max(30 s, N / 8 s)", met: (worst) => worst <= 3, worst: "max" } : undefined,
+      targeted ? { text: "<= 3 intervals of max(30 s, N / 8 s)", met: (worst) => worst <= 3 } : undefined,
     ),
   ];
 }
@@ -358,6 +366,13 @@ function deploymentFigures(pacing: Pacing): BenchFigure[] {
     figure(name("discovery calls per task"), "calls", runs.map((r) => r.discoveryCallsPerTask), method),
     figure(name("every task's first answered poll after"), "s", runs.map((r) => r.watchingSeconds), method),
     figure(name("share of calls throttled in 5 min"), "%", runs.map((r) => 100 * r.throttledShare), method),
+    figure(
+      name("share of calls throttled in minutes 2 to 5 (lock-step)"),
+      "%",
+      runs.map((r) => 100 * r.throttledAfterFirstMinute),
+      method,
+      { text: "< 1%", met: (worst) => worst < 1 },
+    ),
   ];
 }
 
