@@ -151,8 +151,8 @@ class EventLog {
     switch (change.kind) {
       case "slowed":
         this.options.log.warning(
-          "polling every {intervalSeconds} s instead of {previousIntervalSeconds} s: AWS failed a call ({error}), " +
-            "the account's ELB API budget is short; a drain is still acted on at the first answer",
+          "polling every {intervalSeconds} s instead of {previousIntervalSeconds} s: AWS failed a call ({error}); " +
+            "the account's ELB API budget is short or ELB is under strain. A drain is still acted on at the first answer",
           fields,
         );
         return;
