@@ -254,7 +254,7 @@ Deno.test("watch: 30% throttling: the sidecar slows down, and acts on draining w
 });
 
 Deno.test("watch: sustained throttling slows the polls to the cap, one line per change; once it ends the first answer acts on draining", async () => {
-  const interval = 40;
+  const interval = 100;
   await using w = await watch(
     { networkMode: "awsvpc" },
     { pollIntervalMs: interval, deregistrationWaitMs: 60_000 },
@@ -266,7 +266,7 @@ Deno.test("watch: sustained throttling slows the polls to the cap, one line per 
     assert.ok(Date.now() < until, `not at the cap: ${JSON.stringify(w.statuses.at(-1))}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-  // Doubling from 40 ms (less the little recovered between calls): 80, 160, 320 (the cap) ms, three
+  // Doubling from 100 ms (less the little recovered between calls): 200, 400, 800 (the cap) ms, three
   // lines whatever the number of throttled calls.
   assert.deepEqual(paceLines(w).map((l) => Math.round(Number(l.intervalSeconds) * 1000 / interval)), [2, 4, 8]);
   const failedCalls = w.lines.filter((l) => l.error === "Throttling").length;
