@@ -12,8 +12,8 @@
  * recovery of the intervals it lasts), which with the quick retries that are throttled too measured under
  * 5% of calls throttled at 1,000 sidecars (`bench/nlb_fleet.ts`), instead of staying throttled. A smaller
  * recovery step throttles less but takes longer to return: from 2x to the configured pace it takes 48
- * intervals (24 min at 30 s). Permanent errors (access denied) do not change the pace: asking less often
- * does not fix them.
+ * intervals (24 min at 30 s). Permanent errors (access denied) do not slow the pace, asking less often
+ * does not fix them, and the pace keeps recovering through them.
  *
  * The pace only spaces the regular polls. The machine's one quick retry after the first failure of a
  * streak stays, and a reading that shows `draining` starts the drain whatever the pace: the drain is
@@ -78,10 +78,10 @@ export class PollPacing {
   observe(observations: readonly Observation[]): PaceChange | undefined {
     let change: PaceChange | undefined;
     for (const observation of observations) {
-      const kind = observation.kind === "target-health"
-        ? this.#answered(observation.at)
-        : observation.kind === "poll-failed" && observation.error.transient
+      const kind = observation.kind === "poll-failed" && observation.error.transient
         ? this.#failed(observation.at)
+        : observation.kind === "target-health" || observation.kind === "poll-failed"
+        ? this.#unstrained(observation.at)
         : undefined;
       if (kind === undefined) continue;
       change = {
@@ -108,7 +108,8 @@ export class PollPacing {
     return this.intervalMs >= SLOWED_NOTABLY * this.#reportedMs ? "slowed" : undefined;
   }
 
-  #answered(at: number): PaceChange["kind"] | undefined {
+  /** An answer, or a permanent error: nothing says AWS is short of capacity, so the pace keeps recovering. */
+  #unstrained(at: number): PaceChange["kind"] | undefined {
     this.#recover(at);
     if (this.intervalMs === this.#reportedMs) return undefined;
     if (this.#slowdown === 1) return "restored";

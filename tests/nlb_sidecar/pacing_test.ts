@@ -68,11 +68,17 @@ Deno.test("pacing: at the cap, more throttling says nothing more", () => {
   assert.equal(lines, 0);
 });
 
-Deno.test("pacing: permanent errors do not change the pace", () => {
+Deno.test("pacing: permanent errors do not slow the pace, and it keeps recovering through them", () => {
   const pacing = new PollPacing(INTERVAL);
   for (let i = 1; i <= 10; i++) {
     assert.equal(pacing.observe([failed(i * INTERVAL, "AccessDenied", false)]), undefined);
   }
+  assert.equal(pacing.intervalMs, INTERVAL);
+  const slowedAt = 11 * INTERVAL;
+  pacing.observe([failed(slowedAt)]);
+  assert.equal(pacing.intervalMs, 2 * INTERVAL);
+  const back = pacing.observe([failed(slowedAt + 1 / RECOVERY_PER_INTERVAL * INTERVAL, "AccessDenied", false)]);
+  assert.equal(back?.kind, "restored");
   assert.equal(pacing.intervalMs, INTERVAL);
 });
 
