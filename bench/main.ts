@@ -6,11 +6,12 @@
  */
 import type { BenchFigure } from "./result.ts";
 import { nlbSidecarBenchmarks } from "./nlb_sidecar.ts";
+import { nlbFleetBenchmarks } from "./nlb_fleet.ts";
 import { appmeshHelperBenchmarks } from "./appmesh_helper.ts";
 import { networkSentryBenchmarks } from "./network_sentry.ts";
 
 const suites: Record<BenchFigure["role"], () => Promise<BenchFigure[]>> = {
-  "nlb-sidecar": nlbSidecarBenchmarks,
+  "nlb-sidecar": async () => [...await nlbSidecarBenchmarks(), ...await nlbFleetBenchmarks()],
   "appmesh-helper": appmeshHelperBenchmarks,
   "network-sentry": networkSentryBenchmarks,
 };

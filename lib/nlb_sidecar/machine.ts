@@ -126,6 +126,8 @@ export interface MachineStatus {
   readonly drainStartedAt?: number;
   readonly drainDeadline?: number;
   readonly targets: ReadonlyArray<WatchedTarget & { readonly state?: string; readonly reason?: string }>;
+  /** The interval in force: the configured one, or slower while AWS throttles (see `setPollInterval`). */
+  readonly pollIntervalMs: number;
 }
 
 export interface MachineOptions {
@@ -201,11 +203,13 @@ export class DrainMachine {
   #lastPollCompletedAt?: number;
   #lastPollWithoutPermanentErrorAt?: number;
   #lastPollError?: PollFailure;
+  #pollIntervalMs: number;
 
   constructor(options: MachineOptions) {
     if (options.targets.length === 0) throw new Error("DrainMachine needs at least one target");
     this.#options = options;
     this.#random = options.random ?? Math.random;
+    this.#pollIntervalMs = options.pollIntervalMs;
     this.#countingConnections = options.drainMode === "connections";
     this.#sampleMs = Math.min(
       MAX_CONNECTION_SAMPLE_MS,
@@ -238,6 +242,11 @@ export class DrainMachine {
     return { events, actions: this.#dueActions(now), wakeAt: this.#wakeAt() };
   }
 
+  /** Polls scheduled from now on come this often (+-10%): the pace set by the watch loop's `PollPacing`. */
+  setPollInterval(intervalMs: number): void {
+    this.#pollIntervalMs = intervalMs;
+  }
+
   status(): MachineStatus {
     const answers = [...this.#groups.values()].map((g) => g.lastAnswerAt);
     return {
@@ -252,6 +261,7 @@ export class DrainMachine {
       targets: [...this.#targets.values()].flatMap((group) =>
         [...group.values()].map((r) => ({ ...r.target, state: r.state, reason: r.reason }))
       ),
+      pollIntervalMs: this.#pollIntervalMs,
     };
   }
 
@@ -347,7 +357,7 @@ export class DrainMachine {
     // error cannot be fixed by asking again soon, so it keeps the regular interval too.
     if (error.transient && group.failures === 1) {
       const fraction = QUICK_RETRY.min + (QUICK_RETRY.max - QUICK_RETRY.min) * this.#random();
-      group.nextPollAt = Math.min(group.nextPollAt, at + fraction * this.#options.pollIntervalMs);
+      group.nextPollAt = Math.min(group.nextPollAt, at + fraction * this.#pollIntervalMs);
     }
     events.push({
       kind: "poll-failed",
@@ -398,7 +408,7 @@ export class DrainMachine {
     for (const [targetGroupArn, group] of this.#groups) {
       if (group.inFlight || group.nextPollAt > now) continue;
       group.inFlight = true;
-      group.nextPollAt = now + this.#options.pollIntervalMs * (1 - JITTER + 2 * JITTER * this.#random());
+      group.nextPollAt = now + this.#pollIntervalMs * (1 - JITTER + 2 * JITTER * this.#random());
       actions.push({ kind: "poll", targetGroupArn });
     }
     const drain = this.#drain;

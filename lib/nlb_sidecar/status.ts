@@ -19,6 +19,7 @@ import type { MachineStatus } from "./machine.ts";
 export type SidecarState = "discovering" | "discovery-failed" | "watching" | "draining" | "finished";
 
 export interface SidecarStatusDetails extends Partial<Omit<MachineStatus, "phase">> {
+  /** The interval in force: POLLING_FREQUENCY, or the watch's slower pace while AWS throttles. */
   readonly pollIntervalMs: number;
   /** How long one AWS call may take: a poll may complete this late without the loop being stuck. */
   readonly requestTimeoutMs: number;
@@ -131,7 +132,9 @@ export class StatusReporter {
 
   async report(
     state: SidecarState,
-    details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> = {},
+    // The watch's pace, when given, replaces POLLING_FREQUENCY: the health window stretches with it.
+    details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> & { readonly pollIntervalMs?: number } =
+      {},
   ): Promise<void> {
     try {
       await writeStatus(this.path, {

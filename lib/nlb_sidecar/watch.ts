@@ -20,6 +20,7 @@ import {
   type TargetChange,
   targetKey,
 } from "./machine.ts";
+import { type PaceChange, PollPacing } from "./pacing.ts";
 import { describeTargetHealth, pollError } from "./target_health.ts";
 
 export interface WatchOptions {
@@ -55,6 +56,7 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
     startedAt: Date.now(),
     random: options.random,
   });
+  const pacing = new PollPacing(options.pollIntervalMs);
   const inbox = new Inbox<Observation>();
   const describe = new EventLog(options);
   // Calls still in flight when the watch ends are cancelled with it.
@@ -64,6 +66,10 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
   let lastReported: MachineStatus | undefined;
   try {
     for (;;) {
+      // The pace first, so the machine schedules the polls (and a quick retry) of this step at it.
+      const paced = pacing.observe(observations);
+      machine.setPollInterval(pacing.intervalMs);
+      if (paced) describe.pace(paced);
       const step = machine.step(Date.now(), observations);
       for (const event of step.events) describe.log(event);
       const status = machine.status();
@@ -132,6 +138,31 @@ class EventLog {
       reason: change.reason,
       description: change.description,
     };
+  }
+
+  /** One line per change of pace, not per poll: every slow-down, each halving on the way back, the return. */
+  pace(change: PaceChange): void {
+    const fields = {
+      intervalSeconds: Math.round(change.intervalMs) / 1000,
+      previousIntervalSeconds: Math.round(change.previousIntervalMs) / 1000,
+      configuredSeconds: this.options.pollIntervalMs / 1000,
+      error: change.error,
+    };
+    switch (change.kind) {
+      case "slowed":
+        this.options.log.warning(
+          "polling every {intervalSeconds} s instead of {previousIntervalSeconds} s: AWS failed a call ({error}); " +
+            "the account's ELB API budget is short or ELB is under strain. A drain is still acted on at the first answer",
+          fields,
+        );
+        return;
+      case "recovering":
+        this.options.log.info("polling every {intervalSeconds} s, on the way back to {configuredSeconds} s", fields);
+        return;
+      case "restored":
+        this.options.log.info("polling every {intervalSeconds} s again (POLLING_FREQUENCY)", fields);
+        return;
+    }
   }
 
   log(event: MachineEvent): void {

@@ -211,7 +211,10 @@ Deno.test("process: health stays 0 through 100% throttling, is 1 after three int
   s.world.elbv2.faults.throttleRate = 0;
   s.world.elbv2.state.denied.add("DescribeTargetHealth");
   await s.process.waitForLog(includes("failed (AccessDenied)"));
-  await new Promise((r) => setTimeout(r, window + 400));
+  // The throttling slowed the polls (adaptive polling): the window is three intervals of the pace in force.
+  const { details } = JSON.parse(await Deno.readTextFile(s.statusFile));
+  assert.ok(details.pollIntervalMs > 200, `the pace slowed under throttling: ${details.pollIntervalMs} ms`);
+  await new Promise((r) => setTimeout(r, 3 * details.pollIntervalMs + 2_000 + 400));
   const denied = await health(s.statusFile);
   assert.equal(denied.code, 1, denied.stdout);
   assert.match(denied.stdout, /permanent error \(AccessDenied\)/);

@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { MachineStatus } from "../../lib/nlb_sidecar/machine.ts";
+import { MAX_SLOWDOWN } from "../../lib/nlb_sidecar/pacing.ts";
 import { describeTargetHealth, pollError } from "../../lib/nlb_sidecar/target_health.ts";
 import { type WatchOptions, type WatchOutcome, watchTargets } from "../../lib/nlb_sidecar/watch.ts";
 import { TYPICAL_HEALTH } from "../../sim/elbv2.ts";
@@ -213,9 +214,27 @@ Deno.test("watch: exactly one DescribeTargetHealth per target group per interval
   }
 });
 
-Deno.test("watch: 30% throttling: the first failure of a streak is retried soon; draining is still acted on within two intervals", async () => {
+/** Answered DescribeTargetHealth calls of the world's first target group so far (throttled ones are not recorded). */
+const answeredCalls = (w: Watch) => w.world.elbv2.state.healthCalls.get(w.world.targets[0].targetGroupArn) ?? [];
+
+/**
+ * Sets the target draining and waits for the drain; returns how many answered calls there were from the
+ * change to the "drain started" line: 1 when the first answer that shows `draining` starts the drain.
+ */
+async function answersUntilDrain(w: Watch): Promise<number> {
+  // Calls recorded after this index were answered after the change, so they all read `draining`.
+  const before = answeredCalls(w).length;
+  w.world.setState("draining");
+  const started = await w.waitFor(message("drain started"), 20_000);
+  return answeredCalls(w).slice(before).filter((call) => call.at <= Date.parse(String(started.time))).length;
+}
+
+const paceLines = (w: Watch) => w.lines.filter((l) => String(l.message).startsWith("polling every"));
+
+Deno.test("watch: 30% throttling: the sidecar slows down, and acts on draining with the first call that gets through", async () => {
   const interval = 100;
   let throttled = 0;
+  let slowed = 0;
   for (const seed of [11, 12, 13]) {
     await using w = await watch(
       { networkMode: "awsvpc", faults: { elbv2: new Faults(seededRandom(seed)) } },
@@ -223,17 +242,41 @@ Deno.test("watch: 30% throttling: the first failure of a streak is retried soon;
     );
     await w.waitFor(message("is healthy"));
     w.world.elbv2.faults.throttleRate = 0.3;
-    await new Promise((r) => setTimeout(r, 500));
-    const drainedAt = Date.now();
-    w.world.setState("draining");
-    const started = await w.waitFor(message("drain started"));
-    const detectedAfter = Date.parse(String(started.time)) - drainedAt;
-    assert.ok(detectedAfter <= 2 * interval, `seed ${seed}: drain seen ${detectedAfter} ms after it began`);
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(await answersUntilDrain(w), 1, `seed ${seed}: the first answer after the change started the drain`);
     throttled += w.lines.filter((l) => l.error === "Throttling").length;
+    slowed += paceLines(w).filter((l) => l.level === "warning").length;
     const outcome = await w.outcome;
     assert.equal(outcome.kind, "finished");
   }
   assert.ok(throttled >= 3, `throttled calls were logged (${throttled})`);
+  assert.ok(slowed >= 1, `a slow-down was logged (${slowed})`);
+});
+
+Deno.test("watch: sustained throttling slows the polls to the cap, one line per change; once it ends the first answer acts on draining", async () => {
+  const interval = 100;
+  await using w = await watch(
+    { networkMode: "awsvpc" },
+    { pollIntervalMs: interval, deregistrationWaitMs: 60_000 },
+  );
+  await w.waitFor(message("is healthy"));
+  w.world.elbv2.faults.throttleRate = 1;
+  // The status file carries the pace, so the health check's window stretches with it.
+  for (const until = Date.now() + 20_000; w.statuses.at(-1)?.pollIntervalMs !== MAX_SLOWDOWN * interval;) {
+    assert.ok(Date.now() < until, `not at the cap: ${JSON.stringify(w.statuses.at(-1))}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  // Doubling from 100 ms (less the little recovered between calls): 200, 400, 800 (the cap) ms, three
+  // lines whatever the number of throttled calls.
+  assert.deepEqual(paceLines(w).map((l) => Math.round(Number(l.intervalSeconds) * 1000 / interval)), [2, 4, 8]);
+  const failedCalls = w.lines.filter((l) => l.error === "Throttling").length;
+  assert.ok(failedCalls >= 3, `${failedCalls} throttled calls`);
+  // AWS answers again: the drain is acted on with the first answer, at whatever pace.
+  w.world.elbv2.faults.throttleRate = 0;
+  assert.equal(await answersUntilDrain(w), 1);
+  w.controller.abort("test over");
+  await w.outcome;
+  assert.equal(paceLines(w).length, 3, "no line per poll");
 });
 
 Deno.test("watch: a burst of 5xx is logged once as a warning, retried, and the recovery logged", async () => {
