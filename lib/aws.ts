@@ -7,12 +7,75 @@
  * Endpoints follow the SDK's standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
  * @module
  */
-import type { AwsCredentialIdentityProvider } from "@smithy/types";
+import type { Readable } from "node:stream";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import type { AwsCredentialIdentityProvider, HttpHandlerOptions } from "@smithy/types";
 
 export interface AwsClientOptions {
   readonly region: string;
-  /** Whole-request timeout (connect, send, answer). */
+  /** Whole-call timeout: connect, send, the answer's headers and its whole body. */
   readonly timeoutMs?: number;
+}
+
+type HttpRequest = Parameters<NodeHttpHandler["handle"]>[0];
+
+/**
+ * The SDK's node:http handler with one deadline for the whole call. Its own `requestTimeout` ends with
+ * the answer's headers and then only bounds the idle time between two bytes (setSocketTimeout in
+ * @smithy/node-http-handler), so an answer that trickles its body a byte a second held a call for
+ * minutes. Here one timer covers the call until its body has been read: when it fires, the request
+ * is aborted, or the body stream is destroyed with a `TimeoutError`, which retries count as transient.
+ */
+class WholeCallTimeoutHandler {
+  readonly #inner: NodeHttpHandler;
+
+  constructor(readonly timeoutMs: number) {
+    this.#inner = new NodeHttpHandler({
+      connectionTimeout: Math.min(timeoutMs, 3_000),
+      requestTimeout: timeoutMs,
+      // Without throwOnRequestTimeout the SDK only logs a warning and a blackholed endpoint hangs forever.
+      throwOnRequestTimeout: true,
+    });
+  }
+
+  get metadata() {
+    return this.#inner.metadata;
+  }
+
+  async handle(request: HttpRequest, options: HttpHandlerOptions = {}) {
+    const timeout = new AbortController();
+    let body: Readable | undefined;
+    const timer = setTimeout(() => {
+      const error = Object.assign(new Error(`no complete answer within ${this.timeoutMs} ms`), {
+        name: "TimeoutError",
+      });
+      body?.destroy(error);
+      timeout.abort(error);
+    }, this.timeoutMs);
+    const caller = options.abortSignal as AbortSignal | undefined;
+    const abortSignal = caller ? AbortSignal.any([caller, timeout.signal]) : timeout.signal;
+    try {
+      const answer = await this.#inner.handle(request, { ...options, abortSignal });
+      body = answer.response.body as Readable;
+      body.once("close", () => clearTimeout(timer));
+      return answer;
+    } catch (error) {
+      clearTimeout(timer);
+      throw timeout.signal.aborted && !caller?.aborted ? timeout.signal.reason : error;
+    }
+  }
+
+  updateHttpClientConfig(key: never, value: never): void {
+    this.#inner.updateHttpClientConfig(key, value);
+  }
+
+  httpHandlerConfigs() {
+    return this.#inner.httpHandlerConfigs();
+  }
+
+  destroy(): void {
+    this.#inner.destroy();
+  }
 }
 
 /**
@@ -56,16 +119,10 @@ export function awsClientConfig(
   options: AwsClientOptions,
   env: Readonly<Record<string, string | undefined>> = Deno.env.toObject(),
 ) {
-  const timeoutMs = options.timeoutMs ?? 10_000;
   return {
     region: options.region,
     maxAttempts: 1,
     credentials: credentialsFromEnvironment(env),
-    // Without throwOnRequestTimeout the SDK only logs a warning and a blackholed endpoint hangs forever.
-    requestHandler: {
-      connectionTimeout: Math.min(timeoutMs, 3_000),
-      requestTimeout: timeoutMs,
-      throwOnRequestTimeout: true,
-    },
+    requestHandler: new WholeCallTimeoutHandler(options.timeoutMs ?? 10_000),
   };
 }

@@ -5,6 +5,7 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { sleep } from "../lib/clock.ts";
 import { type FaultKind, Faults } from "./faults.ts";
 
 export interface SimRequest {
@@ -56,6 +57,7 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
   const faults = options.faults ?? new Faults();
   const render = options.renderFaults ?? plainFaults;
   const hanging = new Set<http.ServerResponse>();
+  const closing = new AbortController();
   const servedOn = new WeakMap<object, number>();
   let requestCount = 0;
   const server = http.createServer(async (req, res) => {
@@ -99,6 +101,12 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
     }
     if (res.destroyed) return;
     res.writeHead(response.status, { "content-type": "text/plain", ...response.headers });
+    if (fault === "trickle") {
+      hanging.add(res);
+      await trickle(res, new TextEncoder().encode(response.body ?? ""), faults.trickleIntervalMs, closing.signal);
+      hanging.delete(res);
+      return;
+    }
     res.end(response.body ?? "");
   });
   await new Promise<void>((resolve, reject) => {
@@ -108,6 +116,7 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
   const { port, address } = server.address() as AddressInfo;
   const host = address.includes(":") ? `[${address}]` : address;
   const close = async () => {
+    closing.abort();
     for (const res of hanging) res.socket?.destroy();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -122,6 +131,21 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** Sends `body` one byte at a time, `intervalMs` apart, until it is all sent or the client goes away. */
+async function trickle(
+  res: http.ServerResponse,
+  body: Uint8Array,
+  intervalMs: number,
+  closing: AbortSignal,
+): Promise<void> {
+  res.flushHeaders();
+  for (const byte of body) {
+    if (!await sleep(intervalMs, closing) || res.destroyed) return;
+    res.write(new Uint8Array([byte]));
+  }
+  res.end();
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {

@@ -316,3 +316,18 @@ Deno.test("discovery stops at once when the signal aborts", async () => {
   await assert.rejects(discoverIn(world, { signal: controller.signal }), (reason) => reason === "SIGTERM");
   assert.ok(Date.now() - started < 1_000);
 });
+
+Deno.test("discovery: a trickling answer from ECS, ELB or the task metadata endpoint costs one request timeout, then a retry", async (t) => {
+  for (const service of ["metadata", "ecs", "elbv2"] as const) {
+    await t.step(service, async () => {
+      await using world = await startEcsWorld({ networkMode: "awsvpc" });
+      world[service].faults.trickleIntervalMs = 200;
+      world[service].faults.failNext(1, "trickle");
+      const started = Date.now();
+      const { plan } = await discoverIn(world);
+      const took = Date.now() - started;
+      assert.equal(plan.targets[0].id, WORLD.taskIpv4);
+      assert.ok(took < 15_000, `discovery was held ${took} ms by one trickled answer`);
+    });
+  }
+});

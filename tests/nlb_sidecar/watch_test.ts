@@ -311,3 +311,21 @@ Deno.test("watch: connections mode ends once the counted connections stay at zer
   const elapsed = Date.now() - closedAt;
   assert.ok(elapsed >= 150 && elapsed < 150 + 1_000, `exited ${elapsed} ms after the last connection closed`);
 });
+
+Deno.test("describeTargetHealth: an answer that trickles its body is cut off at the request timeout, as transient", async () => {
+  await using world = await startEcsWorld({ networkMode: "awsvpc" });
+  const { targets, elbv2 } = await planFor(world); // clients with a 2 s request timeout
+  const [target] = targets;
+  world.elbv2.faults.trickleIntervalMs = 200; // the body is several hundred bytes: over a minute in all
+  world.elbv2.faults.failNext(1, "trickle");
+  const started = Date.now();
+  const error = await describeTargetHealth(elbv2, target.targetGroupArn, [target]).then(
+    () => assert.fail("a trickled answer must not complete within the test"),
+    (error) => pollError(error),
+  );
+  const took = Date.now() - started;
+  assert.equal(error.transient, true, JSON.stringify(error));
+  assert.equal(error.code, "TimeoutError");
+  assert.ok(took < 15_000, `the call was held ${took} ms`);
+  assert.equal((await describeTargetHealth(elbv2, target.targetGroupArn, [target]))[0].state, "healthy");
+});
