@@ -4,8 +4,8 @@
  * the same way next time (access denied, validation, not found).
  * @module
  */
-import { sleep } from "./clock.ts";
-import { HttpStatusError, HttpUnreachableError } from "./http.ts";
+import { monotonicNow, sleep } from "./clock.ts";
+import { HttpStatusError, HttpUnreachableError, MalformedAnswerError } from "./http.ts";
 
 export interface Backoff {
   /** First delay ceiling in milliseconds. */
@@ -81,7 +81,7 @@ interface SdkLikeError {
 
 /** Whether retrying `error` later can succeed. Works on AWS SDK v3 errors and this project's own. */
 export function classifyError(error: unknown): ErrorClass {
-  if (error instanceof HttpUnreachableError) return "transient";
+  if (error instanceof HttpUnreachableError || error instanceof MalformedAnswerError) return "transient";
   if (error instanceof HttpStatusError) return error.status >= 500 || error.status === 429 ? "transient" : "permanent";
   if (typeof error !== "object" || error === null) return "permanent";
   const e = error as SdkLikeError;
@@ -125,12 +125,13 @@ export function describeError(error: unknown): { error: string; message: string;
 export interface RetryOptions {
   readonly signal?: AbortSignal;
   readonly backoff?: Backoff;
-  /** Give up (rethrowing the last error) once the next wait would end after this epoch-ms deadline. */
+  /** Give up (rethrowing the last error) once the next wait would end after this deadline, on `now`'s clock. */
   readonly deadline?: number;
   readonly classify?: (error: unknown) => ErrorClass;
   /** Called before each wait, to log the failure that is being retried. */
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
   readonly random?: () => number;
+  /** Default {@link monotonicNow}. */
   readonly now?: () => number;
 }
 
@@ -141,7 +142,7 @@ export interface RetryOptions {
 export async function retry<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const backoff = options.backoff ?? defaultBackoff;
   const classify = options.classify ?? classifyError;
-  const now = options.now ?? Date.now;
+  const now = options.now ?? monotonicNow;
   for (let attempt = 0;; attempt++) {
     if (options.signal?.aborted) throw options.signal.reason;
     try {

@@ -10,8 +10,10 @@
  * covers the wait for the headers, or the idle time between bytes (the AWS SDK's `requestTimeout` is a
  * socket inactivity timeout: smithy-lang/smithy-typescript packages/node-http-handler
  * set-socket-timeout.ts), is held for as many seconds as the body has bytes.
+ *
+ * `garbled`: status 200 and the first half of the real body, as from an agent cut off mid-answer.
  */
-export type FaultKind = "server-error" | "throttle" | "reset" | "hang" | "trickle";
+export type FaultKind = "server-error" | "throttle" | "reset" | "hang" | "trickle" | "garbled";
 
 export class Faults {
   /** Delay added before every answer, in milliseconds. */

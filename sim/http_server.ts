@@ -100,6 +100,9 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
       response = { status: 500, body: `emulator error: ${(error as Error).message}` };
     }
     if (res.destroyed) return;
+    if (fault === "garbled") {
+      response = { ...response, status: 200, body: response.body?.slice(0, response.body.length >> 1) };
+    }
     res.writeHead(response.status, { "content-type": "text/plain", ...response.headers });
     if (fault === "trickle") {
       hanging.add(res);

@@ -27,11 +27,13 @@ import { DescribeTargetGroupsCommand, type TargetGroup } from "@aws-sdk/client-e
 import {
   clusterName,
   type ContainerMetadata,
+  IncompleteMetadataError,
   type MetadataClient,
   type NetworkMode,
   regionFromTaskArn,
   type TaskMetadata,
 } from "../ecs_metadata.ts";
+import { monotonicNow } from "../clock.ts";
 import { classifyError, describeError, retry, type RetryOptions } from "../retry.ts";
 import type { SidecarClients } from "./clients.ts";
 import type { WatchedTarget } from "./machine.ts";
@@ -94,8 +96,10 @@ export interface DiscoveryOptions {
   readonly connect: (region: string) => SidecarClients;
   readonly region?: string;
   readonly targetContainerName?: string;
-  /** Epoch ms after which transient failures stop being retried. */
+  /** When a task that is not ready yet stops being waited for (transient AWS failures are retried past it). */
   readonly deadline: number;
+  /** The clock `deadline` is on; default {@link monotonicNow}. */
+  readonly now?: () => number;
   readonly signal?: AbortSignal;
   /** Told about every transient failure before it is retried. */
   readonly onRetry?: (step: string, error: unknown, attempt: number, delayMs: number) => void;
@@ -113,11 +117,9 @@ const IAM_FIX = "allow it in the task role's policy (examples/iam/nlb-sidecar-*.
 
 export async function discover(options: DiscoveryOptions): Promise<Discovered> {
   const attempt = <T>(step: string, operation: () => Promise<T>) => retryStep(options, step, operation);
-  // The metadata client retries transient failures itself, up to the same deadline.
-  const readTask = () =>
-    options.metadata.task({ signal: options.signal, deadline: options.deadline }).catch((error) => {
-      throw options.signal?.aborted ? error : asDiscoveryError("task metadata", error);
-    });
+  // The metadata client retries transient failures itself, for as long as they last; an answer that
+  // lacks fields comes out of it and is retried here as "not ready yet", up to the deadline.
+  const readTask = () => attempt("task metadata", () => options.metadata.task({ signal: options.signal }));
   let task = await readTask();
   const region = options.region ?? regionFromTaskArn(task.TaskARN);
   if (region === undefined) {
@@ -152,18 +154,26 @@ export async function discover(options: DiscoveryOptions): Promise<Discovered> {
 
 type Attempt = <T>(step: string, operation: () => Promise<T>) => Promise<T>;
 
-/** Retries `operation` through transient failures until the deadline and turns the rest into DiscoveryErrors. */
+/**
+ * Retries `operation` and turns what it gives up on into DiscoveryErrors. Transient AWS failures
+ * (throttling, 5xx, timeouts, unreachable endpoints) are retried for as long as they last: they say
+ * nothing about this task, and failing for good on them would make ECS replace every task of a fleet
+ * during a regional API event, after AWS has recovered. A task that is not ready yet (no address, no
+ * host port, incomplete metadata) is retried until the deadline: past DISCOVERY_TIMEOUT it is this
+ * task's own definition that is wrong.
+ */
 async function retryStep<T>(
   options: DiscoveryOptions,
   step: string,
   operation: (attempt: number) => Promise<T>,
 ): Promise<T> {
+  const now = options.now ?? monotonicNow;
   try {
     return await retry(operation, {
       signal: options.signal,
-      deadline: options.deadline,
       backoff: options.backoff,
-      classify: (error) => error instanceof NotReadyYet ? "transient" : classifyError(error),
+      classify: (error) =>
+        isNotReadyYet(error) ? (now() < options.deadline ? "transient" : "permanent") : classifyError(error),
       onRetry: (error, attempt, delayMs) => options.onRetry?.(step, error, attempt, delayMs),
     });
   } catch (error) {
@@ -172,15 +182,17 @@ async function retryStep<T>(
   }
 }
 
+const isNotReadyYet = (error: unknown) => error instanceof NotReadyYet || error instanceof IncompleteMetadataError;
+
 function asDiscoveryError(step: string, error: unknown): DiscoveryError {
   const { error: code, message, status } = describeError(error);
-  if (error instanceof NotReadyYet || classifyError(error) === "transient") {
+  if (isNotReadyYet(error)) {
     return new DiscoveryError(
       "timeout",
-      `${step} still failing when DISCOVERY_TIMEOUT ran out: ${code}: ${message}`,
+      `${step} still not ready when DISCOVERY_TIMEOUT ran out: ${code}: ${message}`,
       error instanceof NotReadyYet
         ? error.fix
-        : "check that the task reaches the metadata endpoint and the AWS APIs (NAT, VPC endpoints), or raise DISCOVERY_TIMEOUT",
+        : "check the ECS agent (its version and log): the task metadata it serves is incomplete",
       { cause: error },
     );
   }
@@ -374,7 +386,15 @@ function containerOf(task: TaskMetadata, name: string): ContainerMetadata {
 
 function networkOf(container: ContainerMetadata) {
   const network = container.Networks?.[0];
-  if (!network || !["awsvpc", "bridge", "host"].includes(network.NetworkMode)) {
+  // ECS load-balances only awsvpc, bridge and host tasks, so `none` (or no network at all) is a
+  // container the agent has not wired up yet: a bridge sidecar that starts before the application.
+  if (!network || network.NetworkMode === "none") {
+    throw new NotReadyYet(
+      `container ${container.Name} has no network yet (network mode none)`,
+      START_AFTER_APPLICATION,
+    );
+  }
+  if (!["awsvpc", "bridge", "host"].includes(network.NetworkMode)) {
     throw new DiscoveryError(
       "unsupported",
       `container ${container.Name} uses network mode ${network?.NetworkMode ?? "none"}`,

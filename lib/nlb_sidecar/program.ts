@@ -7,6 +7,7 @@
  * 2 configuration error.
  * @module
  */
+import { monotonicNow } from "../clock.ts";
 import { type MetadataClient, metadataClient } from "../ecs_metadata.ts";
 import { ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
 import type { Logger } from "../log.ts";
@@ -54,8 +55,9 @@ async function runSidecar(context: Context): Promise<number> {
   const requestTimeoutMs = callTimeoutMs(pollIntervalMs);
   const status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log);
   using tables = config.drainMode === "connections" ? await openConnectionTables(log) : undefined;
+  // The first reading fixes the clock's boot-time base from /proc/uptime, which needs every permission.
+  const discoveryDeadline = monotonicNow() + config.discoveryTimeout * 1000;
   dropEscalatingPermissions();
-  const discoveryDeadline = Date.now() + config.discoveryTimeout * 1000;
   await status.report("discovering", { discoveryDeadline });
 
   const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }] = await Promise.all([
@@ -72,6 +74,11 @@ async function runSidecar(context: Context): Promise<number> {
       httpStatus,
       attempt: attempt + 1,
       retryInSeconds: delayMs / 1000,
+    });
+    // The health check tells a discovery that is retrying past DISCOVERY_TIMEOUT from a hung one.
+    void status.report("discovering", {
+      discoveryDeadline,
+      retrying: { step, error: code, nextAttemptAt: monotonicNow() + delayMs },
     });
   };
   const metadata: MetadataClient = metadataClient(config.metadataUri, {
@@ -119,7 +126,7 @@ async function runSidecar(context: Context): Promise<number> {
 
 /**
  * Deno opens files under /proc only for a process that holds every permission, which is why the binary
- * is built with all of them. Once the socket tables are open the sidecar gives up the two that would
+ * is built with all of them. Once the socket tables are open and the clock's base is read the sidecar gives up the two that would
  * let compromised code escape the runtime: starting programs and loading native libraries.
  */
 function dropEscalatingPermissions(): void {

@@ -12,20 +12,29 @@
  * denied, target group not found) for three polling intervals: states only a fix or a restart ends.
  * @module
  */
+import { monotonicNow } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { readStatus, type Status, writeStatus } from "../status_file.ts";
 import type { MachineStatus } from "./machine.ts";
 
 export type SidecarState = "discovering" | "discovery-failed" | "watching" | "draining" | "finished";
 
+/**
+ * Every time in here is on {@link monotonicNow}: boot-time milliseconds, which the `health` process reads
+ * on the same scale, so a wall-clock step between the two changes no age.
+ */
 export interface SidecarStatusDetails extends Partial<Omit<MachineStatus, "phase">> {
   readonly pollIntervalMs: number;
   /** How long one AWS call may take: a poll may complete this late without the loop being stuck. */
   readonly requestTimeoutMs: number;
-  /** When discovery stops retrying transient errors (start + DISCOVERY_TIMEOUT). */
+  /** When discovery stops waiting for a task that is not ready yet (start + DISCOVERY_TIMEOUT). */
   readonly discoveryDeadline?: number;
+  /** The transient failure discovery is retrying, and when it tries again. */
+  readonly retrying?: { readonly step: string; readonly error: string; readonly nextAttemptAt: number };
   /** Why discovery failed, for the operator who reads the file. */
   readonly cause?: string;
+  /** When the daemon wrote the file. */
+  readonly writtenAt?: number;
 }
 
 /** How many polling intervals (plus the request timeout) the watch may go without a usable poll. */
@@ -45,13 +54,7 @@ export function healthVerdict(status: Status | undefined, now: number): HealthVe
   const details = status.details as Partial<SidecarStatusDetails>;
   switch (status.state) {
     case "discovering":
-      // The last attempt may start just before the deadline and take the whole request timeout.
-      return withinDeadline(
-        "discovering",
-        (details.discoveryDeadline ?? 0) + (details.requestTimeoutMs ?? 0),
-        "the end of DISCOVERY_TIMEOUT",
-        now,
-      );
+      return discoveringVerdict(details, now);
     case "discovery-failed":
       return { healthy: false, reason: `discovery failed: ${details.cause ?? "see the sidecar's log"}` };
     case "watching":
@@ -59,7 +62,7 @@ export function healthVerdict(status: Status | undefined, now: number): HealthVe
     case "draining":
       return withinDeadline("draining", details.drainDeadline ?? 0, "the end of DEREGISTRATION_WAIT", now);
     case "finished":
-      return withinDeadline("finished", status.updatedAt, "the watch finished", now);
+      return withinDeadline("finished", details.writtenAt ?? 0, "the watch finished", now);
     default:
       return { healthy: false, reason: `unknown state ${JSON.stringify(status.state)} in the status file` };
   }
@@ -73,6 +76,33 @@ function withinDeadline(state: SidecarState, deadline: number, what: string, now
     };
   }
   return { healthy: false, reason: `${state}, ${seconds(now - deadline)} after ${what}: the sidecar is stuck` };
+}
+
+/**
+ * Within DISCOVERY_TIMEOUT, or past it while discovery keeps retrying a transient AWS failure: a
+ * regional API event must not make ECS replace every task that starts during it.
+ */
+function discoveringVerdict(details: Partial<SidecarStatusDetails>, now: number): HealthVerdict {
+  const requestTimeoutMs = details.requestTimeoutMs ?? 0;
+  const retrying = details.retrying;
+  // The last attempt may start just before its time and take the whole request timeout.
+  const deadline = (details.discoveryDeadline ?? 0) + requestTimeoutMs;
+  if (retrying === undefined || now <= deadline + DEADLINE_SLACK_MS) {
+    return withinDeadline("discovering", deadline, "the end of DISCOVERY_TIMEOUT", now);
+  }
+  const verdict = withinDeadline(
+    "discovering",
+    retrying.nextAttemptAt + requestTimeoutMs,
+    "the next attempt was due",
+    now,
+  );
+  return verdict.healthy
+    ? {
+      healthy: true,
+      reason: `discovering past DISCOVERY_TIMEOUT: ${retrying.step} keeps failing with ${retrying.error}, ` +
+        `which is transient, so it is retried until AWS recovers; ${verdict.reason}`,
+    }
+    : verdict;
 }
 
 function watchingVerdict(details: Partial<SidecarStatusDetails>, now: number): HealthVerdict {
@@ -111,7 +141,7 @@ function watchingVerdict(details: Partial<SidecarStatusDetails>, now: number): H
 }
 
 /** The health verdict for the status file at `path`; a file that cannot be read is unhealthy. */
-export async function checkHealth(path: string, now: number = Date.now()): Promise<HealthVerdict> {
+export async function checkHealth(path: string, now: number = monotonicNow()): Promise<HealthVerdict> {
   try {
     return healthVerdict(await readStatus(path), now);
   } catch (error) {
@@ -122,6 +152,8 @@ export async function checkHealth(path: string, now: number = Date.now()): Promi
 /** Keeps the status file current; a failed write is logged (once per streak) and never stops the daemon. */
 export class StatusReporter {
   #failing = false;
+  /** Writes run one after another: two at once would share the temp file. */
+  #writing: Promise<void> = Promise.resolve();
 
   constructor(
     readonly path: string,
@@ -129,17 +161,19 @@ export class StatusReporter {
     readonly log: Logger,
   ) {}
 
-  async report(
-    state: SidecarState,
-    details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> = {},
-  ): Promise<void> {
+  report(state: SidecarState, details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> = {}) {
+    this.#writing = this.#writing.then(() => this.#write(state, details));
+    return this.#writing;
+  }
+
+  async #write(state: SidecarState, details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs">) {
     try {
       await writeStatus(this.path, {
         role: "nlb-sidecar",
         pid: Deno.pid,
         updatedAt: Date.now(),
         state,
-        details: { ...this.timing, ...details },
+        details: { ...this.timing, ...details, writtenAt: monotonicNow() },
       });
       this.#failing = false;
     } catch (error) {

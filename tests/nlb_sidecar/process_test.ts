@@ -3,6 +3,7 @@
  * (lib/roles.ts), against the emulated world: every outcome and its exit code.
  */
 import assert from "node:assert/strict";
+import type { TaskMetadata } from "../../lib/ecs_metadata.ts";
 import { type LogEntry, runRoleToEnd, spawnRole } from "../support/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { listenLoopback } from "./support.ts";
@@ -222,6 +223,34 @@ Deno.test("process: health stays 0 through 100% throttling, is 1 after three int
   const draining = await health(s.statusFile);
   assert.equal(draining.code, 0, draining.stdout);
   assert.equal(s.process.logs.filter((l) => l.level === "fatal").length, 0);
+});
+
+Deno.test("process: throttling that outlasts DISCOVERY_TIMEOUT is retried, health stays 0, the watch starts once AWS recovers", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc" },
+    { DISCOVERY_TIMEOUT: "1" },
+    (world) => world.elbv2.faults.throttleRate = 1,
+  );
+  await s.process.waitForLog(startsWith("elasticloadbalancing:DescribeTargetGroups failed (Throttling)"));
+  await new Promise((r) => setTimeout(r, 1_000 + 2_000 + 5_000 + 500)); // past the deadline, timeout and slack
+  const retrying = await health(s.statusFile);
+  assert.equal(retrying.code, 0, `a throttled discovery must not make ECS replace the task: ${retrying.stdout}`);
+  assert.match(retrying.stdout, /past DISCOVERY_TIMEOUT.*Throttling/);
+  s.world.elbv2.faults.throttleRate = 0;
+  await s.process.waitForLog(includes("is healthy"), 30_000);
+  assert.equal(s.process.logs.filter(startsWith("discovery failed")).length, 0);
+});
+
+Deno.test("process: task metadata {} at start is retried, not a crash", async () => {
+  let complete: TaskMetadata | undefined;
+  await using s = await sidecar({ networkMode: "awsvpc" }, {}, (world) => {
+    complete = world.metadata.task;
+    world.metadata.task = {} as TaskMetadata;
+  });
+  await s.process.waitForLog(startsWith("task metadata failed (IncompleteMetadataError)"));
+  s.world.metadata.task = complete!;
+  await s.process.waitForLog(includes("is healthy"));
+  assert.equal(s.process.logs.filter((l) => l.level === "fatal" || l.level === "error").length, 0);
 });
 
 Deno.test("process: health without a status file is 1", async () => {

@@ -329,3 +329,45 @@ Deno.test("describeTargetHealth: an answer that trickles its body is cut off at 
   assert.ok(took < 15_000, `the call was held ${took} ms`);
   assert.equal((await describeTargetHealth(elbv2, target.targetGroupArn, [target]))[0].state, "healthy");
 });
+
+/** Replaces `Date.now` with the real clock plus an offset the test steps; restored on dispose. */
+function steppableWallClock() {
+  const real = Date.now;
+  let offsetMs = 0;
+  Date.now = () => real() + offsetMs;
+  return {
+    step(ms: number) {
+      offsetMs += ms;
+    },
+    [Symbol.dispose]() {
+      Date.now = real;
+    },
+  };
+}
+
+const HOUR_MS = 3_600_000;
+
+Deno.test("watch: the wall clock stepping an hour forward does not end a drain", async () => {
+  using wall = steppableWallClock();
+  await using w = await watch({ networkMode: "awsvpc" }, { deregistrationWaitMs: 1_500 });
+  await w.waitFor(message("is healthy"));
+  w.world.setState("draining");
+  await w.waitFor(message("drain started"));
+  const started = performance.now();
+  wall.step(HOUR_MS);
+  const outcome = await w.outcome;
+  const waited = performance.now() - started;
+  assert.equal(outcome.kind === "finished" && outcome.finish.reason, "drain-wait-elapsed");
+  assert.ok(waited >= 1_200, `the drain ended ${waited} ms after it started, not after the 1.5 s wait`);
+});
+
+Deno.test("watch: the wall clock stepping an hour back does not stop polling", async () => {
+  using wall = steppableWallClock();
+  await using w = await watch({ networkMode: "awsvpc" }, { pollIntervalMs: 50 });
+  await w.waitFor(message("is healthy"));
+  const calls = () => w.world.elbv2.state.healthCalls.get(w.world.targets[0].targetGroupArn)?.length ?? 0;
+  wall.step(-HOUR_MS);
+  const before = calls();
+  await new Promise((r) => setTimeout(r, 600));
+  assert.ok(calls() >= before + 3, `${calls() - before} polls in 600 ms after the step, at a 50 ms interval`);
+});
