@@ -53,12 +53,13 @@ async function runSidecar(context: Context): Promise<number> {
   const { config, log, shutdown, env } = context;
   const pollIntervalMs = config.pollingFrequency * 1000;
   const requestTimeoutMs = callTimeoutMs(pollIntervalMs);
-  const status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log);
+  using status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log);
   using tables = config.drainMode === "connections" ? await openConnectionTables(log) : undefined;
-  // The first reading fixes the clock's boot-time base from /proc/uptime, which needs every permission.
+  // Both need every permission: the first reading fixes the clock's boot-time base from /proc/uptime,
+  // and the first report opens the /dev/shm fallback when STATUS_FILE is on a read-only root.
   const discoveryDeadline = monotonicNow() + config.discoveryTimeout * 1000;
-  dropEscalatingPermissions();
   await status.report("discovering", { discoveryDeadline });
+  dropEscalatingPermissions();
 
   const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }] = await Promise.all([
     import("./discovery.ts"),
@@ -126,7 +127,7 @@ async function runSidecar(context: Context): Promise<number> {
 
 /**
  * Deno opens files under /proc only for a process that holds every permission, which is why the binary
- * is built with all of them. Once the socket tables are open and the clock's base is read the sidecar gives up the two that would
+ * is built with all of them. Once the socket tables, the clock's base and the status file are open the sidecar gives up the two that would
  * let compromised code escape the runtime: starting programs and loading native libraries.
  */
 function dropEscalatingPermissions(): void {

@@ -20,12 +20,16 @@ async function sidecar(
   worldOptions: WorldOptions,
   env: Record<string, string> = {},
   arrange: (world: EcsWorld) => void = () => {},
+  wrapper?: (statusDir: string) => string[],
 ): Promise<Sidecar> {
   const world = await startEcsWorld(worldOptions);
   arrange(world);
   const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-test-" });
   const statusFile = `${dir}/status.json`;
-  const process = spawnRole("nlb-sidecar", { env: { ...world.env, ...FAST, STATUS_FILE: statusFile, ...env } });
+  const process = spawnRole("nlb-sidecar", {
+    env: { ...world.env, ...FAST, STATUS_FILE: statusFile, ...env },
+    wrapper: wrapper?.(dir),
+  });
   return {
     world,
     process,
@@ -51,12 +55,39 @@ async function stopWith(s: Sidecar, signal: "SIGTERM" | "SIGINT"): Promise<LogEn
 const startsWith = (text: string) => (entry: LogEntry) => entry.message.startsWith(text);
 const includes = (text: string) => (entry: LogEntry) => entry.message.includes(text);
 
-function health(statusFile: string) {
+/** Runs `health` as ECS does: another process, in the sidecar's container (`inMountsOf`: its mount namespace). */
+function health(statusFile: string, inMountsOf?: number) {
   return runRoleToEnd("nlb-sidecar", {
     args: ["health"],
     env: { STATUS_FILE: statusFile, ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/x" },
+    wrapper: inMountsOf === undefined ? undefined : ["nsenter", "-t", String(inMountsOf), "-m", "-w", "--"],
   });
 }
+
+/** Whether this machine lets the tests give a process its own mounts (root, or CAP_SYS_ADMIN). */
+const canUnshareMounts = (() => {
+  try {
+    return new Deno.Command("unshare", { args: ["--mount", "true"], stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * A container with `readonlyRootFilesystem: true` and no volume, as Docker and containerd make it: its
+ * own mounts, the status file's folder read-only, and /dev/shm the runtime's writable tmpfs (or
+ * read-only too: Podman's --read-only-tmpfs=false).
+ */
+const readOnlyRoot = (devShm: "rw" | "ro") => (statusDir: string) => [
+  "unshare",
+  "--mount",
+  "--propagation",
+  "private",
+  "sh",
+  "-c",
+  `mount -t tmpfs -o ro tmpfs "$0" && mount -t tmpfs -o ${devShm} tmpfs /dev/shm && exec "$@"`,
+  statusDir,
+];
 
 Deno.test("process: draining -> exit 0 once DEREGISTRATION_WAIT has passed", async () => {
   await using s = await sidecar({ networkMode: "awsvpc" }, { DEREGISTRATION_WAIT: "0.8" });
@@ -251,6 +282,35 @@ Deno.test("process: task metadata {} at start is retried, not a crash", async ()
   s.world.metadata.task = complete!;
   await s.process.waitForLog(includes("is healthy"));
   assert.equal(s.process.logs.filter((l) => l.level === "fatal" || l.level === "error").length, 0);
+});
+
+Deno.test({
+  name: "process: read-only root with no volume -> the status goes to /dev/shm, health is 0 and watches on",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {}, readOnlyRoot("rw"));
+    const warning = await s.process.waitForLog(includes("not writable"));
+    assert.match(String(warning.detail), /read-only file system/i);
+    assert.equal(warning.fallback, "/dev/shm/status.json");
+    await s.process.waitForLog(includes("is healthy"));
+    const verdict = await health(s.statusFile, s.process.pid);
+    assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
+    assert.match(verdict.stdout, /watching/);
+  },
+});
+
+Deno.test({
+  name: "process: read-only root and read-only /dev/shm -> health is 1 and says what is not writable and the fix",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {}, readOnlyRoot("ro"));
+    const error = await s.process.waitForLog(includes("cannot write the status file"));
+    assert.match(String(error.fix), /mount a volume at .*STATUS_FILE/);
+    const verdict = await health(s.statusFile, s.process.pid);
+    assert.equal(verdict.code, 1, verdict.stdout);
+    assert.match(verdict.stdout, /not writable: read-only file system/i);
+    assert.match(verdict.stdout, /mount a volume at .* or set STATUS_FILE/);
+  },
 });
 
 Deno.test("process: health without a status file is 1", async () => {
