@@ -21,6 +21,7 @@ import {
   DescribeTasksCommand,
   type Failure,
   type LoadBalancer,
+  type Service,
   type Task,
 } from "@aws-sdk/client-ecs";
 import { DescribeTargetGroupsCommand, type TargetGroup } from "@aws-sdk/client-elastic-load-balancing-v2";
@@ -128,7 +129,8 @@ export async function discover(options: DiscoveryOptions): Promise<Discovered> {
   const clients = options.connect(region);
   const ecs = new EcsLookups(clients, task, attempt, options.signal);
   const serviceName = task.ServiceName ?? serviceOfGroup((await ecs.task()).group, task.TaskARN);
-  const { entries, skipped } = loadBalancersOfTask(await ecs.service(serviceName), task, options.targetContainerName);
+  const service = await attempt("ecs:DescribeServices", async () => ownDeployment(await ecs.service(serviceName), ecs));
+  const { entries, skipped } = loadBalancersOfTask(service, task, options.targetContainerName);
   const groups = await describeTargetGroups(clients, entries, attempt, options.signal);
   const resolver = new TargetResolver(clients, ecs, attempt, options.signal);
   const targets = await retryStep(options, "task network", async (attemptNumber) => {
@@ -296,6 +298,29 @@ class EcsLookups {
       return instanceId;
     })();
   }
+}
+
+/**
+ * A CODE_DEPLOY (or EXTERNAL) service keeps load balancers per task set: during a blue/green deployment
+ * the replacement set is in the other target group than the service's own `loadBalancers` say. The
+ * task's `startedBy` is the id of its task set ("the deployment ID of the service that starts it",
+ * API_Task; API_TaskSet `id`), so the set is found by it. A set not listed yet is worth another look:
+ * DescribeServices is eventually consistent.
+ */
+async function ownDeployment(service: Service, ecs: EcsLookups): Promise<Service> {
+  const controller = service.deploymentController?.type;
+  if (controller !== "CODE_DEPLOY" && controller !== "EXTERNAL") return service;
+  const startedBy = (await ecs.task()).startedBy;
+  const taskSet = service.taskSets?.find((set) => set.id !== undefined && set.id === startedBy);
+  if (!taskSet) {
+    const ids = (service.taskSets ?? []).map((set) => `${set.id} (${set.status})`).join(", ") || "none";
+    throw new NotReadyYet(
+      `task ${ecs.metadata.TaskARN} (startedBy ${startedBy ?? "unset"}) is in none of the task sets of ` +
+        `${controller} service ${service.serviceName}: ${ids}`,
+      "check that the task was started by the service's deployment (its startedBy names its task set)",
+    );
+  }
+  return { ...service, loadBalancers: taskSet.loadBalancers ?? [] };
 }
 
 function failures(out: { failures?: Failure[] }): string {

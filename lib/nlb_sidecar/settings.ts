@@ -74,7 +74,7 @@ export const nlbSidecarSettings = {
     flag: "status-file",
     default: "/tmp/ecs-nlb-sidecar.status.json",
     type: "path",
-    help: "File the daemon keeps fresh for the `health` subcommand.",
+    help: "File the daemon keeps fresh for the `health` subcommand; unwritable (read-only root): /dev/shm/<its name>.",
   }),
   logLevel: logLevelSetting(),
   logFormat: logFormatSetting(),

@@ -395,3 +395,24 @@ Deno.test("discovery: a trickling answer from ECS, ELB or the task metadata endp
     });
   }
 });
+
+Deno.test("discovery: CODE_DEPLOY blue/green: the target groups of the task's own task set, not the service's", async (t) => {
+  for (const launchType of ["FARGATE", "EC2"] as const) {
+    await t.step(launchType, async () => {
+      await using world = await startEcsWorld({ networkMode: "awsvpc", launchType, codeDeploy: true });
+      const service = world.ecs.state.cluster(WORLD.cluster).services[0];
+      const blue = service.loadBalancers[0].targetGroupArn;
+      assert.ok(blue && !world.targets.some((target) => target.targetGroupArn === blue), "the world has a blue group");
+      const { plan } = await discoverIn(world);
+      assert.deepEqual(plan.targets.map((target) => target.targetGroupArn), world.targets.map((t) => t.targetGroupArn));
+    });
+  }
+  await t.step("a task set that does not show up by DISCOVERY_TIMEOUT: a timeout that names startedBy", async () => {
+    const error = await failure({ networkMode: "awsvpc", codeDeploy: true }, (w) => {
+      const service = w.ecs.state.cluster(WORLD.cluster).services[0];
+      w.ecs.state.cluster(WORLD.cluster).services[0] = { ...service, taskSets: service.taskSets?.slice(0, 1) };
+    }, { timeoutMs: 300 });
+    assert.equal(error.kind, "timeout");
+    assert.match(error.message, /startedBy ecs-svc\/.*task sets/);
+  });
+});

@@ -313,6 +313,15 @@ Deno.test({
   },
 });
 
+Deno.test("process: CODE_DEPLOY blue/green -> watches the target group of the task's own task set and drains", async () => {
+  await using s = await sidecar({ networkMode: "awsvpc", codeDeploy: true }, { DEREGISTRATION_WAIT: "0.3" });
+  await s.process.waitForLog(includes("in web-0 is healthy"));
+  assert.equal(s.process.logs.filter(includes("web-blue")).length, 0, "the blue group is not this task's");
+  s.world.setState("draining");
+  assert.equal((await s.process.exited).code, 0);
+  assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "drain-wait-elapsed");
+});
+
 Deno.test("process: health without a status file is 1", async () => {
   const result = await health("/tmp/nlb-sidecar-test-does-not-exist/status.json");
   assert.equal(result.code, 1);
