@@ -11,8 +11,9 @@
  * | bridge          | ip          | the instance's private IP           | HostPort of containerPort |
  * | host            | instance/ip | as bridge                           | containerPort             |
  *
- * Transient failures are retried with backoff until the deadline; everything else becomes a
- * {@link DiscoveryError} that names its cause and the fix.
+ * Transient failures are retried with backoff for as long as they last, a task that is not ready yet
+ * until the deadline (see `retryStep`); everything else becomes a {@link DiscoveryError} that names its
+ * cause and the fix.
  * @module
  */
 import {
