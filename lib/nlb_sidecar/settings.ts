@@ -48,7 +48,7 @@ export const nlbSidecarSettings = {
     env: "DISCOVERY_TIMEOUT",
     flag: "discovery-timeout",
     default: 300,
-    help: "Seconds that start-up discovery may spend retrying transient errors before it counts as failed.",
+    help: "Seconds discovery waits for a task not ready yet (no IP, host port); transient AWS errors retry past it.",
   }),
   onDiscoveryFailure: oneOf({
     env: "ON_DISCOVERY_FAILURE",

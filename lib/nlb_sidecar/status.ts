@@ -6,8 +6,9 @@
  * The rule therefore asks "is the sidecar doing its job?", not "did AWS answer lately?": a sidecar must
  * never take its application down because AWS hiccuped. Account-wide ELB throttling lasting minutes
  * would otherwise mark every task of every service unhealthy at once and make ECS replace the fleet.
- * Healthy while discovery is within DISCOVERY_TIMEOUT or, past it, retrying a transient failure on schedule, while polls keep completing with an answer
- * or a transient error, or while a drain is within its deadline. Unhealthy once discovery failed for
+ * Healthy while discovery is within DISCOVERY_TIMEOUT or, past it, retrying a transient failure on
+ * schedule, while polls keep completing with an answer or a transient error, or while a drain is within
+ * its deadline. Unhealthy once discovery failed for
  * good, once the watch loop stalls, or once every poll has failed with a permanent error (access
  * denied, target group not found) for three polling intervals: states only a fix or a restart ends.
  * @module
