@@ -322,6 +322,17 @@ Deno.test("process: CODE_DEPLOY blue/green -> watches the target group of the ta
   assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "drain-wait-elapsed");
 });
 
+Deno.test("process: a DescribeTargetHealth answer that trickles costs one request timeout; the drain is still seen", async () => {
+  await using s = await sidecar({ networkMode: "awsvpc" }, { DEREGISTRATION_WAIT: "0.3" });
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.elbv2.faults.failNext(1, "trickle"); // a byte a second of a body of several hundred bytes
+  s.world.setState("draining");
+  const failed = await s.process.waitForLog(includes("failed (TimeoutError)"));
+  assert.equal(failed.transient, true);
+  await s.process.waitForLog(startsWith("drain started"), 20_000);
+  assert.equal((await s.process.exited).code, 0);
+});
+
 Deno.test("process: health without a status file is 1", async () => {
   const result = await health("/tmp/nlb-sidecar-test-does-not-exist/status.json");
   assert.equal(result.code, 1);
