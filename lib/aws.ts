@@ -96,22 +96,36 @@ export function credentialsFromEnvironment(
   }
   if (env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || env.AWS_CONTAINER_CREDENTIALS_FULL_URI) {
     let provider: AwsCredentialIdentityProvider | undefined;
-    return async () => {
-      provider ??= (await import("@smithy/credential-provider-imds")).fromContainerMetadata({
-        timeout: 2_000,
-        maxRetries: 2,
-      });
+    return withinCredentialsBound(async () => {
+      provider ??= (await import("@smithy/credential-provider-imds")).fromContainerMetadata(CREDENTIAL_TRIES);
       return provider();
-    };
+    });
   }
   let provider: AwsCredentialIdentityProvider | undefined;
-  return async () => {
-    provider ??= (await import("@smithy/credential-provider-imds")).fromInstanceMetadata({
-      timeout: 2_000,
-      maxRetries: 2,
-    });
+  return withinCredentialsBound(async () => {
+    provider ??= (await import("@smithy/credential-provider-imds")).fromInstanceMetadata(CREDENTIAL_TRIES);
     return provider();
-  };
+  });
+}
+
+const CREDENTIAL_TRIES = { timeout: 2_000, maxRetries: 2 };
+/** Every try may take its whole timeout, plus a little for the connects. */
+const CREDENTIALS_BOUND_MS = CREDENTIAL_TRIES.timeout * (CREDENTIAL_TRIES.maxRetries + 1) + 1_000;
+
+/**
+ * The providers' `timeout` is a socket inactivity timeout, so an endpoint that trickles its answer held
+ * a call for as long as the answer has bytes, before the request handler's own deadline even starts.
+ * Past the bound the call fails with a `TimeoutError`, which retries count as transient; the request
+ * left behind ends with its socket.
+ */
+function withinCredentialsBound(provider: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
+  return () =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(Object.assign(new Error(`no credentials within ${CREDENTIALS_BOUND_MS} ms`), { name: "TimeoutError" }));
+      }, CREDENTIALS_BOUND_MS);
+      provider().then(resolve, reject).finally(() => clearTimeout(timer));
+    });
 }
 
 /** Constructor options for any SDK v3 client. */
