@@ -85,8 +85,6 @@ export {
   type TaskMetadata,
 } from "./lib/ecs_metadata.ts";
 export {
-  type AwsClientConfig,
-  awsClientConfig,
   type AwsClientOptions,
   type AwsCredentials,
   credentialsFromEnvironment,

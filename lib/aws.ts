@@ -7,7 +7,9 @@
  * Endpoints follow the SDK's standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
  * @module
  */
-import type { AwsCredentialIdentityProvider } from "@smithy/types";
+import type { Readable } from "node:stream";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import type { AwsCredentialIdentityProvider, HttpHandlerOptions, HttpResponse, RequestHandler } from "@smithy/types";
 
 /**
  * One set of AWS credentials, as every SDK v3 client accepts them.
@@ -50,8 +52,69 @@ export type CredentialsProvider = () => Promise<AwsCredentials>;
 export interface AwsClientOptions {
   /** The region of the API, such as `eu-west-1`. */
   readonly region: string;
-  /** Whole-request timeout (connect, send, answer). */
+  /** Whole-call timeout: connect, send, the answer's headers and its whole body. */
   readonly timeoutMs?: number;
+}
+
+type HttpRequest = Parameters<NodeHttpHandler["handle"]>[0];
+
+/**
+ * The SDK's node:http handler with one deadline for the whole call. Its own `requestTimeout` ends with
+ * the answer's headers and then only bounds the idle time between two bytes (setSocketTimeout in
+ * @smithy/node-http-handler), so an answer that trickles its body a byte a second held a call for
+ * minutes. Here one timer covers the call until its body has been read: when it fires, the request
+ * is aborted, or the body stream is destroyed with a `TimeoutError`, which retries count as transient.
+ */
+class WholeCallTimeoutHandler {
+  readonly #inner: NodeHttpHandler;
+
+  constructor(readonly timeoutMs: number) {
+    this.#inner = new NodeHttpHandler({
+      connectionTimeout: Math.min(timeoutMs, 3_000),
+      requestTimeout: timeoutMs,
+      // Without throwOnRequestTimeout the SDK only logs a warning and a blackholed endpoint hangs forever.
+      throwOnRequestTimeout: true,
+    });
+  }
+
+  get metadata() {
+    return this.#inner.metadata;
+  }
+
+  async handle(request: HttpRequest, options: HttpHandlerOptions = {}) {
+    const timeout = new AbortController();
+    let body: Readable | undefined;
+    const timer = setTimeout(() => {
+      const error = Object.assign(new Error(`no complete answer within ${this.timeoutMs} ms`), {
+        name: "TimeoutError",
+      });
+      body?.destroy(error);
+      timeout.abort(error);
+    }, this.timeoutMs);
+    const caller = options.abortSignal as AbortSignal | undefined;
+    const abortSignal = caller ? AbortSignal.any([caller, timeout.signal]) : timeout.signal;
+    try {
+      const answer = await this.#inner.handle(request, { ...options, abortSignal });
+      body = answer.response.body as Readable;
+      body.once("close", () => clearTimeout(timer));
+      return answer;
+    } catch (error) {
+      clearTimeout(timer);
+      throw timeout.signal.aborted && !caller?.aborted ? timeout.signal.reason : error;
+    }
+  }
+
+  updateHttpClientConfig(key: never, value: never): void {
+    this.#inner.updateHttpClientConfig(key, value);
+  }
+
+  httpHandlerConfigs() {
+    return this.#inner.httpHandlerConfigs();
+  }
+
+  destroy(): void {
+    this.#inner.destroy();
+  }
 }
 
 /**
@@ -78,22 +141,36 @@ export function credentialsFromEnvironment(
   }
   if (env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || env.AWS_CONTAINER_CREDENTIALS_FULL_URI) {
     let provider: AwsCredentialIdentityProvider | undefined;
-    return async () => {
-      provider ??= (await import("@smithy/credential-provider-imds")).fromContainerMetadata({
-        timeout: 2_000,
-        maxRetries: 2,
-      });
+    return withinCredentialsBound(async () => {
+      provider ??= (await import("@smithy/credential-provider-imds")).fromContainerMetadata(CREDENTIAL_TRIES);
       return provider();
-    };
+    });
   }
   let provider: AwsCredentialIdentityProvider | undefined;
-  return async () => {
-    provider ??= (await import("@smithy/credential-provider-imds")).fromInstanceMetadata({
-      timeout: 2_000,
-      maxRetries: 2,
-    });
+  return withinCredentialsBound(async () => {
+    provider ??= (await import("@smithy/credential-provider-imds")).fromInstanceMetadata(CREDENTIAL_TRIES);
     return provider();
-  };
+  });
+}
+
+const CREDENTIAL_TRIES = { timeout: 2_000, maxRetries: 2 };
+/** Every try may take its whole timeout, plus a little for the connects. */
+const CREDENTIALS_BOUND_MS = CREDENTIAL_TRIES.timeout * (CREDENTIAL_TRIES.maxRetries + 1) + 1_000;
+
+/**
+ * The providers' `timeout` is a socket inactivity timeout, so an endpoint that trickles its answer held
+ * a call for as long as the answer has bytes, before the request handler's own deadline even starts.
+ * Past the bound the call fails with a `TimeoutError`, which retries count as transient; the request
+ * left behind ends with its socket.
+ */
+function withinCredentialsBound(provider: AwsCredentialIdentityProvider): AwsCredentialIdentityProvider {
+  return () =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(Object.assign(new Error(`no credentials within ${CREDENTIALS_BOUND_MS} ms`), { name: "TimeoutError" }));
+      }, CREDENTIALS_BOUND_MS);
+      provider().then(resolve, reject).finally(() => clearTimeout(timer));
+    });
 }
 
 /**
@@ -114,12 +191,8 @@ export interface AwsClientConfig {
   readonly maxAttempts: number;
   /** The credential source. */
   readonly credentials: CredentialsProvider;
-  /** Connect and whole-request timeouts in milliseconds; a timeout is an error, not a warning. */
-  readonly requestHandler: {
-    readonly connectionTimeout: number;
-    readonly requestTimeout: number;
-    readonly throwOnRequestTimeout: boolean;
-  };
+  /** Sends each request with one deadline over the whole call, body included; a timeout is an error. */
+  readonly requestHandler: RequestHandler<HttpRequest, HttpResponse, HttpHandlerOptions>;
 }
 
 /**
@@ -136,16 +209,10 @@ export function awsClientConfig(
   options: AwsClientOptions,
   env: Readonly<Record<string, string | undefined>> = Deno.env.toObject(),
 ): AwsClientConfig {
-  const timeoutMs = options.timeoutMs ?? 10_000;
   return {
     region: options.region,
     maxAttempts: 1,
     credentials: credentialsFromEnvironment(env),
-    // Without throwOnRequestTimeout the SDK only logs a warning and a blackholed endpoint hangs forever.
-    requestHandler: {
-      connectionTimeout: Math.min(timeoutMs, 3_000),
-      requestTimeout: timeoutMs,
-      throwOnRequestTimeout: true,
-    },
+    requestHandler: new WholeCallTimeoutHandler(options.timeoutMs ?? 10_000),
   };
 }

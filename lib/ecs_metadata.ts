@@ -3,7 +3,7 @@
  * container and its task, with a per-request timeout and retries of transient failures.
  * @module
  */
-import { getJson } from "./http.ts";
+import { getJson, MalformedAnswerError } from "./http.ts";
 import { type Backoff, retry, type RetryOptions } from "./retry.ts";
 
 /**
@@ -114,6 +114,29 @@ export interface TaskMetadata {
 }
 
 /**
+ * A task description without the fields every answer has. The agent fills the task in as its
+ * containers start, and an endpoint cut off mid-answer can give `{}`: a reason to look again, never a
+ * crash. Thrown by `task()` after its own retries, so the caller decides how long "not yet" may last.
+ */
+export class IncompleteMetadataError extends MalformedAnswerError {
+  constructor(url: string, readonly missing: readonly string[]) {
+    super(url, `the task is missing ${missing.join(", ")}`);
+    this.name = "IncompleteMetadataError";
+  }
+}
+
+/** The fields of `value` that a {@link TaskMetadata} must have but it lacks. */
+function missingTaskFields(value: unknown): string[] {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return ["every field"];
+  const task = value as Record<string, unknown>;
+  const missing = ["TaskARN", "Cluster"].filter((field) => typeof task[field] !== "string");
+  const containers = task.Containers;
+  if (!Array.isArray(containers)) missing.push("Containers");
+  else if (containers.some((c) => typeof c?.Name !== "string")) missing.push("a container's Name");
+  return missing;
+}
+
+/**
  * How patient a {@link MetadataClient} is.
  *
  * @example
@@ -169,7 +192,13 @@ export function metadataClient(baseUrl: string, options: MetadataClientOptions =
       onRetry: options.onRetry,
     });
   return {
-    task: (call) => fetchWithRetry<TaskMetadata>(`${base}/task`, call),
+    task: async (call) => {
+      const url = `${base}/task`;
+      const task = await fetchWithRetry<TaskMetadata>(url, call);
+      const missing = missingTaskFields(task);
+      if (missing.length > 0) throw new IncompleteMetadataError(url, missing);
+      return task;
+    },
     self: (call) => fetchWithRetry<ContainerMetadata>(base, call),
   };
 }

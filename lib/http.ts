@@ -13,6 +13,18 @@ export class HttpStatusError extends Error {
   }
 }
 
+/**
+ * The endpoint answered 2xx with a body that is not what it promises (cut off, not JSON, fields
+ * missing). From a local agent this is a passing state (restarting, still filling in the task), so
+ * retries count it as transient.
+ */
+export class MalformedAnswerError extends Error {
+  constructor(readonly url: string, readonly problem: string) {
+    super(`${url} answered, but ${problem}`);
+    this.name = "MalformedAnswerError";
+  }
+}
+
 /** How a request failed before any answer: nothing listening, out of time, or anything else (DNS, TLS, reset). */
 export type UnreachableKind = "refused" | "timeout" | "other";
 
@@ -109,7 +121,7 @@ export function describeTarget(url: string, options: Pick<RequestOptions, "unixS
   return `unix://${options.unixSocket}:${pathname}${search}`;
 }
 
-/** GET `url` and parse JSON; non-2xx answers become {@link HttpStatusError}. */
+/** GET `url` and parse JSON; non-2xx answers become {@link HttpStatusError}, non-JSON {@link MalformedAnswerError}. */
 export async function getJson<T>(url: string, options: RequestOptions): Promise<T> {
   const answer = await request(url, options);
   const shown = describeTarget(url, options);
@@ -117,6 +129,6 @@ export async function getJson<T>(url: string, options: RequestOptions): Promise<
   try {
     return JSON.parse(answer.body) as T;
   } catch {
-    throw new HttpStatusError(shown, answer.status, `not JSON: ${answer.body.slice(0, 100)}`);
+    throw new MalformedAnswerError(shown, `not with JSON: ${JSON.stringify(answer.body.slice(0, 100))}`);
   }
 }

@@ -4,8 +4,8 @@
  * the same way next time (access denied, validation, not found).
  * @module
  */
-import { sleep } from "./clock.ts";
-import { HttpStatusError, HttpUnreachableError } from "./http.ts";
+import { monotonicNow, sleep } from "./clock.ts";
+import { HttpStatusError, HttpUnreachableError, MalformedAnswerError } from "./http.ts";
 
 /**
  * How long to wait between attempts: full jitter below a ceiling that doubles from `baseMs` up to `capMs`.
@@ -105,7 +105,7 @@ interface SdkLikeError {
  * ```
  */
 export function classifyError(error: unknown): ErrorClass {
-  if (error instanceof HttpUnreachableError) return "transient";
+  if (error instanceof HttpUnreachableError || error instanceof MalformedAnswerError) return "transient";
   if (error instanceof HttpStatusError) return error.status >= 500 || error.status === 429 ? "transient" : "permanent";
   if (typeof error !== "object" || error === null) return "permanent";
   const e = error as SdkLikeError;
@@ -171,7 +171,7 @@ export interface RetryOptions {
   readonly signal?: AbortSignal;
   /** Default 200 ms doubling up to 20 s. */
   readonly backoff?: Backoff;
-  /** Give up (rethrowing the last error) once the next wait would end after this epoch-ms deadline. */
+  /** Give up (rethrowing the last error) once the next wait would end after this deadline, on `now`'s clock. */
   readonly deadline?: number;
   /** Which errors are retried; default {@link classifyError}. */
   readonly classify?: (error: unknown) => ErrorClass;
@@ -179,7 +179,7 @@ export interface RetryOptions {
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
   /** Source of the jitter, `[0, 1)`; default `Math.random`. */
   readonly random?: () => number;
-  /** The clock `deadline` is compared with, epoch ms; default `Date.now`. */
+  /** The clock `deadline` is compared with; default {@link monotonicNow}. */
   readonly now?: () => number;
 }
 
@@ -197,7 +197,7 @@ export interface RetryOptions {
 export async function retry<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const backoff = options.backoff ?? defaultBackoff;
   const classify = options.classify ?? classifyError;
-  const now = options.now ?? Date.now;
+  const now = options.now ?? monotonicNow;
   for (let attempt = 0;; attempt++) {
     if (options.signal?.aborted) throw options.signal.reason;
     try {

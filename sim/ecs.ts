@@ -21,14 +21,40 @@ export interface EcsTask {
   readonly taskArn: string;
   /** `service:<name>` for a service's task, `family:<name>` for RunTask. */
   readonly group: string;
+  /**
+   * "If the task is started by an Amazon ECS service, then the startedBy parameter contains the
+   * deployment ID of the service that starts it" (API_Task): for a task of a CODE_DEPLOY or EXTERNAL
+   * service, the id of its task set.
+   */
+  readonly startedBy?: string;
   readonly launchType: string;
   readonly containerInstanceArn?: string;
   readonly lastStatus?: string;
 }
 
+/**
+ * A task set of a CODE_DEPLOY or EXTERNAL service (docs.aws.amazon.com/AmazonECS/latest/APIReference/
+ * API_TaskSet.html): its own load balancers, `status` PRIMARY (serving production traffic), ACTIVE or
+ * DRAINING, `startedBy` CODE_DEPLOY when CodeDeploy created it, `externalId` the CodeDeploy deployment.
+ */
+export interface EcsTaskSet {
+  /** `ecs-svc/<digits>`, the value the set's tasks carry in `startedBy`. */
+  readonly id: string;
+  readonly status: "PRIMARY" | "ACTIVE" | "DRAINING";
+  readonly startedBy?: string;
+  readonly externalId?: string;
+  readonly loadBalancers: readonly EcsLoadBalancer[];
+}
+
 export interface EcsService {
   readonly serviceName: string;
+  /**
+   * With CODE_DEPLOY the service's `loadBalancers` is the one it was created with; each task set
+   * has its own, and the replacement (green) set is in the other target group (API_Service taskSets).
+   */
   readonly loadBalancers: readonly EcsLoadBalancer[];
+  readonly deploymentController?: { readonly type: "ECS" | "CODE_DEPLOY" | "EXTERNAL" };
+  readonly taskSets?: readonly EcsTaskSet[];
 }
 
 export interface EcsContainerInstance {
@@ -116,6 +142,18 @@ export class EcsState {
         clusterArn: cluster.clusterArn,
         status: "ACTIVE",
         loadBalancers: s.loadBalancers,
+        deploymentController: s.deploymentController ?? { type: "ECS" },
+        ...(s.taskSets
+          ? {
+            taskSets: s.taskSets.map((set) => ({
+              ...set,
+              taskSetArn: `arn:aws:ecs:${this.region}:${this.account}:task-set/${name}/${s.serviceName}/` +
+                set.id.replace("ecs-svc/", "ecs-svc-"),
+              serviceArn: this.serviceArn(name, s.serviceName),
+              clusterArn: cluster.clusterArn,
+            })),
+          }
+          : {}),
       })),
       failures: wanted
         .filter((w) => !found.some((s) => s.serviceName === w || this.serviceArn(name, s.serviceName) === w))

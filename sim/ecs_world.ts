@@ -41,6 +41,12 @@ export interface WorldOptions {
   readonly inService?: boolean;
   /** Add a Classic Load Balancer to the service, which the sidecar must skip. */
   readonly classicLoadBalancer?: boolean;
+  /**
+   * A CODE_DEPLOY service mid blue/green deployment: the task is in the replacement (ACTIVE) task set,
+   * whose load balancers are `targetGroups`; the service's own loadBalancers and the PRIMARY set point
+   * at a blue group this task is not in.
+   */
+  readonly codeDeploy?: boolean;
   /** Containers besides the application (`app`) and the sidecar (`sidecar`). */
   readonly extraContainers?: readonly string[];
   readonly faults?: {
@@ -199,9 +205,37 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
     });
   }
   const cluster = ecsState.cluster(WORLD.cluster);
-  cluster.services.push({ serviceName: WORLD.service, loadBalancers });
+  const green = { id: "ecs-svc/2222222222222222222", status: "ACTIVE" as const, loadBalancers };
+  if (options.codeDeploy) {
+    const blueArn = elbv2State.createTargetGroup({
+      name: "web-blue",
+      protocol: groups[0].protocol,
+      port: groups[0].containerPort,
+      targetType: groups[0].targetType,
+      ipAddressType: groups[0].ipAddressType,
+      loadBalancerArns: [`arn:aws:elasticloadbalancing:${WORLD.region}:${WORLD.account}:loadbalancer/net/web/1`],
+    });
+    elbv2State.register(blueArn, "10.0.1.99", groups[0].containerPort, "healthy");
+    const blue = [{
+      targetGroupArn: blueArn,
+      containerName: groups[0].container,
+      containerPort: groups[0].containerPort,
+    }];
+    cluster.services.push({
+      serviceName: WORLD.service,
+      loadBalancers: blue,
+      deploymentController: { type: "CODE_DEPLOY" },
+      taskSets: [
+        { id: "ecs-svc/1111111111111111111", status: "PRIMARY", startedBy: "CODE_DEPLOY", loadBalancers: blue },
+        { ...green, startedBy: "CODE_DEPLOY", externalId: "d-EXAMPLE123" },
+      ],
+    });
+  } else {
+    cluster.services.push({ serviceName: WORLD.service, loadBalancers });
+  }
   cluster.tasks.push({
     taskArn,
+    ...(options.codeDeploy ? { startedBy: green.id } : {}),
     group: options.inService === false ? "family:web-app" : `service:${WORLD.service}`,
     launchType,
     ...(launchType === "EC2" ? { containerInstanceArn } : {}),

@@ -1,16 +1,27 @@
 /**
  * Fault injection shared by every emulator: added latency, a share of throttled calls, and scripted
- * failures for the next N calls (5xx, throttling, connection reset, or a hang after accept).
+ * failures for the next N calls (5xx, throttling, connection reset, a hang after accept, or a trickle).
  * @module
  */
 
-export type FaultKind = "server-error" | "throttle" | "reset" | "hang";
+/**
+ * `trickle`: the real answer's status and headers at once, then its body one byte per
+ * {@link Faults.trickleIntervalMs}, as a congested or half-broken path does. A client whose timeout only
+ * covers the wait for the headers, or the idle time between bytes (the AWS SDK's `requestTimeout` is a
+ * socket inactivity timeout: smithy-lang/smithy-typescript packages/node-http-handler
+ * set-socket-timeout.ts), is held for as many seconds as the body has bytes.
+ *
+ * `garbled`: status 200 and the first half of the real body, as from an agent cut off mid-answer.
+ */
+export type FaultKind = "server-error" | "throttle" | "reset" | "hang" | "trickle" | "garbled";
 
 export class Faults {
   /** Delay added before every answer, in milliseconds. */
   latencyMs = 0;
   /** Probability in [0, 1] that a call is throttled. */
   throttleRate = 0;
+  /** A trickled body sends one byte per this many milliseconds. */
+  trickleIntervalMs = 1_000;
   readonly #queue: FaultKind[] = [];
   readonly #random: () => number;
 

@@ -5,6 +5,7 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { sleep } from "../lib/clock.ts";
 import { type FaultKind, Faults } from "./faults.ts";
 
 export interface SimRequest {
@@ -59,6 +60,7 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
   const faults = options.faults ?? new Faults();
   const render = options.renderFaults ?? plainFaults;
   const hanging = new Set<http.ServerResponse>();
+  const closing = new AbortController();
   const servedOn = new WeakMap<object, number>();
   let requestCount = 0;
   const server = http.createServer(async (req, res) => {
@@ -101,7 +103,16 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
       response = { status: 500, body: `emulator error: ${(error as Error).message}` };
     }
     if (res.destroyed) return;
+    if (fault === "garbled") {
+      response = { ...response, status: 200, body: response.body?.slice(0, response.body.length >> 1) };
+    }
     res.writeHead(response.status, { "content-type": "text/plain", ...response.headers });
+    if (fault === "trickle") {
+      hanging.add(res);
+      await trickle(res, new TextEncoder().encode(response.body ?? ""), faults.trickleIntervalMs, closing.signal);
+      hanging.delete(res);
+      return;
+    }
     res.end(response.body ?? "");
   });
   await new Promise<void>((resolve, reject) => {
@@ -114,6 +125,7 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
   const host = address.includes(":") ? `[${address}]` : address;
   const url = typeof bound === "string" ? `unix://${bound}` : `http://${host}:${port}`;
   const close = async () => {
+    closing.abort();
     for (const res of hanging) res.socket?.destroy();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -128,6 +140,21 @@ export async function startSimServer(options: SimServerOptions): Promise<SimServ
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** Sends `body` one byte at a time, `intervalMs` apart, until it is all sent or the client goes away. */
+async function trickle(
+  res: http.ServerResponse,
+  body: Uint8Array,
+  intervalMs: number,
+  closing: AbortSignal,
+): Promise<void> {
+  res.flushHeaders();
+  for (const byte of body) {
+    if (!await sleep(intervalMs, closing) || res.destroyed) return;
+    res.write(new Uint8Array([byte]));
+  }
+  res.end();
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {

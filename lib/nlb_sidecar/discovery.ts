@@ -11,8 +11,9 @@
  * | bridge          | ip          | the instance's private IP           | HostPort of containerPort |
  * | host            | instance/ip | as bridge                           | containerPort             |
  *
- * Transient failures are retried with backoff until the deadline; everything else becomes a
- * {@link DiscoveryError} that names its cause and the fix.
+ * Transient failures are retried with backoff for as long as they last, a task that is not ready yet
+ * until the deadline (see `retryStep`); everything else becomes a {@link DiscoveryError} that names its
+ * cause and the fix.
  * @module
  */
 import {
@@ -21,17 +22,20 @@ import {
   DescribeTasksCommand,
   type Failure,
   type LoadBalancer,
+  type Service,
   type Task,
 } from "@aws-sdk/client-ecs";
 import { DescribeTargetGroupsCommand, type TargetGroup } from "@aws-sdk/client-elastic-load-balancing-v2";
 import {
   clusterName,
   type ContainerMetadata,
+  IncompleteMetadataError,
   type MetadataClient,
   type NetworkMode,
   regionFromTaskArn,
   type TaskMetadata,
 } from "../ecs_metadata.ts";
+import { monotonicNow } from "../clock.ts";
 import { classifyError, describeError, retry, type RetryOptions } from "../retry.ts";
 import type { SidecarClients } from "./clients.ts";
 import type { WatchedTarget } from "./machine.ts";
@@ -94,8 +98,10 @@ export interface DiscoveryOptions {
   readonly connect: (region: string) => SidecarClients;
   readonly region?: string;
   readonly targetContainerName?: string;
-  /** Epoch ms after which transient failures stop being retried. */
+  /** When a task that is not ready yet stops being waited for (transient AWS failures are retried past it). */
   readonly deadline: number;
+  /** The clock `deadline` is on; default {@link monotonicNow}. */
+  readonly now?: () => number;
   readonly signal?: AbortSignal;
   /** Told about every transient failure before it is retried. */
   readonly onRetry?: (step: string, error: unknown, attempt: number, delayMs: number) => void;
@@ -113,11 +119,9 @@ const IAM_FIX = "allow it in the task role's policy (examples/iam/nlb-sidecar-*.
 
 export async function discover(options: DiscoveryOptions): Promise<Discovered> {
   const attempt = <T>(step: string, operation: () => Promise<T>) => retryStep(options, step, operation);
-  // The metadata client retries transient failures itself, up to the same deadline.
-  const readTask = () =>
-    options.metadata.task({ signal: options.signal, deadline: options.deadline }).catch((error) => {
-      throw options.signal?.aborted ? error : asDiscoveryError("task metadata", error);
-    });
+  // The metadata client retries transient failures itself, for as long as they last; an answer that
+  // lacks fields comes out of it and is retried here as "not ready yet", up to the deadline.
+  const readTask = () => attempt("task metadata", () => options.metadata.task({ signal: options.signal }));
   let task = await readTask();
   const region = options.region ?? regionFromTaskArn(task.TaskARN);
   if (region === undefined) {
@@ -126,7 +130,8 @@ export async function discover(options: DiscoveryOptions): Promise<Discovered> {
   const clients = options.connect(region);
   const ecs = new EcsLookups(clients, task, attempt, options.signal);
   const serviceName = task.ServiceName ?? serviceOfGroup((await ecs.task()).group, task.TaskARN);
-  const { entries, skipped } = loadBalancersOfTask(await ecs.service(serviceName), task, options.targetContainerName);
+  const service = await attempt("ecs:DescribeServices", async () => ownDeployment(await ecs.service(serviceName), ecs));
+  const { entries, skipped } = loadBalancersOfTask(service, task, options.targetContainerName);
   const groups = await describeTargetGroups(clients, entries, attempt, options.signal);
   const resolver = new TargetResolver(clients, ecs, attempt, options.signal);
   const targets = await retryStep(options, "task network", async (attemptNumber) => {
@@ -152,18 +157,26 @@ export async function discover(options: DiscoveryOptions): Promise<Discovered> {
 
 type Attempt = <T>(step: string, operation: () => Promise<T>) => Promise<T>;
 
-/** Retries `operation` through transient failures until the deadline and turns the rest into DiscoveryErrors. */
+/**
+ * Retries `operation` and turns what it gives up on into DiscoveryErrors. Transient AWS failures
+ * (throttling, 5xx, timeouts, unreachable endpoints) are retried for as long as they last: they say
+ * nothing about this task, and failing for good on them would make ECS replace every task of a fleet
+ * during a regional API event, after AWS has recovered. A task that is not ready yet (no address, no
+ * host port, incomplete metadata) is retried until the deadline: past DISCOVERY_TIMEOUT it is this
+ * task's own definition that is wrong.
+ */
 async function retryStep<T>(
   options: DiscoveryOptions,
   step: string,
   operation: (attempt: number) => Promise<T>,
 ): Promise<T> {
+  const now = options.now ?? monotonicNow;
   try {
     return await retry(operation, {
       signal: options.signal,
-      deadline: options.deadline,
       backoff: options.backoff,
-      classify: (error) => error instanceof NotReadyYet ? "transient" : classifyError(error),
+      classify: (error) =>
+        isNotReadyYet(error) ? (now() < options.deadline ? "transient" : "permanent") : classifyError(error),
       onRetry: (error, attempt, delayMs) => options.onRetry?.(step, error, attempt, delayMs),
     });
   } catch (error) {
@@ -172,15 +185,17 @@ async function retryStep<T>(
   }
 }
 
+const isNotReadyYet = (error: unknown) => error instanceof NotReadyYet || error instanceof IncompleteMetadataError;
+
 function asDiscoveryError(step: string, error: unknown): DiscoveryError {
   const { error: code, message, status } = describeError(error);
-  if (error instanceof NotReadyYet || classifyError(error) === "transient") {
+  if (isNotReadyYet(error)) {
     return new DiscoveryError(
       "timeout",
-      `${step} still failing when DISCOVERY_TIMEOUT ran out: ${code}: ${message}`,
+      `${step} still not ready when DISCOVERY_TIMEOUT ran out: ${code}: ${message}`,
       error instanceof NotReadyYet
         ? error.fix
-        : "check that the task reaches the metadata endpoint and the AWS APIs (NAT, VPC endpoints), or raise DISCOVERY_TIMEOUT",
+        : "check the ECS agent (its version and log): the task metadata it serves is incomplete",
       { cause: error },
     );
   }
@@ -286,6 +301,29 @@ class EcsLookups {
   }
 }
 
+/**
+ * A CODE_DEPLOY (or EXTERNAL) service keeps load balancers per task set: during a blue/green deployment
+ * the replacement set is in the other target group than the service's own `loadBalancers` say. The
+ * task's `startedBy` is the id of its task set ("the deployment ID of the service that starts it",
+ * API_Task; API_TaskSet `id`), so the set is found by it. A set not listed yet is worth another look:
+ * DescribeServices is eventually consistent.
+ */
+async function ownDeployment(service: Service, ecs: EcsLookups): Promise<Service> {
+  const controller = service.deploymentController?.type;
+  if (controller !== "CODE_DEPLOY" && controller !== "EXTERNAL") return service;
+  const startedBy = (await ecs.task()).startedBy;
+  const taskSet = service.taskSets?.find((set) => set.id !== undefined && set.id === startedBy);
+  if (!taskSet) {
+    const ids = (service.taskSets ?? []).map((set) => `${set.id} (${set.status})`).join(", ") || "none";
+    throw new NotReadyYet(
+      `task ${ecs.metadata.TaskARN} (startedBy ${startedBy ?? "unset"}) is in none of the task sets of ` +
+        `${controller} service ${service.serviceName}: ${ids}`,
+      "check that the task was started by the service's deployment (its startedBy names its task set)",
+    );
+  }
+  return { ...service, loadBalancers: taskSet.loadBalancers ?? [] };
+}
+
 function failures(out: { failures?: Failure[] }): string {
   const failure = out.failures?.[0];
   return failure ? ` (${failure.reason ?? "failure"}${failure.detail ? `: ${failure.detail}` : ""})` : "";
@@ -374,7 +412,15 @@ function containerOf(task: TaskMetadata, name: string): ContainerMetadata {
 
 function networkOf(container: ContainerMetadata) {
   const network = container.Networks?.[0];
-  if (!network || !["awsvpc", "bridge", "host"].includes(network.NetworkMode)) {
+  // ECS load-balances only awsvpc, bridge and host tasks, so `none` (or no network at all) is a
+  // container the agent has not wired up yet: a bridge sidecar that starts before the application.
+  if (!network || network.NetworkMode === "none") {
+    throw new NotReadyYet(
+      `container ${container.Name} has no network yet (network mode none)`,
+      START_AFTER_APPLICATION,
+    );
+  }
+  if (!["awsvpc", "bridge", "host"].includes(network.NetworkMode)) {
     throw new DiscoveryError(
       "unsupported",
       `container ${container.Name} uses network mode ${network?.NetworkMode ?? "none"}`,

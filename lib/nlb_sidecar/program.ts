@@ -7,6 +7,7 @@
  * 2 configuration error.
  * @module
  */
+import { monotonicNow } from "../clock.ts";
 import { type MetadataClient, metadataClient } from "../ecs_metadata.ts";
 import { ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
 import type { Logger } from "../log.ts";
@@ -52,11 +53,13 @@ async function runSidecar(context: Context): Promise<number> {
   const { config, log, shutdown, env } = context;
   const pollIntervalMs = config.pollingFrequency * 1000;
   const requestTimeoutMs = callTimeoutMs(pollIntervalMs);
-  const status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log);
+  using status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log);
   using tables = config.drainMode === "connections" ? await openConnectionTables(log) : undefined;
-  dropEscalatingPermissions();
-  const discoveryDeadline = Date.now() + config.discoveryTimeout * 1000;
+  // Both need every permission: the first reading fixes the clock's boot-time base from /proc/uptime,
+  // and the first report opens the /dev/shm fallback when STATUS_FILE is on a read-only root.
+  const discoveryDeadline = monotonicNow() + config.discoveryTimeout * 1000;
   await status.report("discovering", { discoveryDeadline });
+  dropEscalatingPermissions();
 
   const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }] = await Promise.all([
     import("./discovery.ts"),
@@ -72,6 +75,11 @@ async function runSidecar(context: Context): Promise<number> {
       httpStatus,
       attempt: attempt + 1,
       retryInSeconds: delayMs / 1000,
+    });
+    // The health check tells a discovery that is retrying past DISCOVERY_TIMEOUT from a hung one.
+    void status.report("discovering", {
+      discoveryDeadline,
+      retrying: { step, error: code, nextAttemptAt: monotonicNow() + delayMs },
     });
   };
   const metadata: MetadataClient = metadataClient(config.metadataUri, {
@@ -119,7 +127,7 @@ async function runSidecar(context: Context): Promise<number> {
 
 /**
  * Deno opens files under /proc only for a process that holds every permission, which is why the binary
- * is built with all of them. Once the socket tables are open the sidecar gives up the two that would
+ * is built with all of them. Once the socket tables, the clock's base and the status file are open the sidecar gives up the two that would
  * let compromised code escape the runtime: starting programs and loading native libraries.
  */
 function dropEscalatingPermissions(): void {

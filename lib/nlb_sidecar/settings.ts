@@ -48,7 +48,7 @@ export const nlbSidecarSettings = {
     env: "DISCOVERY_TIMEOUT",
     flag: "discovery-timeout",
     default: 300,
-    help: "Seconds that start-up discovery may spend retrying transient errors before it counts as failed.",
+    help: "Seconds discovery waits for a task not ready yet (no IP, host port); transient AWS errors retry past it.",
   }),
   onDiscoveryFailure: oneOf({
     env: "ON_DISCOVERY_FAILURE",
@@ -74,7 +74,7 @@ export const nlbSidecarSettings = {
     flag: "status-file",
     default: "/tmp/ecs-nlb-sidecar.status.json",
     type: "path",
-    help: "File the daemon keeps fresh for the `health` subcommand.",
+    help: "File the daemon keeps fresh for the `health` subcommand; unwritable (read-only root): /dev/shm/<its name>.",
   }),
   logLevel: logLevelSetting(),
   logFormat: logFormatSetting(),

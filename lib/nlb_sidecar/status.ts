@@ -6,27 +6,38 @@
  * The rule therefore asks "is the sidecar doing its job?", not "did AWS answer lately?": a sidecar must
  * never take its application down because AWS hiccuped. Account-wide ELB throttling lasting minutes
  * would otherwise mark every task of every service unhealthy at once and make ECS replace the fleet.
- * Healthy while discovery is still within DISCOVERY_TIMEOUT, while polls keep completing with an answer
- * or a transient error, or while a drain is within its deadline. Unhealthy once discovery failed for
+ * Healthy while discovery is within DISCOVERY_TIMEOUT or, past it, retrying a transient failure on
+ * schedule, while polls keep completing with an answer or a transient error, or while a drain is within
+ * its deadline. Unhealthy once discovery failed for
  * good, once the watch loop stalls, or once every poll has failed with a permanent error (access
  * denied, target group not found) for three polling intervals: states only a fix or a restart ends.
  * @module
  */
+import { basename, dirname } from "node:path";
+import { monotonicNow, sleep } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { readStatus, type Status, writeStatus } from "../status_file.ts";
 import type { MachineStatus } from "./machine.ts";
 
 export type SidecarState = "discovering" | "discovery-failed" | "watching" | "draining" | "finished";
 
+/**
+ * Every time in here is on {@link monotonicNow}: boot-time milliseconds, which the `health` process reads
+ * on the same scale, so a wall-clock step between the two changes no age.
+ */
 export interface SidecarStatusDetails extends Partial<Omit<MachineStatus, "phase">> {
   /** The interval in force: POLLING_FREQUENCY, or the watch's slower pace while AWS throttles. */
   readonly pollIntervalMs: number;
   /** How long one AWS call may take: a poll may complete this late without the loop being stuck. */
   readonly requestTimeoutMs: number;
-  /** When discovery stops retrying transient errors (start + DISCOVERY_TIMEOUT). */
+  /** When discovery stops waiting for a task that is not ready yet (start + DISCOVERY_TIMEOUT). */
   readonly discoveryDeadline?: number;
+  /** The transient failure discovery is retrying, and when it tries again. */
+  readonly retrying?: { readonly step: string; readonly error: string; readonly nextAttemptAt: number };
   /** Why discovery failed, for the operator who reads the file. */
   readonly cause?: string;
+  /** When the daemon wrote the file. */
+  readonly writtenAt?: number;
 }
 
 /** How many polling intervals (plus the request timeout) the watch may go without a usable poll. */
@@ -46,13 +57,7 @@ export function healthVerdict(status: Status | undefined, now: number): HealthVe
   const details = status.details as Partial<SidecarStatusDetails>;
   switch (status.state) {
     case "discovering":
-      // The last attempt may start just before the deadline and take the whole request timeout.
-      return withinDeadline(
-        "discovering",
-        (details.discoveryDeadline ?? 0) + (details.requestTimeoutMs ?? 0),
-        "the end of DISCOVERY_TIMEOUT",
-        now,
-      );
+      return discoveringVerdict(details, now);
     case "discovery-failed":
       return { healthy: false, reason: `discovery failed: ${details.cause ?? "see the sidecar's log"}` };
     case "watching":
@@ -60,7 +65,7 @@ export function healthVerdict(status: Status | undefined, now: number): HealthVe
     case "draining":
       return withinDeadline("draining", details.drainDeadline ?? 0, "the end of DEREGISTRATION_WAIT", now);
     case "finished":
-      return withinDeadline("finished", status.updatedAt, "the watch finished", now);
+      return withinDeadline("finished", details.writtenAt ?? 0, "the watch finished", now);
     default:
       return { healthy: false, reason: `unknown state ${JSON.stringify(status.state)} in the status file` };
   }
@@ -74,6 +79,33 @@ function withinDeadline(state: SidecarState, deadline: number, what: string, now
     };
   }
   return { healthy: false, reason: `${state}, ${seconds(now - deadline)} after ${what}: the sidecar is stuck` };
+}
+
+/**
+ * Within DISCOVERY_TIMEOUT, or past it while discovery keeps retrying a transient AWS failure: a
+ * regional API event must not make ECS replace every task that starts during it.
+ */
+function discoveringVerdict(details: Partial<SidecarStatusDetails>, now: number): HealthVerdict {
+  const requestTimeoutMs = details.requestTimeoutMs ?? 0;
+  const retrying = details.retrying;
+  // The last attempt may start just before its time and take the whole request timeout.
+  const deadline = (details.discoveryDeadline ?? 0) + requestTimeoutMs;
+  if (retrying === undefined || now <= deadline + DEADLINE_SLACK_MS) {
+    return withinDeadline("discovering", deadline, "the end of DISCOVERY_TIMEOUT", now);
+  }
+  const verdict = withinDeadline(
+    "discovering",
+    retrying.nextAttemptAt + requestTimeoutMs,
+    "the next attempt was due",
+    now,
+  );
+  return verdict.healthy
+    ? {
+      healthy: true,
+      reason: `discovering past DISCOVERY_TIMEOUT: ${retrying.step} keeps failing with ${retrying.error}, ` +
+        `which is transient, so it is retried until AWS recovers; ${verdict.reason}`,
+    }
+    : verdict;
 }
 
 function watchingVerdict(details: Partial<SidecarStatusDetails>, now: number): HealthVerdict {
@@ -111,18 +143,123 @@ function watchingVerdict(details: Partial<SidecarStatusDetails>, now: number): H
   };
 }
 
-/** The health verdict for the status file at `path`; a file that cannot be read is unhealthy. */
-export async function checkHealth(path: string, now: number = Date.now()): Promise<HealthVerdict> {
+/**
+ * Where the status goes when STATUS_FILE cannot be written: with `readonlyRootFilesystem: true`
+ * (Security Hub ECS.5) and no volume, /tmp is read-only, but the container runtime still mounts
+ * /dev/shm as a writable tmpfs of its own (Docker's and containerd's default mounts; Podman's
+ * --read-only keeps /dev and /dev/shm read-write unless --read-only-tmpfs=false), and `health`, which
+ * ECS runs inside the same container, sees it. It is memory, but the file is a few hundred bytes.
+ */
+export const FALLBACK_STATUS_DIR = "/dev/shm";
+
+/** The places the status may be in, STATUS_FILE first. */
+export function statusPlaces(path: string): string[] {
+  const fallback = `${FALLBACK_STATUS_DIR}/${basename(path)}`;
+  return fallback === path ? [path] : [path, fallback];
+}
+
+/** `Read-only file system`, from Deno's `Read-only file system (os error 30): open '/tmp/x'`. */
+function osReason(error: unknown): string {
+  return String((error as Error)?.message ?? error).replace(/ \(os error \d+\).*$/s, "");
+}
+
+const writableFix = (path: string) =>
+  `mount a volume at ${dirname(path)}, or set STATUS_FILE to a file on a writable volume`;
+
+const writtenAt = (status: Status) => (status.details as Partial<SidecarStatusDetails>).writtenAt ?? 0;
+
+/**
+ * The health verdict for the freshest status among {@link statusPlaces}; a file that cannot be read is
+ * unhealthy, and so is none at all, with the reason: not started yet, or nowhere to write it.
+ */
+export async function checkHealth(path: string, now: number = monotonicNow()): Promise<HealthVerdict> {
+  const places = statusPlaces(path);
+  let freshest: Status | undefined;
+  const unreadable: string[] = [];
+  for (const place of places) {
+    try {
+      const status = await readStatusSettled(place);
+      if (status && (freshest === undefined || writtenAt(status) > writtenAt(freshest))) freshest = status;
+    } catch (error) {
+      unreadable.push(`cannot read ${place}: ${osReason(error)}`);
+    }
+  }
+  if (freshest !== undefined) return healthVerdict(freshest, now);
+  if (unreadable.length > 0) return { healthy: false, reason: unreadable.join("; ") };
+  const notWritable = [];
+  for (const place of places) {
+    const problem = await whyNotWritable(dirname(place));
+    if (problem !== undefined) notWritable.push(`status file ${place} not writable: ${problem}`);
+  }
+  if (notWritable.length === places.length) {
+    return { healthy: false, reason: `no status file: ${notWritable.join("; ")}; ${writableFix(path)}` };
+  }
+  return { healthy: false, reason: `no status file at ${places.join(" or ")}: the sidecar has not started yet` };
+}
+
+/** Why no file can be created in `folder`, or `undefined` if one can (or the folder is not there yet). */
+async function whyNotWritable(folder: string): Promise<string | undefined> {
   try {
-    return healthVerdict(await readStatus(path), now);
+    await Deno.remove(await Deno.makeTempFile({ dir: folder, prefix: ".health-probe-" }));
+    return undefined;
   } catch (error) {
-    return { healthy: false, reason: `cannot read ${path}: ${(error as Error).message}` };
+    return error instanceof Deno.errors.NotFound ? undefined : osReason(error);
   }
 }
 
-/** Keeps the status file current; a failed write is logged (once per streak) and never stops the daemon. */
+/**
+ * The status in /dev/shm, through a file opened once: Deno lets only a process holding every
+ * permission open paths under /dev, and the sidecar gives two up after start. Each write replaces the
+ * content in one write(2) at offset 0, padded with spaces to the longest content so far (JSON allows
+ * trailing whitespace), so the file is never empty or shorter than a complete status; a reader that
+ * still catches a write half done reads again ({@link readStatusSettled}).
+ */
+class OpenStatusFile {
+  #longest = 0;
+
+  private constructor(readonly path: string, readonly file: Deno.FsFile) {}
+
+  static async open(path: string): Promise<OpenStatusFile> {
+    return new OpenStatusFile(path, await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 }));
+  }
+
+  async write(status: Status): Promise<void> {
+    const text = JSON.stringify(status);
+    this.#longest = Math.max(this.#longest, text.length);
+    const bytes = new TextEncoder().encode(text.padEnd(this.#longest) + "\n");
+    await this.file.seek(0, Deno.SeekMode.Start);
+    let offset = 0;
+    while (offset < bytes.length) offset += await this.file.write(bytes.subarray(offset));
+  }
+}
+
+/** Reads a status file, again after a moment if a write was caught half done (see {@link OpenStatusFile}). */
+async function readStatusSettled(path: string): Promise<Status | undefined> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await readStatus(path);
+    } catch (error) {
+      if (!(error instanceof SyntaxError) || attempt >= 2) throw error;
+      await sleep(20);
+    }
+  }
+}
+
+/**
+ * Keeps the status file current, in STATUS_FILE or, when that cannot be written, in /dev/shm; a failed
+ * write is logged (once per streak) and never stops the daemon. The first report must come before the
+ * sidecar drops permissions, so that the fallback can still be opened.
+ */
+/** What the watch reports: everything but the fixed timing, and the pace when it differs. */
+type StatusDetailsReported = Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> & {
+  readonly pollIntervalMs?: number;
+};
+
 export class StatusReporter {
   #failing = false;
+  #fallback?: OpenStatusFile;
+  /** Writes run one after another: two at once would share the temp file. */
+  #writing: Promise<void> = Promise.resolve();
 
   constructor(
     readonly path: string,
@@ -130,29 +267,69 @@ export class StatusReporter {
     readonly log: Logger,
   ) {}
 
-  async report(
-    state: SidecarState,
-    // The watch's pace, when given, replaces POLLING_FREQUENCY: the health window stretches with it.
-    details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> & { readonly pollIntervalMs?: number } =
-      {},
-  ): Promise<void> {
+  /** The watch's pace, when given, replaces POLLING_FREQUENCY: the health window stretches with it. */
+  report(state: SidecarState, details: StatusDetailsReported = {}): Promise<void> {
+    this.#writing = this.#writing.then(() => this.#write(state, details));
+    return this.#writing;
+  }
+
+  async #write(state: SidecarState, details: StatusDetailsReported) {
+    const status: Status = {
+      role: "nlb-sidecar",
+      pid: Deno.pid,
+      updatedAt: Date.now(),
+      state,
+      details: { ...this.timing, ...details, writtenAt: monotonicNow() },
+    };
     try {
-      await writeStatus(this.path, {
-        role: "nlb-sidecar",
-        pid: Deno.pid,
-        updatedAt: Date.now(),
-        state,
-        details: { ...this.timing, ...details },
-      });
+      await (this.#fallback ? this.#fallback.write(status) : writeStatus(this.path, status));
       this.#failing = false;
+      return;
     } catch (error) {
+      const fallback = statusPlaces(this.path)[1];
+      if (this.#fallback === undefined && fallback !== undefined) {
+        this.#failing = !await this.#fallBack(fallback, status, error);
+        return;
+      }
       if (!this.#failing) {
         this.log.warning("cannot write the status file {path}: {detail}; the health check will fail", {
-          path: this.path,
-          detail: (error as Error).message,
+          path: this.#fallback?.path ?? this.path,
+          detail: osReason(error),
         });
       }
       this.#failing = true;
     }
+  }
+
+  /** Moves the status to `fallback`; false (logged once per streak) when that cannot be written either. */
+  async #fallBack(fallback: string, status: Status, error: unknown): Promise<boolean> {
+    try {
+      const file = await OpenStatusFile.open(fallback);
+      await file.write(status);
+      this.#fallback = file;
+      this.log.warning(
+        "status file {path} not writable: {detail}; writing {fallback} instead, where `health` looks too",
+        { path: this.path, detail: osReason(error), fallback, fix: writableFix(this.path) },
+      );
+      return true;
+    } catch (fallbackError) {
+      if (this.#failing) return false;
+      this.log.error(
+        "cannot write the status file {path} ({detail}) nor {fallback} ({fallbackDetail}): the health check " +
+          "will fail. Fix: {fix}",
+        {
+          path: this.path,
+          detail: osReason(error),
+          fallback,
+          fallbackDetail: osReason(fallbackError),
+          fix: writableFix(this.path),
+        },
+      );
+      return false;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.#fallback?.file.close();
   }
 }

@@ -1,10 +1,12 @@
 /**
  * The watch loop: carries out what the {@link DrainMachine} asks for (DescribeTargetHealth per target
  * group, connection counts), feeds back what came of it, and logs every change. Calls run concurrently
- * with the timers, so a slow AWS answer never delays the end of a drain.
+ * with the timers, so a slow AWS answer never delays the end of a drain. Every time it hands the
+ * machine is on {@link monotonicNow}: a wall-clock step neither ends a drain nor pauses polling.
  * @module
  */
 import type { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
+import { monotonicNow } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { PlannedTarget } from "./discovery.ts";
 import {
@@ -53,7 +55,7 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
     deregistrationWaitMs: options.deregistrationWaitMs,
     drainMode: options.drainMode,
     quietPeriodMs: options.quietPeriodMs,
-    startedAt: Date.now(),
+    startedAt: monotonicNow(),
     random: options.random,
   });
   const pacing = new PollPacing(options.pollIntervalMs);
@@ -70,7 +72,7 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
       const paced = pacing.observe(observations);
       machine.setPollInterval(pacing.intervalMs);
       if (paced) describe.pace(paced);
-      const step = machine.step(Date.now(), observations);
+      const step = machine.step(monotonicNow(), observations);
       for (const event of step.events) describe.log(event);
       const status = machine.status();
       // Every completed poll is reported: the health check judges the watch by when polls last completed.
@@ -83,7 +85,7 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
       }
       if (step.finished) return { kind: "finished", finish: step.finished };
       for (const action of step.actions) carryOut(action, options, inbox, signal);
-      observations = await inbox.take(step.wakeAt - Date.now(), options.signal);
+      observations = await inbox.take(step.wakeAt - monotonicNow(), options.signal);
       if (options.signal.aborted) return { kind: "stopped", phase: machine.phase };
     }
   } finally {
@@ -96,10 +98,10 @@ function carryOut(action: Action, options: WatchOptions, inbox: Inbox<Observatio
     const targetGroupArn = action.targetGroupArn;
     const targets = options.targets.filter((t) => t.targetGroupArn === targetGroupArn);
     describeTargetHealth(options.elbv2, targetGroupArn, targets, signal).then(
-      (readings) => inbox.push({ kind: "target-health", at: Date.now(), targetGroupArn, readings }),
+      (readings) => inbox.push({ kind: "target-health", at: monotonicNow(), targetGroupArn, readings }),
       (error) => {
         if (!signal.aborted) {
-          inbox.push({ kind: "poll-failed", at: Date.now(), targetGroupArn, error: pollError(error) });
+          inbox.push({ kind: "poll-failed", at: monotonicNow(), targetGroupArn, error: pollError(error) });
         }
       },
     );
@@ -108,12 +110,12 @@ function carryOut(action: Action, options: WatchOptions, inbox: Inbox<Observatio
   const ports = new Set(options.targets.map((t) => t.port));
   const count = options.countConnections;
   if (!count) {
-    inbox.push({ kind: "connections-unavailable", at: Date.now(), message: "no connection table is open" });
+    inbox.push({ kind: "connections-unavailable", at: monotonicNow(), message: "no connection table is open" });
     return;
   }
   count(ports).then(
-    (established) => inbox.push({ kind: "connections", at: Date.now(), established }),
-    (error) => inbox.push({ kind: "connections-unavailable", at: Date.now(), message: (error as Error).message }),
+    (established) => inbox.push({ kind: "connections", at: monotonicNow(), established }),
+    (error) => inbox.push({ kind: "connections-unavailable", at: monotonicNow(), message: (error as Error).message }),
   );
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { clusterName, metadataClient, regionFromTaskArn, type TaskMetadata } from "../../lib/ecs_metadata.ts";
+import { monotonicNow } from "../../lib/clock.ts";
 import { HttpStatusError, HttpUnreachableError } from "../../lib/http.ts";
 import { startTaskMetadataEmulator } from "../../sim/task_metadata.ts";
 
@@ -64,7 +65,7 @@ Deno.test("an endpoint that is down gives up at the deadline with the transport 
   const uri = emulator.metadataUri;
   await emulator.close();
   const client = metadataClient(uri, fast);
-  await assert.rejects(client.task({ deadline: Date.now() + 200 }), HttpUnreachableError);
+  await assert.rejects(client.task({ deadline: monotonicNow() + 200 }), HttpUnreachableError);
 });
 
 Deno.test("a 404 is permanent: no retries", async () => {

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { backoffDelay, classifyError, describeError, retry } from "../../lib/retry.ts";
 import { HttpStatusError, HttpUnreachableError } from "../../lib/http.ts";
+import { credentialsFromEnvironment } from "../../lib/aws.ts";
+import { Faults } from "../../sim/faults.ts";
+import { json, startSimServer } from "../../sim/http_server.ts";
 
 Deno.test("full jitter stays within [0, min(cap, base * 2^attempt))", () => {
   const backoff = { baseMs: 100, capMs: 5_000 };
@@ -123,4 +126,29 @@ Deno.test("credential endpoint errors from the real SDK provider: outages and 5x
   silent.close();
   await accepting.catch(() => {});
   for (const conn of held) conn.close();
+});
+
+Deno.test("credentials from a container endpoint that trickles its answer give up within the whole-call bound, transient", async () => {
+  const faults = new Faults();
+  faults.trickleIntervalMs = 200; // a credentials answer of ~150 bytes: 30 s a try, and the provider tries 3 times
+  faults.failNext(3, "trickle");
+  await using server = await startSimServer({
+    faults,
+    handle: () =>
+      json(200, { AccessKeyId: "AKID", SecretAccessKey: "secret", Token: "t", Expiration: "2099-01-01T00:00:00Z" }),
+  });
+  Deno.env.set("AWS_CONTAINER_CREDENTIALS_FULL_URI", `${server.url}/creds`);
+  try {
+    const started = performance.now();
+    const error = await credentialsFromEnvironment({ AWS_CONTAINER_CREDENTIALS_FULL_URI: `${server.url}/creds` })()
+      .then(
+        () => assert.fail("a trickled answer must not complete within the test"),
+        (error) => error,
+      );
+    const took = performance.now() - started;
+    assert.equal(classifyError(error), "transient", String(error));
+    assert.ok(took < 20_000, `credentials held the call ${took} ms`);
+  } finally {
+    Deno.env.delete("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  }
 });

@@ -4,6 +4,7 @@
  * permanent failures (each with its kind and a fix), and transient faults that must be ridden out.
  */
 import assert from "node:assert/strict";
+import type { TaskMetadata } from "../../lib/ecs_metadata.ts";
 import { DiscoveryError, type DiscoveryFailure } from "../../lib/nlb_sidecar/discovery.ts";
 import { startEcsWorld, WORLD, type WorldOptions } from "../../sim/ecs_world.ts";
 import { Faults, seededRandom } from "../../sim/faults.ts";
@@ -205,12 +206,6 @@ const PERMANENT: Array<
     { networkMode: "awsvpc", targetGroups: [{ targetType: "lambda" }] },
     () => {},
   ],
-  ["the network mode none", "unsupported", { networkMode: "awsvpc" }, (w) => {
-    w.metadata.task = {
-      ...w.metadata.task,
-      Containers: w.metadata.task.Containers.map((c) => ({ ...c, Networks: [{ NetworkMode: "none" }] })),
-    };
-  }],
   ["an ipv6 target group for a task without IPv6", "unsupported", {
     networkMode: "awsvpc",
     targetGroups: [{ ipAddressType: "ipv6" }],
@@ -255,14 +250,83 @@ for (const [name, kind, options, arrange, run, message] of PERMANENT) {
   });
 }
 
-Deno.test("discovery fails with timeout when a transient failure outlasts DISCOVERY_TIMEOUT", async () => {
+Deno.test("discovery keeps retrying throttling past DISCOVERY_TIMEOUT and completes once AWS recovers", async () => {
+  await using world = await startEcsWorld({ networkMode: "awsvpc" });
+  world.elbv2.faults.throttleRate = 1;
+  world.ecs.faults.failNext(3, "server-error");
+  const recovered = new Promise((r) => setTimeout(r, 1_000)).then(() => world.elbv2.faults.throttleRate = 0);
+  const { plan, retries } = await discoverIn(world, { timeoutMs: 300 });
+  await recovered;
+  assert.equal(plan.targets[0].id, WORLD.taskIpv4);
+  assert.ok(retries.filter((step) => step.includes("DescribeTargetGroups")).length > 3, "retried past the deadline");
+});
+
+Deno.test("discovery fails with timeout when the task is still not ready at DISCOVERY_TIMEOUT", async () => {
   const started = Date.now();
-  const error = await failure({ networkMode: "awsvpc" }, (w) => {
-    w.elbv2.faults.throttleRate = 1;
+  const error = await failure({ networkMode: "bridge" }, (w) => {
+    w.metadata.task = { ...w.metadata.task, Containers: w.metadata.task.Containers.map((c) => ({ ...c, Ports: [] })) };
   }, { timeoutMs: 400 });
   assert.equal(error.kind, "timeout");
-  assert.match(error.message, /DescribeTargetGroups.*Throttling/);
+  assert.match(error.message, /no host port/);
   assert.ok(Date.now() - started >= 300, "retried until the deadline");
+});
+
+Deno.test("discovery retries task metadata without fields ({}, no Containers) as not ready, never a TypeError", async (t) => {
+  const incomplete: Array<[string, (task: TaskMetadata) => unknown]> = [
+    ["{}", () => ({})],
+    ["no Containers", ({ Containers: _, ...rest }) => rest],
+    ["Containers not a list", (task) => ({ ...task, Containers: null })],
+    ["a container without a Name", (task) => ({ ...task, Containers: [{ DockerId: "1" }, ...task.Containers] })],
+  ];
+  for (const [name, garble] of incomplete) {
+    await t.step(name, async () => {
+      await using world = await startEcsWorld({ networkMode: "awsvpc" });
+      const complete = world.metadata.task;
+      world.metadata.task = garble(complete) as TaskMetadata;
+      setTimeout(() => world.metadata.task = complete, 150);
+      const { plan, retries } = await discoverIn(world);
+      assert.equal(plan.targets[0].id, WORLD.taskIpv4);
+      assert.ok(retries.includes("task metadata"), `retried: ${retries}`);
+    });
+  }
+  await t.step("incomplete until DISCOVERY_TIMEOUT: a timeout that names what is missing", async () => {
+    const error = await failure({ networkMode: "awsvpc" }, (w) => w.metadata.task = {} as TaskMetadata, {
+      timeoutMs: 300,
+    });
+    assert.equal(error.kind, "timeout");
+    assert.match(error.message, /TaskARN/);
+  });
+});
+
+Deno.test("discovery retries garbled task metadata (not JSON) as transient", async () => {
+  await using world = await startEcsWorld({ networkMode: "awsvpc" });
+  world.metadata.faults.failNext(3, "garbled");
+  const { plan } = await discoverIn(world);
+  assert.equal(plan.targets[0].id, WORLD.taskIpv4);
+  assert.ok(world.metadata.requestCount >= 4);
+});
+
+Deno.test("discovery waits for a bridge container whose network is still none (no dependsOn START)", async (t) => {
+  const noNetwork = (task: TaskMetadata): TaskMetadata => ({
+    ...task,
+    Containers: task.Containers.map((c) => c.Name === "app" ? { ...c, Networks: [{ NetworkMode: "none" }] } : c),
+  });
+  await t.step("the network shows up: discovery completes", async () => {
+    await using world = await startEcsWorld({ networkMode: "bridge" });
+    const complete = world.metadata.task;
+    world.metadata.task = noNetwork(complete);
+    setTimeout(() => world.metadata.task = complete, 150);
+    const { plan, retries } = await discoverIn(world);
+    assert.equal(plan.targets[0].port, world.targets[0].port);
+    assert.ok(retries.includes("task network"));
+  });
+  await t.step("still none at DISCOVERY_TIMEOUT: a timeout whose fix is dependsOn START", async () => {
+    const error = await failure({ networkMode: "bridge" }, (w) => w.metadata.task = noNetwork(w.metadata.task), {
+      timeoutMs: 300,
+    });
+    assert.equal(error.kind, "timeout");
+    assert.match(error.fix, /dependsOn/);
+  });
 });
 
 Deno.test("discovery waits for a bridge container's host port to appear in the metadata", async () => {
@@ -315,4 +379,40 @@ Deno.test("discovery stops at once when the signal aborts", async () => {
   const started = Date.now();
   await assert.rejects(discoverIn(world, { signal: controller.signal }), (reason) => reason === "SIGTERM");
   assert.ok(Date.now() - started < 1_000);
+});
+
+Deno.test("discovery: a trickling answer from ECS, ELB or the task metadata endpoint costs one request timeout, then a retry", async (t) => {
+  for (const service of ["metadata", "ecs", "elbv2"] as const) {
+    await t.step(service, async () => {
+      await using world = await startEcsWorld({ networkMode: "awsvpc" });
+      world[service].faults.trickleIntervalMs = 200;
+      world[service].faults.failNext(1, "trickle");
+      const started = Date.now();
+      const { plan } = await discoverIn(world);
+      const took = Date.now() - started;
+      assert.equal(plan.targets[0].id, WORLD.taskIpv4);
+      assert.ok(took < 15_000, `discovery was held ${took} ms by one trickled answer`);
+    });
+  }
+});
+
+Deno.test("discovery: CODE_DEPLOY blue/green: the target groups of the task's own task set, not the service's", async (t) => {
+  for (const launchType of ["FARGATE", "EC2"] as const) {
+    await t.step(launchType, async () => {
+      await using world = await startEcsWorld({ networkMode: "awsvpc", launchType, codeDeploy: true });
+      const service = world.ecs.state.cluster(WORLD.cluster).services[0];
+      const blue = service.loadBalancers[0].targetGroupArn;
+      assert.ok(blue && !world.targets.some((target) => target.targetGroupArn === blue), "the world has a blue group");
+      const { plan } = await discoverIn(world);
+      assert.deepEqual(plan.targets.map((target) => target.targetGroupArn), world.targets.map((t) => t.targetGroupArn));
+    });
+  }
+  await t.step("a task set that does not show up by DISCOVERY_TIMEOUT: a timeout that names startedBy", async () => {
+    const error = await failure({ networkMode: "awsvpc", codeDeploy: true }, (w) => {
+      const service = w.ecs.state.cluster(WORLD.cluster).services[0];
+      w.ecs.state.cluster(WORLD.cluster).services[0] = { ...service, taskSets: service.taskSets?.slice(0, 1) };
+    }, { timeoutMs: 300 });
+    assert.equal(error.kind, "timeout");
+    assert.match(error.message, /startedBy ecs-svc\/.*task sets/);
+  });
 });

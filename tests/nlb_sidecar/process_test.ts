@@ -3,6 +3,7 @@
  * (lib/roles.ts), against the emulated world: every outcome and its exit code.
  */
 import assert from "node:assert/strict";
+import type { TaskMetadata } from "../../lib/ecs_metadata.ts";
 import { type LogEntry, runRoleToEnd, spawnRole } from "../support/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { listenLoopback } from "./support.ts";
@@ -19,12 +20,16 @@ async function sidecar(
   worldOptions: WorldOptions,
   env: Record<string, string> = {},
   arrange: (world: EcsWorld) => void = () => {},
+  wrapper?: (statusDir: string) => string[],
 ): Promise<Sidecar> {
   const world = await startEcsWorld(worldOptions);
   arrange(world);
   const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-test-" });
   const statusFile = `${dir}/status.json`;
-  const process = spawnRole("nlb-sidecar", { env: { ...world.env, ...FAST, STATUS_FILE: statusFile, ...env } });
+  const process = spawnRole("nlb-sidecar", {
+    env: { ...world.env, ...FAST, STATUS_FILE: statusFile, ...env },
+    wrapper: wrapper?.(dir),
+  });
   return {
     world,
     process,
@@ -50,12 +55,39 @@ async function stopWith(s: Sidecar, signal: "SIGTERM" | "SIGINT"): Promise<LogEn
 const startsWith = (text: string) => (entry: LogEntry) => entry.message.startsWith(text);
 const includes = (text: string) => (entry: LogEntry) => entry.message.includes(text);
 
-function health(statusFile: string) {
+/** Runs `health` as ECS does: another process, in the sidecar's container (`inMountsOf`: its mount namespace). */
+function health(statusFile: string, inMountsOf?: number) {
   return runRoleToEnd("nlb-sidecar", {
     args: ["health"],
     env: { STATUS_FILE: statusFile, ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/x" },
+    wrapper: inMountsOf === undefined ? undefined : ["nsenter", "-t", String(inMountsOf), "-m", "-w", "--"],
   });
 }
+
+/** Whether this machine lets the tests give a process its own mounts (root, or CAP_SYS_ADMIN). */
+const canUnshareMounts = (() => {
+  try {
+    return new Deno.Command("unshare", { args: ["--mount", "true"], stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * A container with `readonlyRootFilesystem: true` and no volume, as Docker and containerd make it: its
+ * own mounts, the status file's folder read-only, and /dev/shm the runtime's writable tmpfs (or
+ * read-only too: Podman's --read-only-tmpfs=false).
+ */
+const readOnlyRoot = (devShm: "rw" | "ro") => (statusDir: string) => [
+  "unshare",
+  "--mount",
+  "--propagation",
+  "private",
+  "sh",
+  "-c",
+  `mount -t tmpfs -o ro tmpfs "$0" && mount -t tmpfs -o ${devShm} tmpfs /dev/shm && exec "$@"`,
+  statusDir,
+];
 
 Deno.test("process: draining -> exit 0 once DEREGISTRATION_WAIT has passed", async () => {
   await using s = await sidecar({ networkMode: "awsvpc" }, { DEREGISTRATION_WAIT: "0.8" });
@@ -225,6 +257,83 @@ Deno.test("process: health stays 0 through 100% throttling, is 1 after three int
   const draining = await health(s.statusFile);
   assert.equal(draining.code, 0, draining.stdout);
   assert.equal(s.process.logs.filter((l) => l.level === "fatal").length, 0);
+});
+
+Deno.test("process: throttling that outlasts DISCOVERY_TIMEOUT is retried, health stays 0, the watch starts once AWS recovers", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc" },
+    { DISCOVERY_TIMEOUT: "1" },
+    (world) => world.elbv2.faults.throttleRate = 1,
+  );
+  await s.process.waitForLog(startsWith("elasticloadbalancing:DescribeTargetGroups failed (Throttling)"));
+  await new Promise((r) => setTimeout(r, 1_000 + 2_000 + 5_000 + 500)); // past the deadline, timeout and slack
+  const retrying = await health(s.statusFile);
+  assert.equal(retrying.code, 0, `a throttled discovery must not make ECS replace the task: ${retrying.stdout}`);
+  assert.match(retrying.stdout, /past DISCOVERY_TIMEOUT.*Throttling/);
+  s.world.elbv2.faults.throttleRate = 0;
+  await s.process.waitForLog(includes("is healthy"), 30_000);
+  assert.equal(s.process.logs.filter(startsWith("discovery failed")).length, 0);
+});
+
+Deno.test("process: task metadata {} at start is retried, not a crash", async () => {
+  let complete: TaskMetadata | undefined;
+  await using s = await sidecar({ networkMode: "awsvpc" }, {}, (world) => {
+    complete = world.metadata.task;
+    world.metadata.task = {} as TaskMetadata;
+  });
+  await s.process.waitForLog(startsWith("task metadata failed (IncompleteMetadataError)"));
+  s.world.metadata.task = complete!;
+  await s.process.waitForLog(includes("is healthy"));
+  assert.equal(s.process.logs.filter((l) => l.level === "fatal" || l.level === "error").length, 0);
+});
+
+Deno.test({
+  name: "process: read-only root with no volume -> the status goes to /dev/shm, health is 0 and watches on",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {}, readOnlyRoot("rw"));
+    const warning = await s.process.waitForLog(includes("not writable"));
+    assert.match(String(warning.detail), /read-only file system/i);
+    assert.equal(warning.fallback, "/dev/shm/status.json");
+    await s.process.waitForLog(includes("is healthy"));
+    const verdict = await health(s.statusFile, s.process.pid);
+    assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
+    assert.match(verdict.stdout, /watching/);
+  },
+});
+
+Deno.test({
+  name: "process: read-only root and read-only /dev/shm -> health is 1 and says what is not writable and the fix",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {}, readOnlyRoot("ro"));
+    const error = await s.process.waitForLog(includes("cannot write the status file"));
+    assert.match(String(error.fix), /mount a volume at .*STATUS_FILE/);
+    const verdict = await health(s.statusFile, s.process.pid);
+    assert.equal(verdict.code, 1, verdict.stdout);
+    assert.match(verdict.stdout, /not writable: read-only file system/i);
+    assert.match(verdict.stdout, /mount a volume at .* or set STATUS_FILE/);
+  },
+});
+
+Deno.test("process: CODE_DEPLOY blue/green -> watches the target group of the task's own task set and drains", async () => {
+  await using s = await sidecar({ networkMode: "awsvpc", codeDeploy: true }, { DEREGISTRATION_WAIT: "0.3" });
+  await s.process.waitForLog(includes("in web-0 is healthy"));
+  assert.equal(s.process.logs.filter(includes("web-blue")).length, 0, "the blue group is not this task's");
+  s.world.setState("draining");
+  assert.equal((await s.process.exited).code, 0);
+  assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "drain-wait-elapsed");
+});
+
+Deno.test("process: a DescribeTargetHealth answer that trickles costs one request timeout; the drain is still seen", async () => {
+  await using s = await sidecar({ networkMode: "awsvpc" }, { DEREGISTRATION_WAIT: "0.3" });
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.elbv2.faults.failNext(1, "trickle"); // a byte a second of a body of several hundred bytes
+  s.world.setState("draining");
+  const failed = await s.process.waitForLog(includes("failed (TimeoutError)"));
+  assert.equal(failed.transient, true);
+  await s.process.waitForLog(startsWith("drain started"), 20_000);
+  assert.equal((await s.process.exited).code, 0);
 });
 
 Deno.test("process: health without a status file is 1", async () => {

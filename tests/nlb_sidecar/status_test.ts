@@ -3,15 +3,19 @@
  * decision machine reports, so the rule is tested on what the daemon really writes.
  */
 import assert from "node:assert/strict";
+import { monotonicNow } from "../../lib/clock.ts";
 import { DrainMachine, type Observation } from "../../lib/nlb_sidecar/machine.ts";
 import {
+  checkHealth,
   DEADLINE_SLACK_MS,
   healthVerdict,
   type SidecarState,
   type SidecarStatusDetails,
+  StatusReporter,
 } from "../../lib/nlb_sidecar/status.ts";
 import type { Status } from "../../lib/status_file.ts";
 import { A, B, drainMachine, INTERVAL, TG_A, TG_B } from "./machine_fixtures.ts";
+import { captureLog } from "./support.ts";
 
 const REQUEST_TIMEOUT = 10_000;
 /** Three polling intervals plus the request timeout. */
@@ -20,12 +24,11 @@ const WINDOW = 3 * INTERVAL + REQUEST_TIMEOUT;
 function status(
   state: SidecarState,
   details: Omit<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs"> = {},
-  updatedAt = 0,
 ): Status {
   return {
     role: "nlb-sidecar",
     pid: 1,
-    updatedAt,
+    updatedAt: 0,
     state,
     details: { pollIntervalMs: INTERVAL, requestTimeoutMs: REQUEST_TIMEOUT, ...details },
   };
@@ -92,6 +95,21 @@ Deno.test("health: healthy while discovering within DISCOVERY_TIMEOUT, unhealthy
   const hung = healthVerdict(discovering, 300_000 + REQUEST_TIMEOUT + DEADLINE_SLACK_MS + 1);
   assert.equal(hung.healthy, false);
   assert.match(hung.reason, /stuck/);
+});
+
+Deno.test("health: discovering past DISCOVERY_TIMEOUT stays healthy while transient retries go on, not once they stop", () => {
+  const nextAttemptAt = 900_000;
+  const retrying = status("discovering", {
+    discoveryDeadline: 300_000,
+    retrying: { step: "elasticloadbalancing:DescribeTargetGroups", error: "Throttling", nextAttemptAt },
+  });
+  const late = healthVerdict(retrying, nextAttemptAt - 1_000);
+  assert.equal(late.healthy, true, late.reason);
+  assert.match(late.reason, /DescribeTargetGroups.*Throttling.*transient/);
+  assert.equal(healthVerdict(retrying, nextAttemptAt + REQUEST_TIMEOUT + DEADLINE_SLACK_MS).healthy, true);
+  const stopped = healthVerdict(retrying, nextAttemptAt + REQUEST_TIMEOUT + DEADLINE_SLACK_MS + 1);
+  assert.equal(stopped.healthy, false);
+  assert.match(stopped.reason, /stuck/);
 });
 
 Deno.test("health: a permanently failed discovery is unhealthy and says why", () => {
@@ -185,7 +203,7 @@ Deno.test("health: healthy while a drain is within its deadline, unhealthy once 
 });
 
 Deno.test("health: finished is healthy only for the moment before the exit", () => {
-  const finished = status("finished", {}, 50_000);
+  const finished = status("finished", { writtenAt: 50_000 });
   assert.equal(healthVerdict(finished, 50_000 + DEADLINE_SLACK_MS).healthy, true);
   assert.equal(healthVerdict(finished, 50_000 + DEADLINE_SLACK_MS + 1).healthy, false);
 });
@@ -194,4 +212,28 @@ Deno.test("health: a state it does not know is unhealthy", () => {
   const verdict = healthVerdict({ ...status("watching"), state: "confused" }, 0);
   assert.equal(verdict.healthy, false);
   assert.match(verdict.reason, /unknown state/);
+});
+
+Deno.test("health across processes: a wall-clock step of an hour either way changes no verdict", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-status-" });
+  const path = `${dir}/status.json`;
+  const realNow = Date.now;
+  try {
+    const { log } = captureLog();
+    const reporter = new StatusReporter(path, { pollIntervalMs: 1_000, requestTimeoutMs: 2_000 }, log);
+    const m = drainMachine({ pollIntervalMs: 1_000, startedAt: monotonicNow() });
+    m.step(monotonicNow());
+    m.step(monotonicNow(), [healthy(monotonicNow())]);
+    const { phase, ...details } = m.status();
+    await reporter.report(phase, details);
+    for (const stepMs of [3_600_000, -3_600_000]) {
+      Date.now = () => realNow() + stepMs;
+      const verdict = await checkHealth(path);
+      assert.equal(verdict.healthy, true, `after a ${stepMs} ms step: ${verdict.reason}`);
+      assert.match(verdict.reason, /last poll completed \d\.\d s ago/);
+    }
+  } finally {
+    Date.now = realNow;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

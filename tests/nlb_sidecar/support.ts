@@ -2,6 +2,7 @@
  * In-process helpers for the nlb-sidecar tests: the real SDK clients pointed at an emulated world,
  * discovery with fast backoff, and a logger whose lines the test can read.
  */
+import { monotonicNow } from "../../lib/clock.ts";
 import { metadataClient } from "../../lib/ecs_metadata.ts";
 import { type Logger, setupLogging } from "../../lib/log.ts";
 import { type SidecarClients, sidecarClients } from "../../lib/nlb_sidecar/clients.ts";
@@ -123,7 +124,7 @@ export async function discoverIn(
     },
     region: options.region,
     targetContainerName: options.targetContainerName,
-    deadline: Date.now() + (options.timeoutMs ?? 10_000),
+    deadline: monotonicNow() + (options.timeoutMs ?? 10_000),
     signal: options.signal,
     backoff: { baseMs: 5, capMs: 40 },
     onRetry: (step) => retries.push(step),

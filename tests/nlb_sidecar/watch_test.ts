@@ -354,3 +354,63 @@ Deno.test("watch: connections mode ends once the counted connections stay at zer
   const elapsed = Date.now() - closedAt;
   assert.ok(elapsed >= 150 && elapsed < 150 + 1_000, `exited ${elapsed} ms after the last connection closed`);
 });
+
+Deno.test("describeTargetHealth: an answer that trickles its body is cut off at the request timeout, as transient", async () => {
+  await using world = await startEcsWorld({ networkMode: "awsvpc" });
+  const { targets, elbv2 } = await planFor(world); // clients with a 2 s request timeout
+  const [target] = targets;
+  world.elbv2.faults.trickleIntervalMs = 200; // the body is several hundred bytes: over a minute in all
+  world.elbv2.faults.failNext(1, "trickle");
+  const started = Date.now();
+  const error = await describeTargetHealth(elbv2, target.targetGroupArn, [target]).then(
+    () => assert.fail("a trickled answer must not complete within the test"),
+    (error) => pollError(error),
+  );
+  const took = Date.now() - started;
+  assert.equal(error.transient, true, JSON.stringify(error));
+  assert.equal(error.code, "TimeoutError");
+  assert.ok(took < 15_000, `the call was held ${took} ms`);
+  assert.equal((await describeTargetHealth(elbv2, target.targetGroupArn, [target]))[0].state, "healthy");
+});
+
+/** Replaces `Date.now` with the real clock plus an offset the test steps; restored on dispose. */
+function steppableWallClock() {
+  const real = Date.now;
+  let offsetMs = 0;
+  Date.now = () => real() + offsetMs;
+  return {
+    step(ms: number) {
+      offsetMs += ms;
+    },
+    [Symbol.dispose]() {
+      Date.now = real;
+    },
+  };
+}
+
+const HOUR_MS = 3_600_000;
+
+Deno.test("watch: the wall clock stepping an hour forward does not end a drain", async () => {
+  using wall = steppableWallClock();
+  await using w = await watch({ networkMode: "awsvpc" }, { deregistrationWaitMs: 1_500 });
+  await w.waitFor(message("is healthy"));
+  w.world.setState("draining");
+  await w.waitFor(message("drain started"));
+  const started = performance.now();
+  wall.step(HOUR_MS);
+  const outcome = await w.outcome;
+  const waited = performance.now() - started;
+  assert.equal(outcome.kind === "finished" && outcome.finish.reason, "drain-wait-elapsed");
+  assert.ok(waited >= 1_200, `the drain ended ${waited} ms after it started, not after the 1.5 s wait`);
+});
+
+Deno.test("watch: the wall clock stepping an hour back does not stop polling", async () => {
+  using wall = steppableWallClock();
+  await using w = await watch({ networkMode: "awsvpc" }, { pollIntervalMs: 50 });
+  await w.waitFor(message("is healthy"));
+  const calls = () => w.world.elbv2.state.healthCalls.get(w.world.targets[0].targetGroupArn)?.length ?? 0;
+  wall.step(-HOUR_MS);
+  const before = calls();
+  await new Promise((r) => setTimeout(r, 600));
+  assert.ok(calls() >= before + 3, `${calls() - before} polls in 600 ms after the step, at a 50 ms interval`);
+});

@@ -160,8 +160,9 @@ export async function runRoleToEnd(
   options: SpawnOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const role = roleInfo(name)!;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: denoRunArgs(role, options.args ?? []),
+  const command = [...options.wrapper ?? [], Deno.execPath(), ...denoRunArgs(role, options.args ?? [])];
+  const output = await new Deno.Command(command[0], {
+    args: command.slice(1),
     cwd: projectRoot,
     env: {
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
