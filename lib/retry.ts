@@ -160,7 +160,8 @@ export function describeError(error: unknown): { error: string; message: string;
  * @example Retry for at most a minute and log every retry
  * ```ts
  * const options: RetryOptions = {
- *   deadline: Date.now() + 60_000,
+ *   now: () => performance.now(),
+ *   deadline: performance.now() + 60_000,
  *   backoff: { baseMs: 500, capMs: 10_000 },
  *   onRetry: (error, attempt, delayMs) => console.warn(`attempt ${attempt} failed, again in ${delayMs} ms`, error),
  * };
@@ -190,7 +191,8 @@ export interface RetryOptions {
  * @example Reach the task metadata endpoint, riding out an agent that is still starting
  * ```ts
  * const answer = await retry(() => fetch(`${Deno.env.get("ECS_CONTAINER_METADATA_URI_V4")}/task`), {
- *   deadline: Date.now() + 30_000,
+ *   now: () => performance.now(),
+ *   deadline: performance.now() + 30_000,
  * });
  * ```
  */
