@@ -1,13 +1,11 @@
 /**
- * The nlb-sidecar's settings: the seed's three (same names and defaults, so it is a drop-in), then the
- * new ones. One declaration each; `--help` and the README table are generated from here.
+ * The nlb-sidecar's settings: the three of the original nlb-sidecar-for-ecs (same names and defaults, so
+ * it is a drop-in), then the new ones. One declaration each; `--help` and the README table are generated from here.
  * @module
  */
 import { ConfigError, type ConfigOf, oneOf, seconds, text, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
-
-export const DRAIN_MODES = ["fixed", "connections"] as const;
-export type DrainMode = typeof DRAIN_MODES[number];
+import { DRAIN_MODES } from "./machine.ts";
 
 /** The role's settings, each declared once below; parsed values are `ConfigOf<NlbSidecarSettings>`. */
 export type NlbSidecarSettings = typeof nlbSidecarSettings;
