@@ -90,6 +90,39 @@ Deno.test("process: a target deregistered outright -> exit 0 at once, without th
   assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "deregistered");
 });
 
+Deno.test("process: a new task on an IP still draining from an old task keeps running, and drains later on its own", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", targetGroups: [{ deregistrationDelayMs: 1_500 }] },
+    { DEREGISTRATION_WAIT: "0.5" },
+    (world) => world.deregister(), // the old task with this IP was deregistered: draining for 1.5 s, then unused
+  );
+  const reused = await s.process.waitForLog(includes("is draining before this task was seen registered"));
+  assert.equal(reused.target, "10.0.1.23:8080");
+  await s.process.waitForLog(includes("is not registered"));
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.equal(s.process.logs.find(startsWith("finished")), undefined, "the old task's drain is not this task's");
+  s.world.setState("healthy"); // ECS registers the new task
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  await s.process.waitForLog(startsWith("drain started"));
+  const exit = await s.process.exited;
+  assert.equal(exit.code, 0);
+  assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "drain-wait-elapsed");
+});
+
+Deno.test("process: a drain whose target turns healthy again is cancelled and logged, the sidecar keeps watching", async () => {
+  await using s = await sidecar({ networkMode: "awsvpc" }, { DEREGISTRATION_WAIT: "2" });
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  await s.process.waitForLog(startsWith("drain started"));
+  s.world.setState("healthy");
+  const cancelled = await s.process.waitForLog(startsWith("drain cancelled"));
+  assert.equal(cancelled.state, "healthy");
+  await new Promise((r) => setTimeout(r, 2_500));
+  assert.equal(s.process.logs.find(startsWith("finished")), undefined, "the cancelled drain's wait does not end it");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "watching");
+});
+
 Deno.test("process: SIGTERM while watching -> exit 0 within a second", async () => {
   await using s = await sidecar({ networkMode: "awsvpc" });
   await s.process.waitForLog(includes("is healthy"));
