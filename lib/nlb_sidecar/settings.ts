@@ -82,10 +82,43 @@ export type NlbSidecarConfig = ConfigOf<typeof nlbSidecarSettings>;
 
 const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 
+/**
+ * The shortest polling interval against AWS. ELB's read calls share one token bucket per account and
+ * region: 40 tokens, refilled at 10 a second, also used by the console and tooling
+ * (docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html). Each task makes one
+ * DescribeTargetHealth per target group per interval, so at 1 s one task-group pair takes a tenth of the
+ * account's refill and ten of them take it all; at 0.01 s a single task would make 100 calls a second,
+ * ten times the whole account's rate. Below 1 s the setting is a typo, never a tuning.
+ */
+export const MIN_POLLING_SECONDS = 1;
+
+/** The ELB endpoint the SDK will call, when the environment overrides it. */
+function elbEndpoint(env: Readonly<Record<string, string | undefined>>): string | undefined {
+  return env.AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2 ?? env.AWS_ENDPOINT_URL;
+}
+
+/** An endpoint on this machine is an emulator: it has no account budget to protect. */
+function isLoopback(endpoint: string | undefined): boolean {
+  if (endpoint === undefined || !URL.canParse(endpoint)) return false;
+  const host = new URL(endpoint).hostname;
+  return host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 /** Checks that one setting alone cannot express. */
-export function validateSettings(config: NlbSidecarConfig): void {
+export function validateSettings(
+  config: NlbSidecarConfig,
+  env: Readonly<Record<string, string | undefined>> = {},
+): void {
   if (config.pollingFrequency <= 0) {
     throw new ConfigError("POLLING_FREQUENCY", String(config.pollingFrequency), "must be greater than 0");
+  }
+  if (config.pollingFrequency < MIN_POLLING_SECONDS && !isLoopback(elbEndpoint(env))) {
+    throw new ConfigError(
+      "POLLING_FREQUENCY",
+      String(config.pollingFrequency),
+      `must be at least ${MIN_POLLING_SECONDS} s: every task polls each target group this often, and the ` +
+        "account's ELB API budget (10 calls a second per region) is shared by all of them and the console",
+    );
   }
   if (config.region !== undefined && !REGION_NAME.test(config.region)) {
     throw new ConfigError("AWS_REGION", config.region, "expected a region name such as eu-west-1");

@@ -7,7 +7,10 @@ import { type LogEntry, runRoleToEnd, spawnRole } from "../support/role_process.
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { listenLoopback } from "./support.ts";
 
+/** Below the 1 s minimum: allowed only because the ELB endpoint is the loopback emulator, not AWS. */
 const FAST = { POLLING_FREQUENCY: "0.2", LOG_LEVEL: "debug" };
+/** An interface VPC endpoint is still AWS, with the account's ELB API budget. */
+const VPC_ENDPOINT = "https://vpce-0a1b2c3d4e5f67890-abcdefgh.elasticloadbalancing.eu-west-1.vpce.amazonaws.com";
 
 interface Sidecar extends AsyncDisposable {
   readonly world: EcsWorld;
@@ -170,6 +173,12 @@ Deno.test("process: bad settings -> exit 2 and a message naming the setting, bef
   const cases: Array<[Record<string, string>, string[], RegExp]> = [
     [{ ...base, DEREGISTRATION_WAIT: "abc" }, [], /DEREGISTRATION_WAIT="abc"/],
     [{ ...base, POLLING_FREQUENCY: "0" }, [], /POLLING_FREQUENCY.*greater than 0/],
+    [{ ...base, POLLING_FREQUENCY: "0.01" }, [], /POLLING_FREQUENCY="0.01": .*at least 1 s.*ELB API/],
+    [
+      { ...base, POLLING_FREQUENCY: "0.5", AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2: VPC_ENDPOINT },
+      [],
+      /POLLING_FREQUENCY="0.5": .*at least 1 s/,
+    ],
     [{ ...base, DRAIN_MODE: "gentle" }, [], /DRAIN_MODE="gentle".*fixed, connections/],
     [{ ...base, ON_DISCOVERY_FAILURE: "crash" }, [], /ON_DISCOVERY_FAILURE/],
     [{ ...base, AWS_REGION: "mars" }, [], /AWS_REGION="mars"/],
