@@ -471,6 +471,14 @@ export class DrainMachine {
   }
 }
 
+/** The load balancers the sidecar watches: their deregistration differs (see `DRAIN_MIN_WAIT_DEFAULTS`). */
+export type LoadBalancerType = "network" | "application";
+
+/** A target group's protocol tells its load balancer: HTTP and HTTPS only on an ALB, the others an NLB. */
+export function loadBalancerType(protocol: string): LoadBalancerType {
+  return protocol === "HTTP" || protocol === "HTTPS" ? "application" : "network";
+}
+
 /** What `connections` mode needs: the application's sockets in view, and connections to count. */
 const CONNECTION_PROTOCOLS = new Set(["TCP", "TLS", "HTTP", "HTTPS"]);
 

@@ -5,7 +5,17 @@
  */
 import { ConfigError, type ConfigOf, oneOf, seconds, text, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
-import { DRAIN_MODES } from "./machine.ts";
+import { DRAIN_MODES, type LoadBalancerType } from "./machine.ts";
+
+/**
+ * DRAIN_MIN_WAIT when unset, per load balancer type. NLB: 120 s, because users measure that an NLB keeps
+ * opening new flows to a deregistered target for about two minutes whatever the deregistration delay
+ * (aws/containers-roadmap#470; kubernetes-sigs/aws-load-balancer-controller#2366, #3270): a drain that
+ * ends sooner stops the application while new connections still arrive. ALB: 0, because an ALB stops
+ * sending requests to a deregistering target at once (ALB user guide, "Deregistration delay"); the quiet
+ * period alone covers the requests in flight.
+ */
+export const DRAIN_MIN_WAIT_DEFAULTS: Readonly<Record<LoadBalancerType, number>> = { network: 120, application: 0 };
 
 /** The role's settings, each declared once below; parsed values are `ConfigOf<NlbSidecarSettings>`. */
 export type NlbSidecarSettings = typeof nlbSidecarSettings;
@@ -15,7 +25,8 @@ export const nlbSidecarSettings = {
     env: "DEREGISTRATION_WAIT",
     flag: "deregistration-wait",
     default: 120,
-    help: "Seconds to wait after the target starts draining before exiting (the cap in connections mode).",
+    help: "Seconds to wait after the target starts draining before exiting; in connections mode the cap when " +
+      "the target groups' deregistration delay cannot be read.",
   }),
   pollingFrequency: seconds({
     env: "POLLING_FREQUENCY",
@@ -35,6 +46,13 @@ export const nlbSidecarSettings = {
     default: "fixed",
     choices: DRAIN_MODES,
     help: "fixed: always wait DEREGISTRATION_WAIT; connections: exit once no connection is left (awsvpc/host, TCP).",
+  }),
+  drainMinWait: seconds({
+    env: "DRAIN_MIN_WAIT",
+    flag: "drain-min-wait",
+    help: "connections mode: seconds a drain lasts at least; the quiet period counts only after it. Default: " +
+      `${DRAIN_MIN_WAIT_DEFAULTS.network} with an NLB target group (it sends new connections that long), ` +
+      `${DRAIN_MIN_WAIT_DEFAULTS.application} with ALB groups only.`,
   }),
   drainQuietPeriod: seconds({
     env: "DRAIN_QUIET_PERIOD",
@@ -79,6 +97,11 @@ export const nlbSidecarSettings = {
 };
 
 export type NlbSidecarConfig = ConfigOf<typeof nlbSidecarSettings>;
+
+/** The drain floor in force: the setting, or the default of the task's load balancers (the larger one). */
+export function drainMinWaitSeconds(configured: number | undefined, types: Iterable<LoadBalancerType>): number {
+  return configured ?? Math.max(0, ...[...types].map((type) => DRAIN_MIN_WAIT_DEFAULTS[type]));
+}
 
 const REGION_NAME = /^[a-z]{2}(-[a-z]+)+-\d+$/;
 

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { type LogEntry, runRoleToEnd, spawnRole } from "../support/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
+import { LoadBalancerTraffic } from "../../sim/downstream.ts";
 import { listenLoopback } from "./support.ts";
 
 /** Below the 1 s minimum: allowed only because the ELB endpoint is the loopback emulator, not AWS. */
@@ -222,6 +223,75 @@ Deno.test("process: connections mode holds the drain while real TCP connections 
   } finally {
     await app.close();
   }
+});
+
+Deno.test("process: connections mode behind an NLB outlasts its propagation: no new flow reaches a stopped application", async () => {
+  const app = listenLoopback();
+  const propagationMs = 3_000;
+  let appRunning = true;
+  try {
+    await using s = await sidecar(
+      {
+        networkMode: "awsvpc",
+        targetGroups: [{ containerPort: app.port, deregistrationDelayMs: 30_000 }],
+        nlbPropagationMs: propagationMs,
+      },
+      { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: "0.3", DRAIN_MIN_WAIT: "3.5", DEREGISTRATION_WAIT: "60" },
+    );
+    const [target] = s.world.targets;
+    // Sparse traffic: one short flow a second, so a drain counting only connections would see none.
+    await using traffic = new LoadBalancerTraffic(s.world.elbv2.state, target, { everyMs: 1_000, holdMs: 20 });
+    await s.process.waitForLog(includes("is healthy"));
+    const deregisteredAt = Date.now();
+    s.world.deregister();
+    const started = await s.process.waitForLog(startsWith("drain started"));
+    assert.equal(started.floorSeconds, 3.5);
+    assert.equal(started.waitSeconds, 30, "capped by the group's own 30 s deregistration delay, not the 60 s guess");
+    const exit = await s.process.exited;
+    await app.close(); // the essential sidecar exited: ECS stops the task, the application goes away
+    appRunning = false;
+    await new Promise((r) => setTimeout(r, propagationMs + 1_000));
+    assert.equal(exit.code, 0);
+    assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "connections-quiet");
+    assert.deepEqual(traffic.refused, [], "no flow may be refused");
+    assert.ok(traffic.served.some((at) => at > deregisteredAt), "the NLB sent new flows after the deregistration");
+    assert.ok(exit.at - deregisteredAt >= propagationMs, `exited ${exit.at - deregisteredAt} ms after deregistration`);
+  } finally {
+    if (appRunning) await app.close();
+  }
+});
+
+Deno.test("process: connections mode floors a drain at 120 s by default when the task has an NLB group, even beside an ALB one", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", targetGroups: [{ protocol: "HTTP" }, { protocol: "TCP", containerPort: 8081 }] },
+    { DRAIN_MODE: "connections", DEREGISTRATION_WAIT: "30" },
+  );
+  await s.process.waitForLog(includes("in web-1 is healthy"));
+  s.world.setState("draining", 0);
+  const started = await s.process.waitForLog(startsWith("drain started"));
+  assert.equal(started.floorSeconds, 120, "the NLB's default, the larger one");
+  assert.equal(started.waitSeconds, 300, "the groups' deregistration delay (ELB's default 300 s), read at start");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "draining");
+});
+
+Deno.test("process: connections mode with only an ALB group, attributes denied: no floor, DEREGISTRATION_WAIT caps, said once", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", targetGroups: [{ protocol: "HTTPS" }] },
+    { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: "0.3", DEREGISTRATION_WAIT: "20" },
+    (world) => world.elbv2.state.denied.add("DescribeTargetGroupAttributes"),
+  );
+  const denied = await s.process.waitForLog(startsWith("cannot read the deregistration delay"));
+  assert.equal(denied.error, "AccessDenied");
+  assert.equal(denied.level, "info", "an optional permission: not an error");
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  const started = await s.process.waitForLog(startsWith("drain started"));
+  assert.equal(started.floorSeconds, 0);
+  assert.equal(started.waitSeconds, 20);
+  const exit = await s.process.exited;
+  assert.equal(exit.code, 0);
+  assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "connections-quiet");
+  assert.equal(s.process.logs.filter(startsWith("cannot read the deregistration delay")).length, 1);
 });
 
 Deno.test("process: connections mode in bridge mode says at start that it waits the fixed time", async () => {
