@@ -96,7 +96,7 @@ Deno.test("process: a target deregistered outright -> exit 0 at once, without th
 
 Deno.test("process: a new task on an IP still draining from an old task keeps running, and drains later on its own", async () => {
   await using s = await sidecar(
-    { networkMode: "awsvpc", targetGroups: [{ deregistrationDelayMs: 1_500 }] },
+    { networkMode: "awsvpc", targetGroups: [{ deregistrationDelayMs: 1_500 }], nlbPropagationMs: 1_500 },
     { DEREGISTRATION_WAIT: "0.5" },
     (world) => world.deregister(), // the old task with this IP was deregistered: draining for 1.5 s, then unused
   );
@@ -203,7 +203,8 @@ Deno.test("process: connections mode holds the drain while real TCP connections 
     const quiet = 0.5;
     await using s = await sidecar(
       { networkMode: "awsvpc", targetGroups: [{ containerPort: app.port }] },
-      { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: String(quiet), DEREGISTRATION_WAIT: "30" },
+      // No floor: this test is about the quiet period (the floor has its own tests).
+      { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: String(quiet), DRAIN_MIN_WAIT: "0", DEREGISTRATION_WAIT: "30" },
     );
     const clients = await app.connect(2);
     await s.process.waitForLog(includes("is healthy"));
@@ -298,6 +299,7 @@ Deno.test("process: connections mode in bridge mode says at start that it waits 
   await using s = await sidecar({ networkMode: "bridge" }, { DRAIN_MODE: "connections", DEREGISTRATION_WAIT: "0.3" });
   const warning = await s.process.waitForLog(startsWith("DRAIN_MODE=connections is not possible here"));
   assert.match(String(warning.fallback), /bridge/);
+  await s.process.waitForLog(includes("is healthy"));
   s.world.setState("draining");
   const exit = await s.process.exited;
   assert.equal(exit.code, 0);
@@ -378,6 +380,7 @@ Deno.test("process: --help lists every setting by its environment name", async (
       "POLLING_FREQUENCY",
       "TARGET_CONTAINER_NAME",
       "DRAIN_MODE",
+      "DRAIN_MIN_WAIT",
       "DRAIN_QUIET_PERIOD",
       "DISCOVERY_TIMEOUT",
       "ON_DISCOVERY_FAILURE",
