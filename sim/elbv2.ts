@@ -199,7 +199,10 @@ export class Elbv2State {
     }
   }
 
-  /** Whether the load balancer opens a new flow to this target now: healthy, or a deregistered NLB target still propagating. */
+  /**
+   * Whether the load balancer opens a new flow to this target now: when it is healthy, or a deregistered
+   * NLB target whose deregistration has not propagated yet.
+   */
   routesNewFlows(arn: string, id: string, port: number, now = Date.now()): boolean {
     const registration = this.#group(arn).targets.get(key(id, port));
     if (!registration) return false;

@@ -1,6 +1,7 @@
 /**
  * The nlb-sidecar's settings: the three of the original nlb-sidecar-for-ecs (same names and defaults, so
- * it is a drop-in), then the new ones. One declaration each; `--help` and the README table are generated from here.
+ * it is a drop-in), then the new ones. One declaration each; `--help` and the README table are generated
+ * from here.
  * @module
  */
 import { ConfigError, type ConfigOf, oneOf, seconds, text, url } from "../config.ts";
