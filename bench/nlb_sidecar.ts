@@ -277,6 +277,8 @@ async function connectionsExit(): Promise<BenchFigure> {
         POLLING_FREQUENCY: "0.5",
         DRAIN_MODE: "connections",
         DRAIN_QUIET_PERIOD: String(quiet),
+        // The quiet period alone: the NLB floor (120 s by default) would dominate the figure.
+        DRAIN_MIN_WAIT: "0",
         DEREGISTRATION_WAIT: "60",
       },
     )

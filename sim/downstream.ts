@@ -1,9 +1,11 @@
 /**
  * A downstream client of an emulated listener, on a raw TCP connection so that tests, the demo and the
  * benchmarks decide exactly when a connection opens, idles, carries a request and closes, and see the
- * moment the server closes it.
+ * moment the server closes it. And the clients of an emulated load balancer: {@link LoadBalancerTraffic}
+ * opens new flows to a target for as long as the ELBv2 emulator routes new flows to it.
  * @module
  */
+import type { Elbv2State } from "./elbv2.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -103,4 +105,77 @@ export function unusedPort(): number {
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
   return port;
+}
+
+export interface TrafficOptions {
+  /** A new flow is opened this often while the load balancer routes to the target. */
+  readonly everyMs: number;
+  /** Each flow stays open this long, then the client closes it. */
+  readonly holdMs: number;
+}
+
+/**
+ * Clients reaching one target through a load balancer: every `everyMs`, if the ELBv2 emulator routes new
+ * flows to the target (healthy, or an NLB target still propagating its deregistration), a TCP connection
+ * to `127.0.0.1:port` (the application's listener) that lives `holdMs`. A refused connection is a flow
+ * the load balancer sent to a target whose application had already stopped: the harm the sidecar prevents.
+ */
+export class LoadBalancerTraffic implements AsyncDisposable {
+  /** When each flow was accepted by the application. */
+  readonly served: number[] = [];
+  /** When each flow was refused (nothing listening any more). */
+  readonly refused: number[] = [];
+  readonly #stop = new AbortController();
+  readonly #running: Promise<void>;
+
+  constructor(
+    elbv2: Elbv2State,
+    target: { readonly targetGroupArn: string; readonly id: string; readonly port: number },
+    options: TrafficOptions,
+  ) {
+    this.#running = this.#run(elbv2, target, options);
+  }
+
+  async #run(elbv2: Elbv2State, target: { targetGroupArn: string; id: string; port: number }, options: TrafficOptions) {
+    const flows: Promise<void>[] = [];
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      if (elbv2.routesNewFlows(target.targetGroupArn, target.id, target.port)) {
+        flows.push(this.#flow(elbv2, target, options));
+      }
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, options.everyMs);
+        signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve(undefined);
+        }, { once: true });
+      });
+    }
+    await Promise.all(flows);
+  }
+
+  async #flow(
+    elbv2: Elbv2State,
+    target: { targetGroupArn: string; id: string; port: number },
+    options: TrafficOptions,
+  ) {
+    const at = Date.now();
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: "127.0.0.1", port: target.port });
+    } catch {
+      this.refused.push(at);
+      return;
+    }
+    this.served.push(at);
+    elbv2.countFlow(target.targetGroupArn, target.id, target.port, 1);
+    await new Promise((r) => setTimeout(r, options.holdMs));
+    elbv2.countFlow(target.targetGroupArn, target.id, target.port, -1);
+    conn.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#stop.abort();
+    await this.#running;
+  }
 }

@@ -49,6 +49,8 @@ export interface WorldOptions {
   readonly codeDeploy?: boolean;
   /** Containers besides the application (`app`) and the sidecar (`sidecar`). */
   readonly extraContainers?: readonly string[];
+  /** How long the NLB keeps sending new flows to a deregistered target (default: the measured 120 s). */
+  readonly nlbPropagationMs?: number;
   readonly faults?: {
     readonly metadata?: Faults;
     readonly ecs?: Faults;
@@ -159,7 +161,7 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
     Containers: containers,
   };
 
-  const elbv2State = new Elbv2State(WORLD.region, WORLD.account);
+  const elbv2State = new Elbv2State(WORLD.region, WORLD.account, { nlbPropagationMs: options.nlbPropagationMs });
   const ecsState = new EcsState(WORLD.region, WORLD.account);
   const ec2State = new Ec2State(WORLD.account);
   const targets: WorldTarget[] = [];

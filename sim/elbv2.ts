@@ -1,9 +1,23 @@
 /**
- * Elastic Load Balancing v2 emulator (query protocol): `DescribeTargetGroups` and `DescribeTargetHealth`
- * with per-target health the test scripts. As ELB does: a target that is not registered answers
- * `unused` / `Target.NotRegistered`; a deregistered target is `draining`
+ * Elastic Load Balancing v2 emulator (query protocol): `DescribeTargetGroups`, `DescribeTargetHealth`
+ * with per-target health the test scripts, and `DescribeTargetGroupAttributes`. As ELB does: a target
+ * that is not registered answers `unused` / `Target.NotRegistered`; a deregistered target is `draining`
  * (`Target.DeregistrationInProgress`) for the group's deregistration delay, then not registered; a
  * deleted target group is `TargetGroupNotFound`; an Id of the wrong kind for the group is `InvalidTarget`.
+ *
+ * Deregistration differs by load balancer type, and the emulator is as unkind as the real thing:
+ * - Network Load Balancer: users measure that an NLB keeps opening new flows to a deregistered target
+ *   for about two minutes, and that the target stays `draining` at least that long, whatever the
+ *   deregistration delay ("deregistration takes at least 2 minutes regardless of the deregistration delay
+ *   setting": kubernetes-sigs/aws-load-balancer-controller#2366, measured with raw TCP connections;
+ *   the same in #3270 with a 5 s delay, and aws/containers-roadmap#470, "the effective minimum delay seems
+ *   to be 120 seconds"). So after DeregisterTargets the target still receives new flows for
+ *   `nlbPropagationMs` (default 120 s) and is `draining` for the longer of that and its delay.
+ * - Application Load Balancer: "If a deregistering target has no in-flight requests and no active
+ *   connections, Elastic Load Balancing immediately completes the deregistration process, without
+ *   waiting for the deregistration delay to elapse" (ALB user guide, target group attributes,
+ *   Deregistration delay), and it stops sending requests to a deregistering target. So a target without
+ *   an open flow goes `unused` at once; one with a flow is `draining` for the delay, without new flows.
  * @module
  */
 import { type AwsEmulator, startAwsEmulator } from "./aws_emulator.ts";
@@ -68,12 +82,34 @@ interface Registration {
   /** States still to be answered, one per DescribeTargetHealth that includes this target. */
   script: TargetState[];
   drainingUntil?: number;
+  /** A deregistered NLB target: new flows still arrive until then. */
+  newFlowsUntil?: number;
 }
 
 interface TargetGroupRecord extends TargetGroupDefinition {
   readonly arn: string;
   readonly targets: Map<string, Registration>;
+  /** Flows open to each target now (by `id:port`), as the downstream traffic reports them. */
+  readonly openFlows: Map<string, number>;
 }
+
+export type LoadBalancerType = "network" | "application" | "gateway";
+
+/** The load balancer a target group serves follows from its protocol (a group has one type). */
+export function loadBalancerTypeOf(protocol: string): LoadBalancerType {
+  if (protocol === "HTTP" || protocol === "HTTPS") return "application";
+  return protocol === "GENEVE" ? "gateway" : "network";
+}
+
+export interface Elbv2Options {
+  /** How long an NLB keeps opening new flows to a deregistered target (measured: about 120 s). */
+  readonly nlbPropagationMs?: number;
+}
+
+/** ELB's default `deregistration_delay.timeout_seconds`. */
+const DEFAULT_DEREGISTRATION_DELAY_MS = 300_000;
+/** About two minutes in every report cited above. */
+const DEFAULT_NLB_PROPAGATION_MS = 120_000;
 
 const key = (id: string, port: number) => `${id}:${port}`;
 
@@ -90,12 +126,16 @@ export class Elbv2State {
   /** Every DescribeTargetHealth call for an existing target group, per group ARN. */
   readonly healthCalls = new Map<string, TargetHealthCall[]>();
 
-  constructor(readonly region = "eu-west-1", readonly account = "123456789012") {}
+  readonly nlbPropagationMs: number;
+
+  constructor(readonly region = "eu-west-1", readonly account = "123456789012", options: Elbv2Options = {}) {
+    this.nlbPropagationMs = options.nlbPropagationMs ?? DEFAULT_NLB_PROPAGATION_MS;
+  }
 
   createTargetGroup(definition: TargetGroupDefinition): string {
     const arn = `arn:aws:elasticloadbalancing:${this.region}:${this.account}:targetgroup/${definition.name}/` +
       crypto.randomUUID().replaceAll("-", "").slice(0, 16);
-    this.targetGroups.set(arn, { ...definition, arn, targets: new Map() });
+    this.targetGroups.set(arn, { ...definition, arn, targets: new Map(), openFlows: new Map() });
     return arn;
   }
 
@@ -135,14 +175,48 @@ export class Elbv2State {
     group.targets.set(key(id, port), registration);
   }
 
-  /** DeregisterTargets: draining for the group's deregistration delay, then gone. */
+  /**
+   * DeregisterTargets. NLB: new flows for the propagation time, draining for the longer of that and the
+   * deregistration delay, then gone. ALB: gone at once without an open flow, else draining for the delay.
+   */
   deregister(arn: string, id: string, port: number, now = Date.now()): void {
     const group = this.#group(arn);
     const registration = group.targets.get(key(id, port));
     if (!registration) return;
+    const delayMs = group.deregistrationDelayMs ?? DEFAULT_DEREGISTRATION_DELAY_MS;
+    const type = loadBalancerTypeOf(group.protocol);
+    if (type === "application" && !(group.openFlows.get(key(id, port)) ?? 0)) {
+      group.targets.delete(key(id, port));
+      return;
+    }
     registration.health = TYPICAL_HEALTH.draining;
     registration.script = [];
-    registration.drainingUntil = now + (group.deregistrationDelayMs ?? 300_000);
+    if (type === "network") {
+      registration.newFlowsUntil = now + this.nlbPropagationMs;
+      registration.drainingUntil = now + Math.max(delayMs, this.nlbPropagationMs);
+    } else {
+      registration.drainingUntil = now + delayMs;
+    }
+  }
+
+  /**
+   * Whether the load balancer opens a new flow to this target now: when it is healthy, or a deregistered
+   * NLB target whose deregistration has not propagated yet.
+   */
+  routesNewFlows(arn: string, id: string, port: number, now = Date.now()): boolean {
+    const registration = this.#group(arn).targets.get(key(id, port));
+    if (!registration) return false;
+    if (registration.drainingUntil !== undefined) {
+      return registration.newFlowsUntil !== undefined && now < registration.newFlowsUntil &&
+        now < registration.drainingUntil;
+    }
+    return registration.health.State === "healthy";
+  }
+
+  /** The downstream traffic reports a flow to this target opening (+1) or ending (-1). */
+  countFlow(arn: string, id: string, port: number, change: 1 | -1): void {
+    const flows = this.#group(arn).openFlows;
+    flows.set(key(id, port), Math.max(0, (flows.get(key(id, port)) ?? 0) + change));
   }
 
   /** The health ELB reports for a target right now (consumes one scripted step). */
@@ -194,6 +268,30 @@ export class Elbv2State {
     };
   }
 
+  /**
+   * The attributes per the ELBv2 API reference (`Attributes.member.N` of `Key`/`Value` strings), with the
+   * defaults of each load balancer type; `deregistration_delay.timeout_seconds` is the group's delay.
+   */
+  describeTargetGroupAttributes(params: URLSearchParams) {
+    this.#guard("DescribeTargetGroupAttributes");
+    const group = this.#group(params.get("TargetGroupArn") ?? "");
+    const delaySeconds = (group.deregistrationDelayMs ?? DEFAULT_DEREGISTRATION_DELAY_MS) / 1000;
+    const common = { "deregistration_delay.timeout_seconds": String(delaySeconds), "stickiness.enabled": "false" };
+    const byType = loadBalancerTypeOf(group.protocol) === "application"
+      ? {
+        "stickiness.type": "lb_cookie",
+        "slow_start.duration_seconds": "0",
+        "load_balancing.algorithm.type": "round_robin",
+      }
+      : {
+        "stickiness.type": "source_ip",
+        "deregistration_delay.connection_termination.enabled": "false",
+        "preserve_client_ip.enabled": group.targetType === "ip" ? "false" : "true",
+        "proxy_protocol_v2.enabled": "false",
+      };
+    return { Attributes: Object.entries({ ...common, ...byType }).map(([Key, Value]) => ({ Key, Value })) };
+  }
+
   describeTargetHealth(params: URLSearchParams) {
     this.#guard("DescribeTargetHealth");
     const arn = params.get("TargetGroupArn") ?? "";
@@ -240,6 +338,7 @@ export function startElbv2Emulator(state: Elbv2State = new Elbv2State(), faults?
     operations: {
       DescribeTargetGroups: (params) => state.describeTargetGroups(params),
       DescribeTargetHealth: (params) => state.describeTargetHealth(params),
+      DescribeTargetGroupAttributes: (params) => state.describeTargetGroupAttributes(params),
     },
   });
   return startAwsEmulator(framing, state, faults);

@@ -4,17 +4,22 @@
  * connections, finish) and what changed come out. The watch loop only carries these out, so the
  * decisions are tested directly, without AWS or timers.
  *
- * The rules: a target in `draining` starts the drain. A target that was seen registered and now answers
- * `unused`/`Target.NotRegistered` is gone; once every target is gone the task has left the load
- * balancers and the sidecar finishes at once. `fixed` drains finish after the deregistration wait;
- * `connections` drains finish as soon as no connection has been seen for the quiet period, or at the
- * same cap. Failed polls never finish anything: the first failure of a streak is retried once, soon;
- * after that the group keeps its regular interval, so throttling never makes the sidecar call more often.
+ * The rules: a target is this task's once the sidecar has seen it registered and not draining (in
+ * awsvpc mode a new task may get the IP of a stopped task whose target is still draining, and the first
+ * answers are that task's). A `draining` target of this task starts the drain; the drain is cancelled if
+ * the target turns healthy again. A target of this task that now answers `unused`/`Target.NotRegistered`
+ * is gone; once every target is gone the task has left the load balancers and the sidecar finishes at
+ * once. `fixed` drains finish after the deregistration wait; `connections` drains finish as soon as no
+ * connection has been seen for the quiet period counted from the drain floor on, or at the cap (never
+ * before the floor). Failed polls never finish anything: the first failure of a streak is retried once,
+ * soon; after that the group keeps its regular interval, so throttling never makes the sidecar call more
+ * often.
  * @module
  */
-import type { DrainMode } from "./settings.ts";
 
-export type { DrainMode } from "./settings.ts";
+/** `fixed`: wait the deregistration wait; `connections`: finish once no connection is left. */
+export const DRAIN_MODES = ["fixed", "connections"] as const;
+export type DrainMode = typeof DRAIN_MODES[number];
 
 /** One target of this task in one target group, as DescribeTargetHealth names it. */
 export interface WatchedTarget {
@@ -80,7 +85,20 @@ export interface TargetChange {
 export type MachineEvent =
   | ({ readonly kind: "target-changed" } & TargetChange)
   /** The change to `draining` that started the drain: one event, not a target-changed as well. */
-  | ({ readonly kind: "drain-started"; readonly mode: DrainMode } & TargetChange)
+  | ({
+    readonly kind: "drain-started";
+    readonly mode: DrainMode;
+    /** From the drain start to its deadline. */
+    readonly waitMs: number;
+    /** `connections` mode: the drain lasts at least this long, and its quiet period starts after it. */
+    readonly floorMs?: number;
+    /** `connections` mode: how long no connection must be seen. */
+    readonly quietPeriodMs?: number;
+  } & TargetChange)
+  /** A `draining` answer before the target was seen serving: the previous holder of a reused IP. */
+  | ({ readonly kind: "draining-before-registration" } & TargetChange)
+  /** The drain's target turned healthy again (registered anew): the drain is over, the watch goes on. */
+  | ({ readonly kind: "drain-cancelled"; readonly drainedMs: number } & TargetChange)
   | {
     readonly kind: "poll-failed";
     readonly targetGroupArn: string;
@@ -137,6 +155,11 @@ export interface MachineOptions {
   /** The mode in force: `connections` only where connections can be counted (the caller decides). */
   readonly drainMode: DrainMode;
   readonly quietPeriodMs: number;
+  /**
+   * `connections` mode: a drain never finishes on quiet connections before this long (an NLB keeps
+   * opening new connections for a while after the deregistration), and the deadline is never earlier.
+   */
+  readonly drainFloorMs?: number;
   readonly startedAt: number;
   readonly random?: () => number;
 }
@@ -159,7 +182,8 @@ interface TargetRecord {
   readonly target: WatchedTarget;
   state?: string;
   reason?: string;
-  seenRegistered: boolean;
+  /** Seen registered and not draining: from then on its `draining` and `unused` answers are this task's. */
+  seenServing: boolean;
 }
 
 interface GroupRecord {
@@ -175,6 +199,8 @@ interface Drain {
   readonly target: WatchedTarget;
   readonly startedAt: number;
   readonly deadline: number;
+  /** Counts before this time never start the quiet period. */
+  readonly floorAt: number;
   /** First count of the current run of zero counts: the quiet period is measured from here. */
   quietSince?: number;
   established?: number;
@@ -222,7 +248,7 @@ export class DrainMachine {
         this.#targets.set(target.targetGroupArn, group);
         this.#groups.set(target.targetGroupArn, { nextPollAt: options.startedAt, inFlight: false, failures: 0 });
       }
-      group.set(targetKey(target), { target, seenRegistered: false });
+      group.set(targetKey(target), { target, seenServing: false });
     }
   }
 
@@ -309,28 +335,48 @@ export class DrainMachine {
       record.state = reading.state;
       record.reason = reading.reason;
       lastChanged = record.target;
-      if (!isNotRegistered(record)) record.seenRegistered = true;
-      if (reading.state === "draining" && !this.#drain) this.#startDrain(observation.at, change, events);
-      else events.push({ kind: "target-changed", ...change });
+      const draining = reading.state === "draining";
+      if (draining && !record.seenServing) events.push({ kind: "draining-before-registration", ...change });
+      else if (draining && !this.#drain) this.#startDrain(observation.at, change, events);
+      else if (reading.state === "healthy" && this.#drain?.target === record.target) {
+        this.#cancelDrain(observation.at, change, events);
+      } else events.push({ kind: "target-changed", ...change });
+      if (!draining && !isNotRegistered(record)) record.seenServing = true;
     }
     if (lastChanged && this.#allGone()) this.#finish("deregistered", observation.at, lastChanged, events);
   }
 
-  /** Every target has answered, none is registered any more, and at least one was registered before. */
+  /** Every target has answered, none is registered any more, and at least one was seen serving before. */
   #allGone(): boolean {
     const records = [...this.#targets.values()].flatMap((group) => [...group.values()]);
-    return records.every(isNotRegistered) && records.some((r) => r.seenRegistered);
+    return records.every(isNotRegistered) && records.some((r) => r.seenServing);
   }
 
   #startDrain(at: number, change: TargetChange, events: MachineEvent[]): void {
+    const { drainMode, deregistrationWaitMs, quietPeriodMs } = this.#options;
+    const floorMs = drainMode === "connections" ? this.#options.drainFloorMs ?? 0 : 0;
+    const waitMs = Math.max(deregistrationWaitMs, floorMs);
     this.#drain = {
       target: change.target,
       startedAt: at,
-      deadline: at + this.#options.deregistrationWaitMs,
+      deadline: at + waitMs,
+      floorAt: at + floorMs,
       nextSampleAt: at,
       sampling: false,
     };
-    events.push({ kind: "drain-started", mode: this.#options.drainMode, ...change });
+    events.push({
+      kind: "drain-started",
+      mode: drainMode,
+      waitMs,
+      ...(drainMode === "connections" ? { floorMs, quietPeriodMs } : {}),
+      ...change,
+    });
+  }
+
+  #cancelDrain(at: number, change: TargetChange, events: MachineEvent[]): void {
+    const drainedMs = at - this.#drain!.startedAt;
+    this.#drain = undefined;
+    events.push({ kind: "drain-cancelled", drainedMs, ...change });
   }
 
   #observePollFailure(
@@ -382,6 +428,10 @@ export class DrainMachine {
       drain.nextSampleAt = at + this.#sampleMs;
       return;
     }
+    if (at < drain.floorAt) {
+      drain.nextSampleAt = Math.min(at + this.#sampleMs, drain.floorAt);
+      return;
+    }
     // Measured from the first count that saw no connection, never from the last that saw one: a
     // connection may have lasted until just before this count, so the quiet period is never cut short.
     drain.quietSince ??= at;
@@ -429,6 +479,14 @@ export class DrainMachine {
     }
     return wakeAt;
   }
+}
+
+/** The load balancers the sidecar watches: their deregistration differs (see `DRAIN_MIN_WAIT_DEFAULTS`). */
+export type LoadBalancerType = "network" | "application";
+
+/** A target group's protocol tells its load balancer: HTTP and HTTPS only on an ALB, the others an NLB. */
+export function loadBalancerType(protocol: string): LoadBalancerType {
+  return protocol === "HTTP" || protocol === "HTTPS" ? "application" : "network";
 }
 
 /** What `connections` mode needs: the application's sockets in view, and connections to count. */

@@ -5,10 +5,12 @@
  * @module
  */
 export { nlbSidecarProgram } from "./program.ts";
-export { type DrainMode, type NlbSidecarConfig, nlbSidecarSettings, validateSettings } from "./settings.ts";
+export { type NlbSidecarConfig, nlbSidecarSettings, validateSettings } from "./settings.ts";
 export {
   type Action,
+  DRAIN_MODES,
   DrainMachine,
+  type DrainMode,
   effectiveDrainMode,
   type Finish,
   type FinishReason,

@@ -8,15 +8,16 @@
  * @module
  */
 import { monotonicNow } from "../clock.ts";
+import type { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
 import { type MetadataClient, metadataClient } from "../ecs_metadata.ts";
 import { ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
 import type { Logger } from "../log.ts";
-import { describeError } from "../retry.ts";
+import { describeError, type RetryOptions } from "../retry.ts";
 import { roleInfo } from "../roles.ts";
 import { ConnectionTables } from "./connections.ts";
 import type { DiscoveryError, WatchPlan } from "./discovery.ts";
-import { effectiveDrainMode } from "./machine.ts";
-import { nlbSidecarSettings, validateSettings } from "./settings.ts";
+import { effectiveDrainMode, loadBalancerType } from "./machine.ts";
+import { drainMinWaitSeconds, nlbSidecarSettings, validateSettings } from "./settings.ts";
 import { checkHealth, StatusReporter } from "./status.ts";
 
 type Context = RoleContext<typeof nlbSidecarSettings>;
@@ -109,13 +110,27 @@ async function runSidecar(context: Context): Promise<number> {
       fallback: drain.fallback,
     });
   }
+  let capSeconds = config.deregistrationWait;
+  if (drain.mode === "connections") {
+    try {
+      capSeconds = await connectionsDrainCap(context, plan, clients.elbv2, {
+        deadline: Date.now() + 3 * requestTimeoutMs,
+        onRetry: (error, attempt, delayMs) => onRetry("DescribeTargetGroupAttributes", error, attempt, delayMs),
+      });
+    } catch (error) {
+      if (shutdown.signal.aborted) return stopped(context, "watching");
+      throw error;
+    }
+  }
+  const floorSeconds = drainMinWaitSeconds(config.drainMinWait, plan.targets.map((t) => loadBalancerType(t.protocol)));
   const outcome = await watchTargets({
     targets: plan.targets,
     elbv2: clients.elbv2,
     drainMode: drain.mode,
     countConnections: tables && ((ports) => tables.countEstablished(ports)),
     pollIntervalMs,
-    deregistrationWaitMs: config.deregistrationWait * 1000,
+    deregistrationWaitMs: capSeconds * 1000,
+    drainFloorMs: floorSeconds * 1000,
     quietPeriodMs: config.drainQuietPeriod * 1000,
     log,
     signal: shutdown.signal,
@@ -123,6 +138,29 @@ async function runSidecar(context: Context): Promise<number> {
   });
   if (outcome.kind === "stopped") return stopped(context, outcome.phase);
   return ExitCode.Ok;
+}
+
+/**
+ * A connections drain ends at the latest when ELB ends the deregistration (ECS stops the task then anyway):
+ * the longest deregistration delay of the task's groups when the role may read it (the permission is
+ * optional), else DEREGISTRATION_WAIT, said once.
+ */
+async function connectionsDrainCap(
+  { config, log, shutdown }: Context,
+  plan: WatchPlan,
+  elbv2: ElasticLoadBalancingV2Client,
+  retry: Pick<RetryOptions, "deadline" | "onRetry">,
+): Promise<number> {
+  const { longestDeregistrationDelay } = await import("./deregistration_delay.ts");
+  const arns = plan.targets.map((t) => t.targetGroupArn);
+  const delay = await longestDeregistrationDelay(elbv2, arns, { ...retry, signal: shutdown.signal });
+  if (delay.kind === "read") return delay.seconds;
+  log.info("cannot read the deregistration delay ({error}): a connections drain ends at DEREGISTRATION_WAIT", {
+    error: delay.error,
+    detail: delay.message,
+    deregistrationWaitSeconds: config.deregistrationWait,
+  });
+  return config.deregistrationWait;
 }
 
 /**

@@ -1,13 +1,22 @@
 /**
- * The nlb-sidecar's settings: the seed's three (same names and defaults, so it is a drop-in), then the
- * new ones. One declaration each; `--help` and the README table are generated from here.
+ * The nlb-sidecar's settings: the three of the original nlb-sidecar-for-ecs (same names and defaults, so
+ * it is a drop-in), then the new ones. One declaration each; `--help` and the README table are generated
+ * from here.
  * @module
  */
 import { ConfigError, type ConfigOf, isRegionName, oneOf, seconds, text, url } from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
+import { DRAIN_MODES, type LoadBalancerType } from "./machine.ts";
 
-export const DRAIN_MODES = ["fixed", "connections"] as const;
-export type DrainMode = typeof DRAIN_MODES[number];
+/**
+ * DRAIN_MIN_WAIT when unset, per load balancer type. NLB: 120 s, because users measure that an NLB keeps
+ * opening new flows to a deregistered target for about two minutes whatever the deregistration delay
+ * (aws/containers-roadmap#470; kubernetes-sigs/aws-load-balancer-controller#2366, #3270): a drain that
+ * ends sooner stops the application while new connections still arrive. ALB: 0, because an ALB stops
+ * sending requests to a deregistering target at once (ALB user guide, "Deregistration delay"); the quiet
+ * period alone covers the requests in flight.
+ */
+export const DRAIN_MIN_WAIT_DEFAULTS: Readonly<Record<LoadBalancerType, number>> = { network: 120, application: 0 };
 
 /** The role's settings, each declared once below; parsed values are `ConfigOf<NlbSidecarSettings>`. */
 export type NlbSidecarSettings = typeof nlbSidecarSettings;
@@ -17,7 +26,8 @@ export const nlbSidecarSettings = {
     env: "DEREGISTRATION_WAIT",
     flag: "deregistration-wait",
     default: 120,
-    help: "Seconds to wait after the target starts draining before exiting (the cap in connections mode).",
+    help: "Seconds to wait after the target starts draining before exiting; in connections mode the cap when " +
+      "the target groups' deregistration delay cannot be read.",
   }),
   pollingFrequency: seconds({
     env: "POLLING_FREQUENCY",
@@ -37,6 +47,13 @@ export const nlbSidecarSettings = {
     default: "fixed",
     choices: DRAIN_MODES,
     help: "fixed: always wait DEREGISTRATION_WAIT; connections: exit once no connection is left (awsvpc/host, TCP).",
+  }),
+  drainMinWait: seconds({
+    env: "DRAIN_MIN_WAIT",
+    flag: "drain-min-wait",
+    help: "connections mode: seconds a drain lasts at least; the quiet period counts only after it. Default: " +
+      `${DRAIN_MIN_WAIT_DEFAULTS.network} with an NLB target group (it sends new connections that long), ` +
+      `${DRAIN_MIN_WAIT_DEFAULTS.application} with ALB groups only.`,
   }),
   drainQuietPeriod: seconds({
     env: "DRAIN_QUIET_PERIOD",
@@ -82,10 +99,48 @@ export const nlbSidecarSettings = {
 
 export type NlbSidecarConfig = ConfigOf<typeof nlbSidecarSettings>;
 
+/** The drain floor in force: the setting, or the default of the task's load balancers (the larger one). */
+export function drainMinWaitSeconds(configured: number | undefined, types: Iterable<LoadBalancerType>): number {
+  return configured ?? Math.max(0, ...[...types].map((type) => DRAIN_MIN_WAIT_DEFAULTS[type]));
+}
+
+/**
+ * The shortest polling interval against AWS. ELB's read calls share one token bucket per account and
+ * region: 40 tokens, refilled at 10 a second, also used by the console and tooling
+ * (docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html). Each task makes one
+ * DescribeTargetHealth per target group per interval, so at 1 s one task-group pair takes a tenth of the
+ * account's refill and ten of them take it all; at 0.01 s a single task would make 100 calls a second,
+ * ten times the whole account's rate. Below 1 s the setting is a typo, never a tuning.
+ */
+export const MIN_POLLING_SECONDS = 1;
+
+/** The ELB endpoint the SDK will call, when the environment overrides it. */
+function elbEndpoint(env: Readonly<Record<string, string | undefined>>): string | undefined {
+  return env.AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2 ?? env.AWS_ENDPOINT_URL;
+}
+
+/** An endpoint on this machine is an emulator: it has no account budget to protect. */
+function isLoopback(endpoint: string | undefined): boolean {
+  if (endpoint === undefined || !URL.canParse(endpoint)) return false;
+  const host = new URL(endpoint).hostname;
+  return host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 /** Checks that one setting alone cannot express. */
-export function validateSettings(config: NlbSidecarConfig): void {
+export function validateSettings(
+  config: NlbSidecarConfig,
+  env: Readonly<Record<string, string | undefined>> = {},
+): void {
   if (config.pollingFrequency <= 0) {
     throw new ConfigError("POLLING_FREQUENCY", String(config.pollingFrequency), "must be greater than 0");
+  }
+  if (config.pollingFrequency < MIN_POLLING_SECONDS && !isLoopback(elbEndpoint(env))) {
+    throw new ConfigError(
+      "POLLING_FREQUENCY",
+      String(config.pollingFrequency),
+      `must be at least ${MIN_POLLING_SECONDS} s: every task polls each target group this often, and the ` +
+        "account's ELB API budget (10 calls a second per region) is shared by all of them and the console",
+    );
   }
   if (config.region !== undefined && !isRegionName(config.region)) {
     throw new ConfigError("AWS_REGION", config.region, "expected a region name such as eu-west-1");

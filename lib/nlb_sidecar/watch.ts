@@ -35,6 +35,8 @@ export interface WatchOptions {
   readonly pollIntervalMs: number;
   readonly deregistrationWaitMs: number;
   readonly quietPeriodMs: number;
+  /** See `MachineOptions.drainFloorMs`. */
+  readonly drainFloorMs?: number;
   readonly log: Logger;
   readonly signal: AbortSignal;
   /** Called whenever something changed or a poll round completed, to keep the status file current. */
@@ -55,6 +57,7 @@ export async function watchTargets(options: WatchOptions): Promise<WatchOutcome>
     deregistrationWaitMs: options.deregistrationWaitMs,
     drainMode: options.drainMode,
     quietPeriodMs: options.quietPeriodMs,
+    drainFloorMs: options.drainFloorMs,
     startedAt: monotonicNow(),
     random: options.random,
   });
@@ -182,10 +185,24 @@ class EventLog {
           {
             ...this.#change(event),
             mode: event.mode,
-            waitSeconds: this.options.deregistrationWaitMs / 1000,
-            ...(event.mode === "connections" ? { quietPeriodSeconds: this.options.quietPeriodMs / 1000 } : {}),
+            waitSeconds: inSeconds(event.waitMs),
+            floorSeconds: inSeconds(event.floorMs),
+            quietPeriodSeconds: inSeconds(event.quietPeriodMs),
           },
         );
+        return;
+      case "draining-before-registration":
+        log.warning(
+          "target {target} in {targetGroup} is draining before this task was seen registered: the draining " +
+            "target is the task that had this IP before, not this one; waiting for this task's registration",
+          this.#change(event),
+        );
+        return;
+      case "drain-cancelled":
+        log.warning("drain cancelled: target {target} in {targetGroup} is {state} again after {drainedSeconds} s", {
+          ...this.#change(event),
+          drainedSeconds: inSeconds(event.drainedMs),
+        });
         return;
       case "poll-failed": {
         const fields = {
@@ -194,7 +211,7 @@ class EventLog {
           detail: event.error.message,
           transient: event.error.transient,
           failures: event.failures,
-          retryInSeconds: Math.round(event.retryInMs) / 1000,
+          retryInSeconds: inSeconds(event.retryInMs),
         };
         const text = "DescribeTargetHealth for {targetGroup} failed ({error}), retrying in {retryInSeconds} s";
         if (event.changed) log.warning(text, fields);
@@ -224,11 +241,16 @@ class EventLog {
           targetGroup: this.#group(event.target.targetGroupArn),
           target: targetKey(event.target),
           reason: event.reason,
-          waitedSeconds: Math.round(event.waitedMs) / 1000,
+          waitedSeconds: inSeconds(event.waitedMs),
         });
         return;
     }
   }
+}
+
+/** The one unit change of the log: durations are milliseconds everywhere else, seconds in log fields. */
+function inSeconds<T extends number | undefined>(ms: T): T {
+  return (ms === undefined ? undefined : Math.round(ms) / 1000) as T;
 }
 
 /** Observations from calls in flight; `take` waits for the first one, a deadline, or an abort. */

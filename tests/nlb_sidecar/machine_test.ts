@@ -34,6 +34,14 @@ const throttled = (at: number, target: typeof A) => pollFailed(at, target);
 const polls = (step: Step) => step.actions.filter((a): a is Extract<Action, { kind: "poll" }> => a.kind === "poll");
 const kinds = (step: Step) => step.events.map((e) => e.kind);
 
+/** A machine that has seen `A` serving (healthy at 1 ms), so that a `draining` reading is this task's drain. */
+function servingMachine(options: Parameters<typeof machine>[0] = {}): DrainMachine {
+  const m = machine(options);
+  m.step(0);
+  m.step(1, [health(1, A, "healthy")]);
+  return m;
+}
+
 Deno.test("machine: polls every target group at once at start, then once per interval", () => {
   const m = machine({ targets: [A, B] });
   const first = m.step(0);
@@ -63,6 +71,7 @@ Deno.test("machine: draining starts the drain and finishes after the deregistrat
   assert.deepEqual(draining.events, [{
     kind: "drain-started",
     mode: "fixed",
+    waitMs: 120_000,
     target: A,
     state: "draining",
     previousState: "healthy",
@@ -111,8 +120,7 @@ Deno.test("machine: only a target gone from every group ends the task; one gone 
 });
 
 Deno.test("machine: a drain that sees its target gone finishes early", () => {
-  const m = machine();
-  m.step(0);
+  const m = servingMachine();
   m.step(5, [health(5, A, "draining", "Target.DeregistrationInProgress")]);
   const step = m.step(40_005, [gone(40_005, A)]);
   assert.deepEqual(step.finished, { reason: "deregistered", waitedMs: 40_000 });
@@ -121,6 +129,7 @@ Deno.test("machine: a drain that sees its target gone finishes early", () => {
 Deno.test("machine: draining in one group of several starts the drain; unhealthy.draining does not", () => {
   const m = machine({ targets: [A, B] });
   m.step(0);
+  m.step(1, [health(1, A, "healthy"), health(1, B, "healthy")]);
   const unhealthy = m.step(5, [health(5, A, "unhealthy.draining", "Target.FailedHealthChecks")]);
   assert.ok(!kinds(unhealthy).includes("drain-started"), "a failing health check may recover: not a drain");
   const step = m.step(6, [health(6, B, "draining", "Target.DeregistrationInProgress")]);
@@ -260,9 +269,8 @@ Deno.test("machine: lastSuccessfulPollAt is the oldest of the groups' last answe
   assert.equal(m.status().lastSuccessfulPollAt, 20, "B's last answer is the older one");
 });
 
-function connectionsMachine(quietPeriodMs = 5_000, deregistrationWaitMs = 120_000): DrainMachine {
-  const m = machine({ drainMode: "connections", quietPeriodMs, deregistrationWaitMs });
-  m.step(0);
+function connectionsMachine(quietPeriodMs = 5_000, deregistrationWaitMs = 120_000, drainFloorMs = 0): DrainMachine {
+  const m = servingMachine({ drainMode: "connections", quietPeriodMs, deregistrationWaitMs, drainFloorMs });
   const step = m.step(10, [health(10, A, "draining", "Target.DeregistrationInProgress")]);
   assert.deepEqual(
     step.actions,
@@ -330,15 +338,13 @@ Deno.test("machine: connections that cannot be counted fall back to the fixed wa
 });
 
 Deno.test("machine: fixed mode never counts connections", () => {
-  const m = machine();
-  m.step(0);
+  const m = servingMachine();
   const step = m.step(5, [health(5, A, "draining")]);
   assert.ok(!step.actions.some((a) => a.kind === "count-connections"));
 });
 
 Deno.test("machine: a zero deregistration wait finishes in the step that sees draining", () => {
-  const m = machine({ deregistrationWaitMs: 0 });
-  m.step(0);
+  const m = servingMachine({ deregistrationWaitMs: 0 });
   assert.equal(m.step(5, [health(5, A, "draining")]).finished?.reason, "drain-wait-elapsed");
 });
 
@@ -353,6 +359,85 @@ Deno.test("machine: answers for targets that are not this task's are ignored", (
   }]);
   assert.deepEqual(kinds(step), []);
   assert.equal(m.phase, "watching");
+});
+
+Deno.test("machine: a draining target never seen serving is another task's drain on a reused IP: no drain, no finish", () => {
+  const m = machine();
+  m.step(0);
+  const reused = m.step(5, [health(5, A, "draining", "Target.DeregistrationInProgress")]);
+  assert.deepEqual(kinds(reused), ["draining-before-registration"]);
+  assert.equal(m.phase, "watching", "the old task's drain is not this task's");
+  assert.equal(m.step(200_000).finished, undefined, "no drain deadline runs");
+  const oldGone = m.step(INTERVAL, [gone(INTERVAL, A)]);
+  assert.equal(oldGone.finished, undefined, "the old task's registration ending does not end this task");
+  m.step(2 * INTERVAL, [health(2 * INTERVAL, A, "initial", "Elb.RegistrationInProgress")]);
+  m.step(3 * INTERVAL, [health(3 * INTERVAL, A, "healthy")]);
+  const own = m.step(4 * INTERVAL, [health(4 * INTERVAL, A, "draining", "Target.DeregistrationInProgress")]);
+  assert.deepEqual(kinds(own), ["drain-started"], "seen serving first: now a drain of this task");
+});
+
+Deno.test("machine: a drain whose target turns healthy again is cancelled; a later drain starts afresh", () => {
+  const m = servingMachine();
+  m.step(10, [health(10, A, "draining", "Target.DeregistrationInProgress")]);
+  assert.equal(m.phase, "draining");
+  const back = m.step(INTERVAL, [health(INTERVAL, A, "healthy")]);
+  assert.deepEqual(back.events, [{
+    kind: "drain-cancelled",
+    target: A,
+    state: "healthy",
+    previousState: "draining",
+    reason: undefined,
+    description: undefined,
+    drainedMs: INTERVAL - 10,
+  }]);
+  assert.equal(m.phase, "watching");
+  assert.equal(m.status().drainDeadline, undefined);
+  assert.equal(m.step(200_000).finished, undefined, "the cancelled drain's deadline is gone");
+  const again = m.step(210_000, [health(210_000, A, "draining", "Target.DeregistrationInProgress")]);
+  assert.deepEqual(kinds(again), ["drain-started"]);
+  assert.equal(m.status().drainDeadline, 330_000);
+});
+
+Deno.test("machine: the drain-started event carries the wait, floor and quiet period the log reports", () => {
+  const m = servingMachine({ drainMode: "connections", deregistrationWaitMs: 300_000, drainFloorMs: 120_000 });
+  const started = m.step(10, [health(10, A, "draining", "Target.DeregistrationInProgress")]).events[0];
+  assert.ok(started.kind === "drain-started");
+  assert.deepEqual([started.waitMs, started.floorMs, started.quietPeriodMs], [300_000, 120_000, 5_000]);
+  const fixed = servingMachine({ deregistrationWaitMs: 90_000, drainFloorMs: 120_000 });
+  const plain = fixed.step(10, [health(10, A, "draining", "Target.DeregistrationInProgress")]).events[0];
+  assert.ok(plain.kind === "drain-started");
+  assert.deepEqual([plain.waitMs, plain.floorMs, plain.quietPeriodMs], [90_000, undefined, undefined]);
+});
+
+/** Answers every count of a connections drain with zero, from `from` on (a count is in flight), until it finishes. */
+function drainWithNoConnections(m: DrainMachine, from: number): number {
+  let now = from;
+  let counting = true;
+  for (let guard = 0; guard < 10_000; guard++) {
+    const step = m.step(now, counting ? [connections(now, 0)] : []);
+    if (step.finished) return now;
+    counting = step.actions.some((a) => a.kind === "count-connections");
+    if (!counting) now = step.wakeAt;
+  }
+  throw new Error("the drain never finished");
+}
+
+Deno.test("machine: connections mode never finishes before the floor, and counts the quiet period only after it", () => {
+  const m = connectionsMachine(2_000, 300_000, 120_000);
+  const finishedAt = drainWithNoConnections(m, 20);
+  assert.equal(finishedAt, 10 + 120_000 + 2_000, "quiet from the floor on, not from the drain start");
+  const busy = connectionsMachine(2_000, 300_000, 120_000);
+  for (let at = 20; at < 125_000; at += 1_000) busy.step(at, [connections(at, 1)]);
+  assert.equal(busy.phase, "draining");
+  busy.step(125_000);
+  assert.equal(drainWithNoConnections(busy, 125_000), 127_000, "after the floor, quiet counts as before");
+});
+
+Deno.test("machine: a floor longer than the cap holds the deadline until the floor", () => {
+  const m = connectionsMachine(1_000, 30_000, 120_000);
+  assert.equal(m.status().drainDeadline, 10 + 120_000);
+  for (let at = 20; at < 120_010; at += 1_000) assert.equal(m.step(at, [connections(at, 2)]).finished, undefined);
+  assert.deepEqual(m.step(120_010).finished, { reason: "drain-wait-elapsed", waitedMs: 120_000 });
 });
 
 Deno.test("effectiveDrainMode: connections only where the sidecar can see TCP connections", () => {

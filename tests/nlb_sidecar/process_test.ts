@@ -6,9 +6,13 @@ import assert from "node:assert/strict";
 import type { TaskMetadata } from "../../lib/ecs_metadata.ts";
 import { type LogEntry, runRoleToEnd, spawnRole } from "../support/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
+import { LoadBalancerTraffic } from "../../sim/downstream.ts";
 import { listenLoopback } from "./support.ts";
 
+/** Below the 1 s minimum: allowed only because the ELB endpoint is the loopback emulator, not AWS. */
 const FAST = { POLLING_FREQUENCY: "0.2", LOG_LEVEL: "debug" };
+/** An interface VPC endpoint is still AWS, with the account's ELB API budget. */
+const VPC_ENDPOINT = "https://vpce-0a1b2c3d4e5f67890-abcdefgh.elasticloadbalancing.eu-west-1.vpce.amazonaws.com";
 
 interface Sidecar extends AsyncDisposable {
   readonly world: EcsWorld;
@@ -122,6 +126,39 @@ Deno.test("process: a target deregistered outright -> exit 0 at once, without th
   assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "deregistered");
 });
 
+Deno.test("process: a new task on an IP still draining from an old task keeps running, and drains later on its own", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", targetGroups: [{ deregistrationDelayMs: 1_500 }], nlbPropagationMs: 1_500 },
+    { DEREGISTRATION_WAIT: "0.5" },
+    (world) => world.deregister(), // the old task with this IP was deregistered: draining for 1.5 s, then unused
+  );
+  const reused = await s.process.waitForLog(includes("is draining before this task was seen registered"));
+  assert.equal(reused.target, "10.0.1.23:8080");
+  await s.process.waitForLog(includes("is not registered"));
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.equal(s.process.logs.find(startsWith("finished")), undefined, "the old task's drain is not this task's");
+  s.world.setState("healthy"); // ECS registers the new task
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  await s.process.waitForLog(startsWith("drain started"));
+  const exit = await s.process.exited;
+  assert.equal(exit.code, 0);
+  assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "drain-wait-elapsed");
+});
+
+Deno.test("process: a drain whose target turns healthy again is cancelled and logged, the sidecar keeps watching", async () => {
+  await using s = await sidecar({ networkMode: "awsvpc" }, { DEREGISTRATION_WAIT: "2" });
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  await s.process.waitForLog(startsWith("drain started"));
+  s.world.setState("healthy");
+  const cancelled = await s.process.waitForLog(startsWith("drain cancelled"));
+  assert.equal(cancelled.state, "healthy");
+  await new Promise((r) => setTimeout(r, 2_500));
+  assert.equal(s.process.logs.find(startsWith("finished")), undefined, "the cancelled drain's wait does not end it");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "watching");
+});
+
 Deno.test("process: SIGTERM while watching -> exit 0 within a second", async () => {
   await using s = await sidecar({ networkMode: "awsvpc" });
   await s.process.waitForLog(includes("is healthy"));
@@ -169,6 +206,12 @@ Deno.test("process: bad settings -> exit 2 and a message naming the setting, bef
   const cases: Array<[Record<string, string>, string[], RegExp]> = [
     [{ ...base, DEREGISTRATION_WAIT: "abc" }, [], /DEREGISTRATION_WAIT="abc"/],
     [{ ...base, POLLING_FREQUENCY: "0" }, [], /POLLING_FREQUENCY.*greater than 0/],
+    [{ ...base, POLLING_FREQUENCY: "0.01" }, [], /POLLING_FREQUENCY="0.01": .*at least 1 s.*ELB API/],
+    [
+      { ...base, POLLING_FREQUENCY: "0.5", AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2: VPC_ENDPOINT },
+      [],
+      /POLLING_FREQUENCY="0.5": .*at least 1 s/,
+    ],
     [{ ...base, DRAIN_MODE: "gentle" }, [], /DRAIN_MODE="gentle".*fixed, connections/],
     [{ ...base, ON_DISCOVERY_FAILURE: "crash" }, [], /ON_DISCOVERY_FAILURE/],
     [{ ...base, AWS_REGION: "mars" }, [], /AWS_REGION="mars"/],
@@ -192,7 +235,8 @@ Deno.test("process: connections mode holds the drain while real TCP connections 
     const quiet = 0.5;
     await using s = await sidecar(
       { networkMode: "awsvpc", targetGroups: [{ containerPort: app.port }] },
-      { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: String(quiet), DEREGISTRATION_WAIT: "30" },
+      // No floor: this test is about the quiet period (the floor has its own tests).
+      { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: String(quiet), DRAIN_MIN_WAIT: "0", DEREGISTRATION_WAIT: "30" },
     );
     const clients = await app.connect(2);
     await s.process.waitForLog(includes("is healthy"));
@@ -214,10 +258,80 @@ Deno.test("process: connections mode holds the drain while real TCP connections 
   }
 });
 
+Deno.test("process: connections mode behind an NLB outlasts its propagation: no new flow reaches a stopped application", async () => {
+  const app = listenLoopback();
+  const propagationMs = 3_000;
+  let appRunning = true;
+  try {
+    await using s = await sidecar(
+      {
+        networkMode: "awsvpc",
+        targetGroups: [{ containerPort: app.port, deregistrationDelayMs: 30_000 }],
+        nlbPropagationMs: propagationMs,
+      },
+      { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: "0.3", DRAIN_MIN_WAIT: "3.5", DEREGISTRATION_WAIT: "60" },
+    );
+    const [target] = s.world.targets;
+    // Sparse traffic: one short flow a second, so a drain counting only connections would see none.
+    await using traffic = new LoadBalancerTraffic(s.world.elbv2.state, target, { everyMs: 1_000, holdMs: 20 });
+    await s.process.waitForLog(includes("is healthy"));
+    const deregisteredAt = Date.now();
+    s.world.deregister();
+    const started = await s.process.waitForLog(startsWith("drain started"));
+    assert.equal(started.floorSeconds, 3.5);
+    assert.equal(started.waitSeconds, 30, "capped by the group's own 30 s deregistration delay, not the 60 s guess");
+    const exit = await s.process.exited;
+    await app.close(); // the essential sidecar exited: ECS stops the task, the application goes away
+    appRunning = false;
+    await new Promise((r) => setTimeout(r, propagationMs + 1_000));
+    assert.equal(exit.code, 0);
+    assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "connections-quiet");
+    assert.deepEqual(traffic.refused, [], "no flow may be refused");
+    assert.ok(traffic.served.some((at) => at > deregisteredAt), "the NLB sent new flows after the deregistration");
+    assert.ok(exit.at - deregisteredAt >= propagationMs, `exited ${exit.at - deregisteredAt} ms after deregistration`);
+  } finally {
+    if (appRunning) await app.close();
+  }
+});
+
+Deno.test("process: connections mode floors a drain at 120 s by default when the task has an NLB group, even beside an ALB one", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", targetGroups: [{ protocol: "HTTP" }, { protocol: "TCP", containerPort: 8081 }] },
+    { DRAIN_MODE: "connections", DEREGISTRATION_WAIT: "30" },
+  );
+  await s.process.waitForLog(includes("in web-1 is healthy"));
+  s.world.setState("draining", 0);
+  const started = await s.process.waitForLog(startsWith("drain started"));
+  assert.equal(started.floorSeconds, 120, "the NLB's default, the larger one");
+  assert.equal(started.waitSeconds, 300, "the groups' deregistration delay (ELB's default 300 s), read at start");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "draining");
+});
+
+Deno.test("process: connections mode with only an ALB group, attributes denied: no floor, DEREGISTRATION_WAIT caps, said once", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", targetGroups: [{ protocol: "HTTPS" }] },
+    { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: "0.3", DEREGISTRATION_WAIT: "20" },
+    (world) => world.elbv2.state.denied.add("DescribeTargetGroupAttributes"),
+  );
+  const denied = await s.process.waitForLog(startsWith("cannot read the deregistration delay"));
+  assert.equal(denied.error, "AccessDenied");
+  assert.equal(denied.level, "info", "an optional permission: not an error");
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  const started = await s.process.waitForLog(startsWith("drain started"));
+  assert.equal(started.floorSeconds, 0);
+  assert.equal(started.waitSeconds, 20);
+  const exit = await s.process.exited;
+  assert.equal(exit.code, 0);
+  assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "connections-quiet");
+  assert.equal(s.process.logs.filter(startsWith("cannot read the deregistration delay")).length, 1);
+});
+
 Deno.test("process: connections mode in bridge mode says at start that it waits the fixed time", async () => {
   await using s = await sidecar({ networkMode: "bridge" }, { DRAIN_MODE: "connections", DEREGISTRATION_WAIT: "0.3" });
   const warning = await s.process.waitForLog(startsWith("DRAIN_MODE=connections is not possible here"));
   assert.match(String(warning.fallback), /bridge/);
+  await s.process.waitForLog(includes("is healthy"));
   s.world.setState("draining");
   const exit = await s.process.exited;
   assert.equal(exit.code, 0);
@@ -378,6 +492,7 @@ Deno.test("process: --help lists every setting by its environment name", async (
       "POLLING_FREQUENCY",
       "TARGET_CONTAINER_NAME",
       "DRAIN_MODE",
+      "DRAIN_MIN_WAIT",
       "DRAIN_QUIET_PERIOD",
       "DISCOVERY_TIMEOUT",
       "ON_DISCOVERY_FAILURE",

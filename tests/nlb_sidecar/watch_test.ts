@@ -181,7 +181,11 @@ Deno.test("watch: a target deregistered without a visible drain ends the watch a
 });
 
 Deno.test("watch: ELB's own deregistration (draining, then gone after the delay) ends the drain early", async () => {
-  await using w = await watch({ networkMode: "awsvpc", targetGroups: [{ deregistrationDelayMs: 150 }] }, {
+  await using w = await watch({
+    networkMode: "awsvpc",
+    targetGroups: [{ deregistrationDelayMs: 150 }],
+    nlbPropagationMs: 100,
+  }, {
     deregistrationWaitMs: 60_000,
   });
   await w.waitFor(message("is healthy"));
