@@ -41,6 +41,17 @@ export interface TaskOptions {
   /** Adds a Docker health check that passes at once. */
   readonly healthCheck?: boolean;
   readonly restartPolicy?: string;
+  /**
+   * Seconds a `docker stop` takes: the container ignores SIGTERM and Docker kills it after its stop
+   * timeout, as ECS sets it from `stopTimeout` (30 s by default, the real default for ECS containers).
+   */
+  readonly stopTakes?: number;
+  /**
+   * `awslogs` creates the container with Docker's awslogs log driver (blocking unless `mode` is
+   * `non-blocking`); it is then only created, not started: the driver cannot reach CloudWatch from a
+   * test, and Docker refuses to start it, as on a host whose region is unreachable.
+   */
+  readonly awslogs?: { readonly mode?: "blocking" | "non-blocking" };
 }
 
 /** A container as the sentry sees it, with short names for what tests and the demo check most. */
@@ -128,11 +139,15 @@ export async function startDockerEngine(): Promise<DockerEngine> {
     daemon = undefined;
   };
 
-  const run = async ({ name, ...options }: { name: string } & Record<string, unknown>) => {
+  const create = async ({ name, ...options }: { name: string } & Record<string, unknown>) => {
     const body = { Image: IMAGE, StopTimeout: 1, ...options };
     const { Id } = await api.call<{ Id: string }>("POST", `/containers/create?name=${name}`, { body });
-    await api.call("POST", `/containers/${Id}/start`);
     return Id;
+  };
+  const run = async (options: { name: string } & Record<string, unknown>) => {
+    const id = await create(options);
+    await api.call("POST", `/containers/${id}/start`);
+    return id;
   };
   const hostConfig = (policy = "no") => ({ NetworkMode: "none", RestartPolicy: { Name: policy } });
   // sh as PID 1 ignores SIGTERM unless trapped; `wait` lets the trap run at once.
@@ -174,11 +189,18 @@ export async function startDockerEngine(): Promise<DockerEngine> {
     socketPath,
     createAgent: (name = "ecs-agent") => run({ name, Cmd: untilStopped, HostConfig: hostConfig("always") }),
     createTask: (o) =>
-      run({
+      (o.awslogs ? create : run)({
         name: o.name,
-        Cmd: o.behaviour === "crash"
+        Cmd: o.stopTakes !== undefined
+          ? [
+            "sh",
+            "-c",
+            `trap '' TERM; ${o.behaviour === "crash" ? `sleep ${o.crashAfter ?? 1}; exit 3` : "sleep 100000"}`,
+          ]
+          : o.behaviour === "crash"
           ? ["sh", "-c", `trap 'exit 143' TERM; sleep ${o.crashAfter ?? 1} & wait; exit 3`]
           : untilStopped,
+        ...(o.stopTakes !== undefined ? { StopTimeout: o.stopTakes } : {}),
         Labels: {
           [ECS_LABELS.cluster]: o.cluster ?? "sentry-test",
           [ECS_LABELS.taskArn]: `arn:aws:ecs:eu-test-1:123456789012:task/${o.cluster ?? "sentry-test"}/${o.name}`,
@@ -187,7 +209,21 @@ export async function startDockerEngine(): Promise<DockerEngine> {
           [ECS_LABELS.containerName]: o.containerName,
         },
         ...(o.healthCheck ? { Healthcheck: { Test: ["CMD", "true"], Interval: 200_000_000, Retries: 1 } } : {}),
-        HostConfig: hostConfig(o.restartPolicy),
+        HostConfig: {
+          ...hostConfig(o.restartPolicy),
+          ...(o.awslogs
+            ? {
+              LogConfig: {
+                Type: "awslogs",
+                Config: {
+                  "awslogs-region": "eu-test-1",
+                  "awslogs-group": "sentry-test",
+                  ...(o.awslogs.mode ? { mode: o.awslogs.mode } : {}),
+                },
+              },
+            }
+            : {}),
+        },
       }),
     async crash(idOrName) {
       const { Id } = await api.call<{ Id: string }>("POST", `/containers/${idOrName}/exec`, {

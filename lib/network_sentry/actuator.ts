@@ -6,7 +6,7 @@
  */
 import type { Logger } from "../log.ts";
 import { DOCKER_PARALLELISM, type DockerHost, errorFields, isVanished, mapBounded } from "./docker.ts";
-import type { JournalStore } from "./journal.ts";
+import { type JournalStore, JournalWriteError } from "./journal.ts";
 import type { Action, Journal, Phase, Step } from "./machine.ts";
 
 export type DockerActions = Pick<DockerHost, "pause" | "unpause" | "setRestartPolicy" | "stopAndRemove">;
@@ -35,7 +35,7 @@ export async function runSteps(steps: readonly Step[], saved: Journal, actuator:
     if (actuator.signal?.aborted) return { journal, finished: false, failedCalls: 0 };
     actuator.log.info(`[${step.phase}] step: {step}`, { step: step.title, actions: step.actions.length });
     if (JSON.stringify(step.journal) !== JSON.stringify(journal)) {
-      await actuator.journal.save(step.journal);
+      await saveOrCarryOn(step.journal, actuator);
       journal = step.journal;
     }
     const results = await mapBounded(
@@ -47,6 +47,25 @@ export async function runSteps(steps: readonly Step[], saved: Journal, actuator:
     if (failedCalls > 0 || actuator.signal?.aborted) return { journal, finished: false, failedCalls };
   }
   return { journal, finished: true, failedCalls: 0 };
+}
+
+/**
+ * Writes a step's journal. A write that fails (full disk) is logged with the path and the step runs all
+ * the same: protecting the host from what the sentry holds in memory is never worse than having no
+ * journal, and the store writes it again on a later probe.
+ */
+export async function saveOrCarryOn(journal: Journal, actuator: Actuator): Promise<boolean> {
+  try {
+    await actuator.journal.save(journal);
+    return true;
+  } catch (error) {
+    if (!(error instanceof JournalWriteError)) throw error;
+    actuator.log.error(`[journal] cannot write {path}, carrying on from memory and retrying every probe: {detail}`, {
+      path: error.path,
+      ...errorFields(error.cause),
+    });
+    return false;
+  }
 }
 
 /** One Docker call, logged the way eINS logged it; `false` when it failed (vanished containers are fine). */

@@ -57,7 +57,10 @@ export interface ContainerInspect {
     readonly StartedAt: string;
     readonly Health?: { readonly Status: string };
   };
-  readonly HostConfig: { readonly RestartPolicy?: Partial<RestartPolicy> };
+  readonly HostConfig: {
+    readonly RestartPolicy?: Partial<RestartPolicy>;
+    readonly LogConfig?: { readonly Type?: string; readonly Config?: Readonly<Record<string, string>> | null };
+  };
   readonly Config: { readonly Labels?: Readonly<Record<string, string>> | null };
 }
 
@@ -148,14 +151,19 @@ export class DockerHost {
     const agent = found?.Name === `/${agentName}` ? found : undefined;
     const filters = encodeURIComponent(JSON.stringify({ label: [ECS_LABELS.cluster] }));
     const summaries = await this.#call<ContainerSummary[]>("GET", `/containers/json?all=1&filters=${filters}`);
-    const inspected = await mapBounded(
+    // Each inspect (several KiB of JSON) is cut down to the fields the decisions read as soon as it
+    // arrives: at 300 containers the whole answers would cost tens of MiB.
+    const observed = await mapBounded(
       summaries.filter((s) => s.Id !== agent?.Id),
       DOCKER_PARALLELISM,
-      (s) => this.#inspectOrUndefined(s.Id),
+      async (s) => {
+        const inspect = await this.#inspectOrUndefined(s.Id);
+        return inspect && toObserved(inspect);
+      },
     );
     return {
       agent: agent && toAgent(agent),
-      containers: inspected.filter((c): c is ContainerInspect => c !== undefined).map(toObserved),
+      containers: observed.filter((c): c is ObservedContainer => c !== undefined),
     };
   }
 
@@ -218,7 +226,18 @@ export function toObserved(inspect: ContainerInspect): ObservedContainer {
     restartPolicy: { Name: policy.Name || "no", MaximumRetryCount: policy.MaximumRetryCount ?? 0 },
     startedAt: inspect.State.StartedAt,
     ...(inspect.State.Health ? { health: inspect.State.Health.Status } : {}),
+    ...(isAwslogsBlocking(inspect.HostConfig.LogConfig) ? { awslogsBlocking: true } : {}),
   };
+}
+
+/**
+ * Docker's awslogs driver blocks unless `mode` is `non-blocking` (Docker's default; ECS sets `mode` from the
+ * task definition or the account's defaultLogDriverMode, non-blocking since June 2025:
+ * https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-account-settings.html). In blocking mode
+ * the container cannot start while CloudWatch Logs is unreachable.
+ */
+function isAwslogsBlocking(logConfig: ContainerInspect["HostConfig"]["LogConfig"]): boolean {
+  return logConfig?.Type === "awslogs" && logConfig.Config?.mode !== "non-blocking";
 }
 
 /** Maps with at most `limit` calls in flight; results keep the input order. */

@@ -29,6 +29,12 @@ export interface ObservedContainer {
   readonly startedAt: string;
   /** `State.Health.Status` when the container has a health check. */
   readonly health?: string;
+  /**
+   * Logs go through Docker's awslogs driver in blocking mode (no `mode: non-blocking`): Docker cannot
+   * start the container while CloudWatch Logs is unreachable and fails it with exit 128, so no restart
+   * policy keeps it alive offline.
+   */
+  readonly awslogsBlocking?: boolean;
 }
 
 export interface AgentContainer {
@@ -90,6 +96,9 @@ export interface Journal {
   /** cutover: replacements already matched to a removed restarted container, so that each stands in for one. */
   readonly claimedReplacements?: readonly string[];
   readonly containers: readonly ManagedContainer[];
+  /** Who wrote the journal (stamped by the store): a journal from elsewhere must not unpause this host's agent. */
+  readonly host?: string;
+  readonly agentContainer?: string;
 }
 
 export const ONLINE: Journal = { version: 1, mode: "online", containers: [] };
@@ -152,10 +161,39 @@ export function verdictOf(counters: ProbeCounters, thresholds: Thresholds): Verd
   return "undecided";
 }
 
-/** Whether Docker must be looked at this tick: only when something of ours is or must be in effect. */
-export function needsDocker(journal: Journal, verdict: Verdict): boolean {
-  return journal.mode !== "online" || verdict === "down";
+// --- leftovers: changes that no journal accounts for ---
+
+/** The restart policy ECS gives every task container: the agent, not Docker, restarts them. */
+export const ECS_POLICY: RestartPolicy = { Name: "no", MaximumRetryCount: 0 };
+
+/**
+ * What a sentry left on the host without a journal saying so: eINS stopped mid-outage (it keeps no
+ * journal), or a journal that was deleted. ECS creates task containers with restart policy `no`, so an
+ * ECS container on `on-failure` that the journal does not record is a sentry's change. A paused agent
+ * alone is not evidence: an operator may have paused it on purpose, and it is only adopted together with
+ * such containers.
+ */
+export interface Leftovers {
+  /** ECS containers on `on-failure` that the journal does not record. */
+  readonly containers: readonly ObservedContainer[];
+  /** The agent is paused while the journal is online (holds no pause of ours). */
+  readonly agentPaused: boolean;
 }
+
+export function leftoversOf(journal: Journal, observation: Observation): Leftovers {
+  const recorded = new Set(journal.containers.map((c) => c.id));
+  return {
+    containers: observation.containers.filter((c) => isLeftover(c) && !recorded.has(c.id)),
+    agentPaused: journal.mode === "online" && observation.agent?.state === "paused",
+  };
+}
+
+function isLeftover(container: ObservedContainer): boolean {
+  return container.restartPolicy.Name === "on-failure";
+}
+
+/** The title of the step that takes leftovers into the journal, ahead of their hand-back. */
+export const ADOPT_LEFTOVERS = "adopt what eINS or a lost journal left: record it for the hand-back";
 
 // --- plans ---
 
@@ -181,8 +219,11 @@ export function plan(input: PlanInput): Step[] {
   const { journal, verdict, observation, now } = input;
   const current = keepObserved(journal, observation);
   if (current.mode === "online") {
+    const leftovers = leftoversOf(current, observation);
+    if (verdict === "up" && leftovers.containers.length > 0) return adoptionSteps(leftovers, input);
     if (verdict !== "down") return [];
-    const agentPausedBefore = observation.agent?.state === "paused";
+    // A paused agent beside leftover containers was paused by a sentry: the pause is ours to undo.
+    const agentPausedBefore = leftovers.agentPaused && leftovers.containers.length === 0;
     return offlineSteps({ version: 1, mode: "offline", since: now, agentPausedBefore, containers: [] }, input);
   }
   if (current.mode === "offline") {
@@ -273,19 +314,10 @@ function offlineSteps(journal: Journal, input: PlanInput): Step[] {
   const [held, pause] = holdAgentPaused(journal, observation);
   steps.add("hold the ECS agent paused", held, pause);
   const recorded = new Set(held.containers.map((c) => c.id));
+  // Leftovers in any state: one that is down now would otherwise stay on on-failure after the hand-back.
   const newcomers: ManagedContainer[] = observation.containers
-    .filter((c) => c.state === "running" && !recorded.has(c.id))
-    .map((c) => ({
-      id: c.id,
-      name: c.name,
-      cluster: c.cluster,
-      taskArn: c.taskArn,
-      family: c.family,
-      containerName: c.containerName,
-      previousPolicy: c.restartPolicy,
-      restartCount: c.restartCount,
-      startedAt: c.startedAt,
-    }));
+    .filter((c) => (c.state === "running" || isLeftover(c)) && !recorded.has(c.id))
+    .map(managed);
   const withNewcomers: Journal = newcomers.length > 0
     ? { ...held, containers: [...held.containers, ...newcomers] }
     : held;
@@ -296,6 +328,47 @@ function offlineSteps(journal: Journal, input: PlanInput): Step[] {
     .map((c) => ({ kind: "set-policy", id: c.id, name: c.name, cluster: c.cluster, policy: target }));
   steps.add("keep ECS containers alive with an on-failure restart policy", withNewcomers, policies);
   return steps.steps;
+}
+
+/**
+ * The container as recorded before the sentry changes it. A leftover is recorded with the policy ECS gave
+ * it, and as restarted when Docker restarted it since it was created (RestartCount > 0; under ECS's `no`
+ * only a sentry's policy can have done that), which is also how eINS told restarted containers apart.
+ */
+function managed(c: ObservedContainer): ManagedContainer {
+  const leftover = isLeftover(c);
+  return {
+    id: c.id,
+    name: c.name,
+    cluster: c.cluster,
+    taskArn: c.taskArn,
+    family: c.family,
+    containerName: c.containerName,
+    previousPolicy: leftover ? ECS_POLICY : c.restartPolicy,
+    restartCount: c.restartCount,
+    startedAt: c.startedAt,
+    ...(leftover && (c.restartCount > 0 || c.state === "restarting") ? { restarted: true } : {}),
+  };
+}
+
+/**
+ * Leftovers found while the region answers: recorded, then handed back with the configured strategy as
+ * if the sentry had made them (agent included when paused: beside leftover containers it is a sentry's pause).
+ */
+function adoptionSteps(leftovers: Leftovers, input: PlanInput): Step[] {
+  const { now, settings } = input;
+  const adopted: Journal = {
+    version: 1,
+    mode: settings.strategy === "cutover" ? "cutover" : "handing-back",
+    since: now,
+    strategy: settings.strategy,
+    agentPausedBefore: false,
+    handBackStartedAt: now,
+    containers: leftovers.containers.map(managed),
+  };
+  const steps = new StepList("ecs-online", input.journal);
+  steps.record(ADOPT_LEFTOVERS, adopted);
+  return [...steps.steps, ...handBackSteps(adopted, { ...input, journal: adopted })];
 }
 
 function beginHandBack(journal: Journal, input: PlanInput): Journal {
@@ -327,12 +400,14 @@ function handBackSteps(journal: Journal, input: PlanInput): Step[] {
   const complete = () => steps.record(HAND_BACK_COMPLETE, ONLINE);
   switch (journal.strategy ?? settings.strategy) {
     case "cleanup":
+      // Kept containers first: one that crashes while a restarted one is being stopped (up to its stop
+      // timeout, 30 s by default in ECS) then stays down for the agent instead of being restarted by Docker.
+      steps.add("restore the recorded restart policies", journal, restore(kept));
       steps.add(
         "stop and remove containers Docker restarted during the outage",
         journal,
         restarted.map((c) => removal(c, "restarted by Docker during the outage")),
       );
-      steps.add("restore the recorded restart policies", journal, restore(kept));
       steps.add("unpause the ECS agent", journal, unpause(journal, observation));
       complete();
       break;

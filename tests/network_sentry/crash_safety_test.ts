@@ -28,8 +28,8 @@ const KILL_POINTS: readonly KillPoint[] = [
   ["ecs-offline", WRITE_JOURNAL, 2],
   ["ecs-offline", "keep ECS containers alive with an on-failure restart policy", 1],
   ["ecs-online", WRITE_JOURNAL, 1],
-  ["ecs-online", "stop and remove containers Docker restarted during the outage", 1],
   ["ecs-online", "restore the recorded restart policies", 1],
+  ["ecs-online", "stop and remove containers Docker restarted during the outage", 1],
   ["ecs-online", "unpause the ECS agent", 1],
   ["ecs-online", "hand-back complete: clear the journal", 1],
 ];

@@ -72,10 +72,11 @@ export class SentryCase {
   readonly logFile: string;
   readonly metricsFile: string;
 
-  constructor(readonly fixture: Fixture, name: string) {
+  /** `stateDir`: where the journal goes, when not in the case's own folder (e.g. a tiny tmpfs). */
+  constructor(readonly fixture: Fixture, name: string, stateDir?: string) {
     const folder = `${fixture.dir}/${name}`;
     Deno.mkdirSync(folder, { recursive: true });
-    this.stateFile = `${folder}/state.json`;
+    this.stateFile = `${stateDir ?? folder}/state.json`;
     this.logFile = `${folder}/sentry.log`;
     this.metricsFile = `${folder}/sentry.prom`;
   }

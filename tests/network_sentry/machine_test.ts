@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import {
   type Action,
+  ADOPT_LEFTOVERS,
   countProbe,
   type Journal,
-  needsDocker,
+  leftoversOf,
   NO_PROBES,
   type Observation,
   type ObservedContainer,
@@ -70,11 +71,52 @@ Deno.test("thresholds: a verdict needs that many probes in a row; flapping never
   assert.equal(verdictOf(countProbe(counters, true), thresholds), "up");
 });
 
-Deno.test("Docker is left alone while online and the region answers", () => {
-  assert.equal(needsDocker(ONLINE, "up"), false);
-  assert.equal(needsDocker(ONLINE, "undecided"), false);
-  assert.equal(needsDocker(ONLINE, "down"), true);
-  assert.equal(needsDocker({ ...ONLINE, mode: "offline" }, "up"), true);
+Deno.test("leftovers: unrecorded ECS containers on on-failure, and a paused agent while the journal is online", () => {
+  const observation: Observation = {
+    agent: agent("paused"),
+    containers: [
+      container("eins", { restartPolicy: ON_FAILURE }),
+      container("ecs"),
+      container("operator", { restartPolicy: { Name: "always", MaximumRetryCount: 0 } }),
+    ],
+  };
+  const found = leftoversOf(ONLINE, observation);
+  assert.deepEqual(found.containers.map((c) => c.id), ["eins"]);
+  assert.equal(found.agentPaused, true);
+  const recorded = plan({ journal: ONLINE, verdict: "down", observation, settings: settings("cleanup"), now: T0 });
+  const ours = lastJournal(recorded, ONLINE);
+  assert.deepEqual(ours.containers.find((c) => c.id === "eins")?.previousPolicy, NO, "recorded as ECS made it");
+  assert.equal(ours.agentPausedBefore, false, "beside leftovers the pause is a sentry's");
+  assert.deepEqual(leftoversOf(ours, observation), { containers: [], agentPaused: false });
+  assert.deepEqual(
+    plan({ journal: ONLINE, verdict: "undecided", observation, settings: settings("cleanup"), now: T0 }),
+    [],
+  );
+});
+
+Deno.test("adoption once the region answers: ECS's policy restored, Docker's restarts removed, agent unpaused", () => {
+  const observation: Observation = {
+    agent: agent("paused"),
+    containers: [
+      container("kept", { restartPolicy: ON_FAILURE }),
+      container("restarted", { restartPolicy: ON_FAILURE, restartCount: 2 }),
+    ],
+  };
+  const steps = plan({ journal: ONLINE, verdict: "up", observation, settings: settings("cleanup"), now: T0 });
+  assert.equal(steps[0].title, ADOPT_LEFTOVERS);
+  assert.equal(steps[0].journal.agentPausedBefore, false);
+  assert.deepEqual(
+    steps.flatMap((s) => s.actions).map((a) => [a.kind, a.id, a.kind === "set-policy" ? a.policy.Name : ""]),
+    [["set-policy", "kept", "no"], ["remove", "restarted", ""], ["unpause-agent", "agent", ""]],
+  );
+  assert.deepEqual(steps.at(-1)!.journal, ONLINE);
+});
+
+Deno.test("a paused agent with no leftover containers is an operator's: kept paused through an outage", () => {
+  const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
+  assert.deepEqual(plan({ journal: ONLINE, verdict: "up", observation, settings: settings("cleanup"), now: T0 }), []);
+  const steps = plan({ journal: ONLINE, verdict: "down", observation, settings: settings("cleanup"), now: T0 });
+  assert.equal(steps.at(-1)!.journal.agentPausedBefore, true);
 });
 
 Deno.test("offline transition: journal first, agent paused, running ECS containers recorded then on-failure", () => {
@@ -205,7 +247,7 @@ Deno.test("an agent paused by someone else, then running again after a reboot: t
 });
 
 Deno.test("a step without Docker calls is not announced under its title: it is a journal write, or nothing", () => {
-  // Someone else paused the agent and every container is on on-failure already: only the journal changes.
+  // A sentry's leftovers (agent paused, container on on-failure) are already what going offline asks for.
   const observation: Observation = {
     agent: agent("paused"),
     containers: [container("a", { restartPolicy: ON_FAILURE })],
@@ -213,10 +255,12 @@ Deno.test("a step without Docker calls is not announced under its title: it is a
   const steps = plan({ journal: ONLINE, verdict: "down", observation, settings: settings("cleanup"), now: T0 });
   assert.deepEqual(steps.map((s) => [s.title, s.actions.length]), [[WRITE_JOURNAL, 0]]);
   assert.deepEqual(steps[0].journal.containers.map((c) => c.id), ["a"]);
+  // And someone already undid them by hand before the region came back.
+  const undone: Observation = { agent: agent("running"), containers: [container("a")] };
   const handBack = plan({
     journal: steps[0].journal,
     verdict: "up",
-    observation,
+    observation: undone,
     settings: settings("preserve"),
     now: T0 + 1,
   });
@@ -260,10 +304,11 @@ function outage(): { journal: Journal; observation: Observation } {
   return { journal, observation };
 }
 
-Deno.test("cleanup: remove restarted containers, restore the rest, unpause the agent last, clear the journal last", () => {
+Deno.test("cleanup: restore the kept, then remove restarted containers, unpause the agent last, clear the journal last", () => {
   const { journal, observation } = outage();
   const steps = plan({ journal, verdict: "up", observation, settings: settings("cleanup"), now: T0 + 600_000 });
-  assert.deepEqual(kinds(steps), ["remove:crash", "remove:reboot", "set-policy:calm", "unpause-agent:agent"]);
+  // Kept first: one that crashes during a removal (up to its stop timeout) must not be restarted by Docker.
+  assert.deepEqual(kinds(steps), ["set-policy:calm", "remove:crash", "remove:reboot", "unpause-agent:agent"]);
   assert.equal(steps[0].journal.mode, "handing-back");
   assert.equal(steps[0].journal.strategy, "cleanup");
   assert.deepEqual(steps[0].journal.containers.map((c) => [c.id, c.restarted]), [

@@ -166,6 +166,9 @@ Deno.test("metrics: Prometheus text with every family and a one-hot mode", () =>
     transitions: { offline: 1, online: 0 },
     containersKeptAlive: 3,
     dockerErrors: 2,
+    leftoverContainers: 2,
+    leftoverAgentPaused: true,
+    awslogsBlocking: 1,
   });
   assert.match(text, /^# TYPE ecs_network_sentry_mode gauge$/m);
   assert.match(text, /^ecs_network_sentry_mode\{mode="offline"\} 1$/m);
@@ -177,6 +180,9 @@ Deno.test("metrics: Prometheus text with every family and a one-hot mode", () =>
   assert.match(text, /^ecs_network_sentry_containers_kept_alive 3$/m);
   assert.match(text, /^# TYPE ecs_network_sentry_docker_errors_total counter$/m);
   assert.match(text, /^ecs_network_sentry_docker_errors_total 2$/m);
+  assert.match(text, /^ecs_network_sentry_leftover_containers 2$/m);
+  assert.match(text, /^ecs_network_sentry_leftover_agent_paused 1$/m);
+  assert.match(text, /^ecs_network_sentry_awslogs_blocking_containers 1$/m);
   for (const line of text.trimEnd().split("\n")) {
     assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{\w+="[\w-]+"\})? -?[\d.]+)$/, line);
   }
@@ -273,4 +279,24 @@ Deno.test("probe streaks survive a restart only while they are recent", () => {
     statusFileFor("/var/lib/ecs-network-sentry/state.json"),
     "/var/lib/ecs-network-sentry/state.status.json",
   );
+});
+
+Deno.test("process: --once exits 4 when Docker cannot be reached, so a timer unit reports the failure", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const result = await runRoleToEnd("network-sentry", {
+      args: [
+        "--once",
+        "--region=eu-test-1",
+        "--endpoint=https://127.0.0.1:9",
+        `--state-file=${dir}/state.json`,
+        `--logfile=${dir}/sentry.log`,
+        `--docker-host=unix://${dir}/no-docker.sock`,
+      ],
+    });
+    assert.equal(result.code, 4, result.stdout + result.stderr);
+    assert.match(result.stdout, /\[docker\] cannot read containers/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
