@@ -41,7 +41,7 @@ export const networkSentryProgram: RoleProgram<NetworkSentrySettings> = {
   },
   helpExtra:
     `       ${SentryExitCode.ResumeRefused} resume refused (the sentry is offline or handing back on its own)\n` +
-    `       ${SentryExitCode.DockerUnavailable} --once: Docker could not be read or a Docker call failed\n` +
+    `       ${SentryExitCode.DockerUnavailable} --once: Docker could not be read or a call failed while the host needed protecting\n` +
     "HTTPS_PROXY/NO_PROXY are read from the environment, else https_proxy/no_proxy.",
   validate: validateSettings,
   // `resume` changes Docker and the journal: the log file keeps its lines with the daemon's. `status` only reads.

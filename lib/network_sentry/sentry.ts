@@ -36,7 +36,7 @@ import type { ProbeResult } from "./probe.ts";
 export const SentryExitCode = {
   /** `resume` refused: the sentry is offline or in the middle of an automatic hand-back. */
   ResumeRefused: 3,
-  /** `--once`: Docker could not be read, or a Docker call failed; the host may not be protected. */
+  /** `--once`: Docker could not be read, or a Docker call failed, when the host needed protecting. */
   DockerUnavailable: 4,
 } as const;
 
@@ -121,8 +121,11 @@ export interface ReconcileOutcome {
   readonly journal: Journal;
   /** What Docker showed, unless it could not be read. */
   readonly findings?: HostFindings;
-  /** Docker could not be read, or a call failed: retried on the next probe. */
-  readonly dockerFailed: boolean;
+  /**
+   * Docker could not be read, or a call failed, while something of the sentry's is or must be in effect:
+   * the host may be unprotected until a later probe succeeds.
+   */
+  readonly unprotected: boolean;
   readonly wentOffline: boolean;
   readonly handedBack: boolean;
 }
@@ -162,7 +165,7 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
   }
 
   let pauseMs = 0;
-  let dockerFailed = false;
+  let unprotected = false;
   try {
     do {
       // Probes start every `interval` (not `interval` after the last one ended): a blackhole is then
@@ -177,7 +180,7 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
       const outcome = await deps.journal.locked(() => reconcile(context, verdict), signal);
       journal = outcome.journal;
       findings = outcome.findings ?? findings;
-      dockerFailed = outcome.dockerFailed;
+      unprotected = outcome.unprotected;
       await record(deps, { journal, memory, findings, counters: context.counters });
       if (options.once || signal.aborted) break;
       pauseMs = Math.max(0, options.intervalMs - (Date.now() - tickStarted));
@@ -195,7 +198,7 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
     return ExitCode.Ok;
   }
   // A timer unit must not report success for a round that could not protect the host.
-  return options.once && dockerFailed ? SentryExitCode.DockerUnavailable : ExitCode.Ok;
+  return options.once && unprotected ? SentryExitCode.DockerUnavailable : ExitCode.Ok;
 }
 
 /**
@@ -209,7 +212,7 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
   if (deps.journal.unsaved && await saveOrCarryOn(journal, actuator)) {
     log.info("[journal] written again: {path}", { path: deps.journal.path });
   }
-  const unchanged = { journal, dockerFailed: false, wentOffline: false, handedBack: false };
+  const unchanged = { journal, unprotected: false, wentOffline: false, handedBack: false };
   let observation: Observation;
   try {
     observation = await deps.docker.observe(options.agentContainer);
@@ -217,7 +220,8 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
     if (signal.aborted) return unchanged;
     counters.dockerErrors++;
     log.error("[docker] cannot read containers, retried on the next probe: {detail}", errorFields(error));
-    return { ...unchanged, dockerFailed: true };
+    // Online with the region answering, only the search for leftovers was missed: nothing needed protecting.
+    return { ...unchanged, unprotected: journal.mode !== "online" || verdict === "down" };
   }
   if (observation.agent === undefined && !warned.agentMissing) {
     log.warning("[docker] no container named {agent}: nothing to pause", { agent: options.agentContainer });
@@ -265,7 +269,7 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
       leftovers: { containers: names(after.containers), agentPaused: after.agentPaused },
       awslogsBlocking: names(observation.containers.filter((c) => c.awslogsBlocking)),
     },
-    dockerFailed: outcome.failedCalls > 0,
+    unprotected: outcome.failedCalls > 0,
     wentOffline,
     handedBack,
   };

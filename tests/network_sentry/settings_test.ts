@@ -281,12 +281,13 @@ Deno.test("probe streaks survive a restart only while they are recent", () => {
   );
 });
 
-Deno.test("process: --once exits 4 when Docker cannot be reached, so a timer unit reports the failure", async () => {
+Deno.test("process: --once exits 4 when Docker cannot be reached to protect the host, so a timer unit reports it", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const result = await runRoleToEnd("network-sentry", {
       args: [
         "--once",
+        "--failure-threshold=1",
         "--region=eu-test-1",
         "--endpoint=https://127.0.0.1:9",
         `--state-file=${dir}/state.json`,
