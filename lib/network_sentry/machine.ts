@@ -6,7 +6,10 @@
  * replaying a step after a crash harmless.
  * @module
  */
-import type { Strategy } from "./settings.ts";
+
+/** What happens, once online, to containers Docker restarted during the outage (`--restart-strategy`). */
+export const STRATEGIES = ["cleanup", "preserve", "manual", "cutover"] as const;
+export type Strategy = typeof STRATEGIES[number];
 
 export interface RestartPolicy {
   readonly Name: string;
@@ -121,10 +124,11 @@ export type Action =
     readonly why: string;
   };
 
-export type Phase = "ecs-offline" | "ecs-online";
+/** The tag a step's log lines carry, as eINS tagged them: `[ecs-offline]`, `[ecs-online]`. */
+export type LogTag = "ecs-offline" | "ecs-online";
 
 export interface Step {
-  readonly phase: Phase;
+  readonly logTag: LogTag;
   /** What the step does, logged before it starts. */
   readonly title: string;
   /** Written (atomically) before any action of the step runs. */
@@ -195,9 +199,9 @@ function isLeftover(container: ObservedContainer): boolean {
 /** The title of the step that takes leftovers into the journal, ahead of their hand-back. */
 export const ADOPT_LEFTOVERS = "adopt what eINS or a lost journal left: record it for the hand-back";
 
-// --- plans ---
+// --- the machine ---
 
-export interface PlanSettings {
+export interface SentryMachineSettings {
   readonly strategy: Strategy;
   /** `MaximumRetryCount` of the `on-failure` policy set while offline (0 = unlimited). */
   readonly retries: number;
@@ -206,16 +210,35 @@ export interface PlanSettings {
   readonly replacementSettleMs: number;
 }
 
-export interface PlanInput {
+/** What the sentry reads each tick: its journal, the probes' verdict, and what Docker shows. */
+export interface Reading {
   readonly journal: Journal;
   readonly verdict: Verdict;
   readonly observation: Observation;
-  readonly settings: PlanSettings;
+}
+
+/**
+ * The sentry's decisions, driven like the other roles' machines: `step(now, reading)`, time first. Unlike
+ * theirs, `now` is wall-clock milliseconds: it is journaled across restarts and reboots and compared with
+ * Docker's `StartedAt`, which a monotonic clock cannot be. The machine holds only its settings; the
+ * journal it is given is all it remembers, so a restarted process decides exactly as the one before would have.
+ */
+export class SentryMachine {
+  constructor(readonly settings: SentryMachineSettings) {}
+
+  /** The ordered steps that move Docker and the journal towards what the verdict asks for. */
+  step(now: number, reading: Reading): Step[] {
+    return planTick({ ...reading, settings: this.settings, now });
+  }
+}
+
+/** One tick's reading with the settings and the time: what every planning function below works from. */
+interface Tick extends Reading {
+  readonly settings: SentryMachineSettings;
   readonly now: number;
 }
 
-/** The ordered steps that move Docker and the journal towards what the verdict asks for. */
-export function plan(input: PlanInput): Step[] {
+function planTick(input: Tick): Step[] {
   const { journal, verdict, observation, now } = input;
   const current = keepObserved(journal, observation);
   if (current.mode === "online") {
@@ -277,14 +300,14 @@ class StepList {
   readonly steps: Step[] = [];
   #journal: Journal;
 
-  constructor(readonly phase: Phase, journal: Journal) {
+  constructor(readonly logTag: LogTag, journal: Journal) {
     this.#journal = journal;
   }
 
   /** Docker calls, after `journal` is written if it differs from the last one written. */
   add(title: string, journal: Journal, actions: readonly Action[]): void {
     if (journal !== this.#journal) this.#write(WRITE_JOURNAL, journal);
-    if (actions.length > 0) this.steps.push({ phase: this.phase, title, journal, actions });
+    if (actions.length > 0) this.steps.push({ logTag: this.logTag, title, journal, actions });
   }
 
   /** A journal write that is a milestone of its own, announced under `title`. */
@@ -295,7 +318,7 @@ class StepList {
   #write(title: string, journal: Journal): void {
     // A write that directly follows another makes it redundant: the later journal says all it said.
     if (this.steps.at(-1)?.title === WRITE_JOURNAL) this.steps.pop();
-    this.steps.push({ phase: this.phase, title, journal, actions: [] });
+    this.steps.push({ logTag: this.logTag, title, journal, actions: [] });
     this.#journal = journal;
   }
 }
@@ -308,7 +331,7 @@ function holdAgentPaused(journal: Journal, observation: Observation): [Journal, 
   return [held, [{ kind: "pause-agent", id: agent.id, name: agent.name }]];
 }
 
-function offlineSteps(journal: Journal, input: PlanInput): Step[] {
+function offlineSteps(journal: Journal, input: Tick): Step[] {
   const { observation, settings } = input;
   const steps = new StepList("ecs-offline", input.journal);
   const [held, pause] = holdAgentPaused(journal, observation);
@@ -355,7 +378,7 @@ function managed(c: ObservedContainer): ManagedContainer {
  * Leftovers found while the region answers: recorded, then handed back with the configured strategy as
  * if the sentry had made them (agent included when paused: beside leftover containers it is a sentry's pause).
  */
-function adoptionSteps(leftovers: Leftovers, input: PlanInput): Step[] {
+function adoptionSteps(leftovers: Leftovers, input: Tick): Step[] {
   const { now, settings } = input;
   const adopted: Journal = {
     version: 1,
@@ -371,7 +394,7 @@ function adoptionSteps(leftovers: Leftovers, input: PlanInput): Step[] {
   return [...steps.steps, ...handBackSteps(adopted, { ...input, journal: adopted })];
 }
 
-function beginHandBack(journal: Journal, input: PlanInput): Journal {
+function beginHandBack(journal: Journal, input: Tick): Journal {
   const observed = observedById(input.observation);
   const strategy = input.settings.strategy;
   return {
@@ -387,7 +410,7 @@ function beginHandBack(journal: Journal, input: PlanInput): Journal {
   };
 }
 
-function handBackSteps(journal: Journal, input: PlanInput): Step[] {
+function handBackSteps(journal: Journal, input: Tick): Step[] {
   const { observation, now, settings } = input;
   const observed = observedById(observation);
   const restarted = journal.containers.filter((c) => c.restarted);
@@ -492,7 +515,7 @@ function replacementsOf(
   restarted: readonly ManagedContainer[],
   journal: Journal,
   observation: Observation,
-  settings: PlanSettings,
+  settings: SentryMachineSettings,
   now: number,
 ): Array<[ManagedContainer, ObservedContainer]> {
   // `since` stands in for a journal written before the hand-back's start was kept.

@@ -7,7 +7,8 @@ import type { RotatingFile } from "../log.ts";
 import { roleInfo } from "../roles.ts";
 import { readStatus } from "../status_file.ts";
 import { runSteps } from "./actuator.ts";
-import { DockerHost, parseDockerHost } from "./docker.ts";
+import { DockerHost } from "./docker.ts";
+import { parseDockerHost } from "./docker_address.ts";
 import { dryRunJournal, fileJournal, type JournalOwner, type JournalStore } from "./journal.ts";
 import { resumeSteps } from "./machine.ts";
 import { probeEndpoint } from "./probe.ts";
@@ -62,7 +63,7 @@ export const networkSentryProgram: RoleProgram<NetworkSentrySettings> = {
 /** The journal of this host's sentry for this agent: one written elsewhere is refused, not acted on. */
 function journalFor(config: NetworkSentryConfig): JournalStore {
   const owner: JournalOwner = { host: hostName(), agentContainer: config.agentContainer };
-  return config.dryRun ? dryRunJournal(config.stateFile, owner) : fileJournal(config.stateFile, owner);
+  return config.dryRun ? dryRunJournal(config.journalFile, owner) : fileJournal(config.journalFile, owner);
 }
 
 /**
@@ -84,7 +85,7 @@ function sentryOptions(config: NetworkSentryConfig): SentryOptions {
     intervalMs: config.interval * 1000,
     probeTimeoutMs: config.timeout * 1000,
     thresholds: { failureThreshold: config.failureThreshold, recoveryThreshold: config.recoveryThreshold },
-    plan: {
+    machine: {
       strategy: config.restartStrategy,
       retries: config.retries,
       cutoverTimeoutMs: config.cutoverTimeout * 1000,
@@ -123,7 +124,7 @@ async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<numb
     probe: (signal) => probeEndpoint({ endpoint, timeoutMs: options.probeTimeoutMs, caCerts, proxy }, signal),
     docker: new DockerHost(parseDockerHost(config.dockerHost), shutdown.signal),
     journal: journalFor(config),
-    statusFile: config.dryRun ? undefined : statusFileFor(config.stateFile),
+    statusFile: config.dryRun ? undefined : statusFileFor(config.journalFile),
     resumeCommand: resumeCommand(config, region),
   });
 }
@@ -132,7 +133,7 @@ async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<numb
 function resumeCommand(config: NetworkSentryConfig, region: string): string {
   const defaults = networkSentrySettings;
   const flags: string[] = ["--region", region];
-  if (config.stateFile !== defaults.stateFile.default) flags.push("--state-file", config.stateFile);
+  if (config.journalFile !== defaults.journalFile.default) flags.push("--state-file", config.journalFile);
   if (config.dockerHost !== defaults.dockerHost.default) flags.push("--docker-host", config.dockerHost);
   if (config.agentContainer !== defaults.agentContainer.default) flags.push("--agent-container", config.agentContainer);
   return [info.binary, "resume", ...flags].map(shellWord).join(" ");
@@ -143,8 +144,8 @@ function shellWord(word: string): string {
 }
 
 async function printStatus(config: NetworkSentryConfig): Promise<number> {
-  const journal = await fileJournal(config.stateFile).load();
-  const status = await readStatus(statusFileFor(config.stateFile));
+  const journal = await fileJournal(config.journalFile).load();
+  const status = await readStatus(statusFileFor(config.journalFile));
   const probes = status?.details as (ProbeMemory & Partial<HostFindings> & { endpoint?: string }) | undefined;
   const iso = (ms: number | undefined) => ms === undefined ? undefined : new Date(ms).toISOString();
   const document = {
@@ -158,7 +159,7 @@ async function printStatus(config: NetworkSentryConfig): Promise<number> {
     probedBy: status && { pid: status.pid, updatedAt: iso(status.updatedAt) },
     leftovers: probes?.leftovers,
     awslogsBlocking: probes?.awslogsBlocking,
-    journal: { path: config.stateFile, ...journal },
+    journal: { path: config.journalFile, ...journal },
   };
   console.log(JSON.stringify(document, null, 2));
   return ExitCode.Ok;

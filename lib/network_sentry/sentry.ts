@@ -22,9 +22,9 @@ import {
   leftoversOf,
   NO_PROBES,
   type Observation,
-  plan,
-  type PlanSettings,
   type ProbeCounters,
+  SentryMachine,
+  type SentryMachineSettings,
   type Thresholds,
   type Verdict,
   verdictOf,
@@ -46,7 +46,7 @@ export interface SentryOptions {
   /** The probe's own limit: a probe period is `intervalMs + probeTimeoutMs` at most. */
   readonly probeTimeoutMs: number;
   readonly thresholds: Thresholds;
-  readonly plan: PlanSettings;
+  readonly machine: SentryMachineSettings;
   readonly agentContainer: string;
   readonly dryRun: boolean;
   /** One probe and one reconcile, then exit. */
@@ -133,6 +133,7 @@ export interface ReconcileOutcome {
 /** What a reconcile needs besides the verdict: the loop's collaborators and what it noticed before. */
 interface ReconcileContext {
   readonly deps: SentryDeps;
+  readonly machine: SentryMachine;
   readonly actuator: Actuator;
   readonly counters: RunCounters;
   /** What was last warned about, so that a steady condition is not repeated every probe. */
@@ -150,6 +151,7 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
   let findings: HostFindings | undefined;
   const context: ReconcileContext = {
     deps,
+    machine: new SentryMachine(options.machine),
     actuator: { docker: deps.docker, journal: deps.journal, log, dryRun: options.dryRun, signal },
     counters: { transitions: { offline: 0, online: 0 }, dockerErrors: 0 },
     warned: { agentMissing: false, operatorPause: false },
@@ -231,12 +233,12 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
   reportLeftovers(log, leftovers, warned);
 
   const before = journal.mode;
-  const steps = plan({ journal, verdict, observation, settings: options.plan, now: Date.now() });
+  const steps = context.machine.step(Date.now(), { journal, verdict, observation });
   if (before === "online" && steps[0]?.title === ADOPT_LEFTOVERS) {
     log.warning("[takeover] adopting {count} containers left on on-failure: handing them back to the ECS agent", {
       count: leftovers.containers.length,
       containers: names(leftovers.containers),
-      strategy: options.plan.strategy,
+      strategy: options.machine.strategy,
     });
   } else if (before === "online" && steps.length > 0) {
     log.info("[ecs-offline] ecs unreachable, configuring container restart policy..");
@@ -248,7 +250,7 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
       );
     }
   } else if (before === "offline" && verdict === "up") {
-    log.info("[ecs-online] ecs is reachable..", { strategy: options.plan.strategy });
+    log.info("[ecs-online] ecs is reachable..", { strategy: options.machine.strategy });
   }
   const outcome = await runSteps(steps, journal, actuator);
   counters.dockerErrors += outcome.failedCalls;

@@ -29,7 +29,7 @@ Deno.test("drop-in: the eINS flags keep their short forms and defaults", () => {
   assert.equal(config.cutoverSettle, 10);
   assert.equal(config.dockerHost, "unix:///var/run/docker.sock");
   assert.equal(config.agentContainer, "ecs-agent");
-  assert.equal(config.stateFile, "/var/lib/ecs-network-sentry/state.json");
+  assert.equal(config.journalFile, "/var/lib/ecs-network-sentry/state.json");
   const short = parse(["-r", "eu-west-1", "-i", "15", "-n", "5", "-l", "/mypath/myfile.log", "-k", "DEBUG"]);
   assert.deepEqual([short.interval, short.retries, short.logFile, short.logLevel], [
     15,

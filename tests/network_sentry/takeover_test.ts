@@ -131,7 +131,7 @@ async function pausedAgentWithJournal(c: SentryCase, journal: Record<string, unk
   await fixture!.engine.removeAll();
   await fixture!.engine.createAgent();
   await fixture!.engine.pause("ecs-agent");
-  await Deno.writeTextFile(c.stateFile, JSON.stringify(journal));
+  await Deno.writeTextFile(c.journalFile, JSON.stringify(journal));
   await fixture!.endpoint.set("answer");
 }
 
@@ -166,7 +166,7 @@ Deno.test({
     await fixture!.engine.removeAll();
     await fixture!.engine.createAgent();
     await fixture!.endpoint.set("answer");
-    const stale = [`${c.stateFile}.4242.tmp`, c.stateFile.replace(/\.json$/, ".status.json.4243.tmp")];
+    const stale = [`${c.journalFile}.4242.tmp`, c.journalFile.replace(/\.json$/, ".status.json.4243.tmp")];
     for (const file of stale) await Deno.writeTextFile(file, "{half a journ");
     const run = await c.run(["--once"]);
     assert.equal(run.code, 0, run.stderr);
@@ -256,7 +256,7 @@ Deno.test({
       await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
       await fixture!.endpoint.set("refuse");
       const failed = await sentry.waitForLog((e) => e.message.startsWith("[journal] cannot write"));
-      assert.equal(failed.path, c.stateFile);
+      assert.equal(failed.path, c.journalFile);
       await waitUntil("offline from memory", async () => {
         const states = await engine.states();
         return states.get("ecs-agent")?.status === "paused" && states.get("web")?.policy === "on-failure";
