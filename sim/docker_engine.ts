@@ -43,7 +43,8 @@ export interface TaskOptions {
   readonly restartPolicy?: string;
   /**
    * Seconds a `docker stop` takes: the container ignores SIGTERM and Docker kills it after its stop
-   * timeout, as ECS sets it from `stopTimeout` (30 s by default, the real default for ECS containers).
+   * timeout, as ECS sets it from `stopTimeout` (30 s by default for ECS containers). It runs until
+   * {@link DockerEngine.crash} makes it exit 3 (whatever `behaviour` says).
    */
   readonly stopTakes?: number;
   /**
@@ -68,7 +69,11 @@ export interface DockerEngine extends AsyncDisposable {
   readonly socketPath: string;
   createAgent(name?: string): Promise<string>;
   createTask(options: TaskOptions): Promise<string>;
-  /** Makes a running `healthy` container exit non-zero now, from inside (as a crash, not a `docker stop`). */
+  /**
+   * Makes a running `healthy` container exit non-zero now, from inside (as a crash, not a `docker stop`):
+   * SIGUSR1 ends one that ignores SIGTERM (`stopTakes`), SIGTERM the others (PID 1 ignores signals it has
+   * no handler for, so each container only reacts to the one it traps).
+   */
   crash(idOrName: string): Promise<void>;
   /** Pauses a container, as an operator would with `docker pause`. */
   pause(idOrName: string): Promise<void>;
@@ -192,11 +197,7 @@ export async function startDockerEngine(): Promise<DockerEngine> {
       (o.awslogs ? create : run)({
         name: o.name,
         Cmd: o.stopTakes !== undefined
-          ? [
-            "sh",
-            "-c",
-            `trap '' TERM; ${o.behaviour === "crash" ? `sleep ${o.crashAfter ?? 1}; exit 3` : "sleep 100000"}`,
-          ]
+          ? ["sh", "-c", "trap '' TERM; trap 'exit 3' USR1; sleep 100000 & wait"]
           : o.behaviour === "crash"
           ? ["sh", "-c", `trap 'exit 143' TERM; sleep ${o.crashAfter ?? 1} & wait; exit 3`]
           : untilStopped,
@@ -227,7 +228,7 @@ export async function startDockerEngine(): Promise<DockerEngine> {
       }),
     async crash(idOrName) {
       const { Id } = await api.call<{ Id: string }>("POST", `/containers/${idOrName}/exec`, {
-        body: { Cmd: ["kill", "1"] },
+        body: { Cmd: ["sh", "-c", "kill -USR1 1; kill 1"] },
       });
       await api.call("POST", `/exec/${Id}/start`, { body: { Detach: true } });
     },

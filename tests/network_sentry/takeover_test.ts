@@ -211,14 +211,18 @@ Deno.test({
       name: "slow-stop",
       family: "batch",
       containerName: "worker",
-      behaviour: "crash",
-      crashAfter: 1,
+      behaviour: "healthy",
       stopTakes: 4,
     });
     await fixture!.endpoint.set("answer");
     await using sentry = c.start();
     await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
     await fixture!.endpoint.set("refuse");
+    await waitUntil(
+      "slow-stop is on on-failure",
+      async () => (await engine.state("slow-stop"))?.policy === "on-failure",
+    );
+    await engine.crash("slow-stop");
     await waitUntil("Docker restarted slow-stop", async () => (await engine.state("slow-stop"))!.restartCount >= 1);
     await fixture!.endpoint.set("answer");
     await sentry.waitForLog((e) => e.step === "stop and remove containers Docker restarted during the outage");
