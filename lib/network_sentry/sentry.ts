@@ -126,6 +126,8 @@ export interface ReconcileOutcome {
    * the host may be unprotected until a later probe succeeds.
    */
   readonly unprotected: boolean;
+  /** Docker calls that failed, the observation included. */
+  readonly failedCalls: number;
   readonly wentOffline: boolean;
   readonly handedBack: boolean;
 }
@@ -135,7 +137,6 @@ interface ReconcileContext {
   readonly deps: SentryDeps;
   readonly machine: SentryMachine;
   readonly actuator: Actuator;
-  readonly counters: RunCounters;
   /** What was last warned about, so that a steady condition is not repeated every probe. */
   readonly warned: { agentMissing: boolean; operatorPause: boolean };
 }
@@ -153,9 +154,9 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
     deps,
     machine: new SentryMachine(options.machine),
     actuator: { docker: deps.docker, journal: deps.journal, log, dryRun: options.dryRun, signal },
-    counters: { transitions: { offline: 0, online: 0 }, dockerErrors: 0 },
     warned: { agentMissing: false, operatorPause: false },
   };
+  const counters: RunCounters = { transitions: { offline: 0, online: 0 }, dockerErrors: 0 };
   if (journal.mode !== "online") {
     log.info("[startup] resuming from the journal: {mode} since {since}, {count} containers recorded", {
       mode: journal.mode,
@@ -183,7 +184,10 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
       journal = outcome.journal;
       findings = outcome.findings ?? findings;
       unprotected = outcome.unprotected;
-      await record(deps, { journal, memory, findings, counters: context.counters });
+      counters.dockerErrors += outcome.failedCalls;
+      if (outcome.wentOffline) counters.transitions.offline++;
+      if (outcome.handedBack) counters.transitions.online++;
+      await record(deps, { journal, memory, findings, counters });
       if (options.once || signal.aborted) break;
       pauseMs = Math.max(0, options.intervalMs - (Date.now() - tickStarted));
       log.info("[end] sleeping for {seconds} seconds..", { seconds: pauseMs / 1000 });
@@ -208,22 +212,21 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
  * report what no journal accounts for, plan towards the verdict and run the steps.
  */
 async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<ReconcileOutcome> {
-  const { deps, actuator, counters, warned } = context;
+  const { deps, actuator, warned } = context;
   const { log, options, signal } = deps;
   const journal = await deps.journal.load();
   if (deps.journal.unsaved && await saveOrCarryOn(journal, actuator)) {
     log.info("[journal] written again: {path}", { path: deps.journal.path });
   }
-  const unchanged = { journal, unprotected: false, wentOffline: false, handedBack: false };
+  const unchanged = { journal, unprotected: false, failedCalls: 0, wentOffline: false, handedBack: false };
   let observation: Observation;
   try {
     observation = await deps.docker.observe(options.agentContainer);
   } catch (error) {
     if (signal.aborted) return unchanged;
-    counters.dockerErrors++;
     log.error("[docker] cannot read containers, retried on the next probe: {detail}", errorFields(error));
     // Online with the region answering, only the search for leftovers was missed: nothing needed protecting.
-    return { ...unchanged, unprotected: journal.mode !== "online" || verdict === "down" };
+    return { ...unchanged, failedCalls: 1, unprotected: journal.mode !== "online" || verdict === "down" };
   }
   if (observation.agent === undefined && !warned.agentMissing) {
     log.warning("[docker] no container named {agent}: nothing to pause", { agent: options.agentContainer });
@@ -253,12 +256,9 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
     log.info("[ecs-online] ecs is reachable..", { strategy: options.machine.strategy });
   }
   const outcome = await runSteps(steps, journal, actuator);
-  counters.dockerErrors += outcome.failedCalls;
   const wentOffline = outcome.journal.mode === "offline" && before === "online";
   const handedBack = outcome.finished && steps.some((s) => s.title === HAND_BACK_COMPLETE);
-  if (wentOffline) counters.transitions.offline++;
   if (handedBack) {
-    counters.transitions.online++;
     log.info("[ecs-online] hand-back complete, the ECS agent is in charge again");
   }
   if (outcome.journal.mode === "awaiting-resume" && before !== "awaiting-resume") {
@@ -272,6 +272,7 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
       awslogsBlocking: names(observation.containers.filter((c) => c.awslogsBlocking)),
     },
     unprotected: outcome.failedCalls > 0,
+    failedCalls: outcome.failedCalls,
     wentOffline,
     handedBack,
   };
