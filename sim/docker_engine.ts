@@ -41,6 +41,18 @@ export interface TaskOptions {
   /** Adds a Docker health check that passes at once. */
   readonly healthCheck?: boolean;
   readonly restartPolicy?: string;
+  /**
+   * Seconds a `docker stop` takes: the container ignores SIGTERM and Docker kills it after its stop
+   * timeout, as ECS sets it from `stopTimeout` (30 s by default for ECS containers). It runs until
+   * {@link DockerEngine.crash} makes it exit 3 (whatever `behaviour` says).
+   */
+  readonly stopTakes?: number;
+  /**
+   * `awslogs` creates the container with Docker's awslogs log driver (blocking unless `mode` is
+   * `non-blocking`); it is then only created, not started: the driver cannot reach CloudWatch from a
+   * test, and Docker refuses to start it, as on a host whose region is unreachable.
+   */
+  readonly awslogs?: { readonly mode?: "blocking" | "non-blocking" };
 }
 
 /** A container as the sentry sees it, with short names for what tests and the demo check most. */
@@ -57,7 +69,11 @@ export interface DockerEngine extends AsyncDisposable {
   readonly socketPath: string;
   createAgent(name?: string): Promise<string>;
   createTask(options: TaskOptions): Promise<string>;
-  /** Makes a running `healthy` container exit non-zero now, from inside (as a crash, not a `docker stop`). */
+  /**
+   * Makes a running `healthy` container exit non-zero now, from inside (as a crash, not a `docker stop`):
+   * SIGUSR1 ends one that ignores SIGTERM (`stopTakes`), SIGTERM the others (PID 1 ignores signals it has
+   * no handler for, so each container only reacts to the one it traps).
+   */
   crash(idOrName: string): Promise<void>;
   /** Pauses a container, as an operator would with `docker pause`. */
   pause(idOrName: string): Promise<void>;
@@ -128,11 +144,15 @@ export async function startDockerEngine(): Promise<DockerEngine> {
     daemon = undefined;
   };
 
-  const run = async ({ name, ...options }: { name: string } & Record<string, unknown>) => {
+  const create = async ({ name, ...options }: { name: string } & Record<string, unknown>) => {
     const body = { Image: IMAGE, StopTimeout: 1, ...options };
     const { Id } = await api.call<{ Id: string }>("POST", `/containers/create?name=${name}`, { body });
-    await api.call("POST", `/containers/${Id}/start`);
     return Id;
+  };
+  const run = async (options: { name: string } & Record<string, unknown>) => {
+    const id = await create(options);
+    await api.call("POST", `/containers/${id}/start`);
+    return id;
   };
   const hostConfig = (policy = "no") => ({ NetworkMode: "none", RestartPolicy: { Name: policy } });
   // sh as PID 1 ignores SIGTERM unless trapped; `wait` lets the trap run at once.
@@ -174,11 +194,14 @@ export async function startDockerEngine(): Promise<DockerEngine> {
     socketPath,
     createAgent: (name = "ecs-agent") => run({ name, Cmd: untilStopped, HostConfig: hostConfig("always") }),
     createTask: (o) =>
-      run({
+      (o.awslogs ? create : run)({
         name: o.name,
-        Cmd: o.behaviour === "crash"
+        Cmd: o.stopTakes !== undefined
+          ? ["sh", "-c", "trap '' TERM; trap 'exit 3' USR1; sleep 100000 & wait"]
+          : o.behaviour === "crash"
           ? ["sh", "-c", `trap 'exit 143' TERM; sleep ${o.crashAfter ?? 1} & wait; exit 3`]
           : untilStopped,
+        ...(o.stopTakes !== undefined ? { StopTimeout: o.stopTakes } : {}),
         Labels: {
           [ECS_LABELS.cluster]: o.cluster ?? "sentry-test",
           [ECS_LABELS.taskArn]: `arn:aws:ecs:eu-test-1:123456789012:task/${o.cluster ?? "sentry-test"}/${o.name}`,
@@ -187,11 +210,25 @@ export async function startDockerEngine(): Promise<DockerEngine> {
           [ECS_LABELS.containerName]: o.containerName,
         },
         ...(o.healthCheck ? { Healthcheck: { Test: ["CMD", "true"], Interval: 200_000_000, Retries: 1 } } : {}),
-        HostConfig: hostConfig(o.restartPolicy),
+        HostConfig: {
+          ...hostConfig(o.restartPolicy),
+          ...(o.awslogs
+            ? {
+              LogConfig: {
+                Type: "awslogs",
+                Config: {
+                  "awslogs-region": "eu-test-1",
+                  "awslogs-group": "sentry-test",
+                  ...(o.awslogs.mode ? { mode: o.awslogs.mode } : {}),
+                },
+              },
+            }
+            : {}),
+        },
       }),
     async crash(idOrName) {
       const { Id } = await api.call<{ Id: string }>("POST", `/containers/${idOrName}/exec`, {
-        body: { Cmd: ["kill", "1"] },
+        body: { Cmd: ["sh", "-c", "kill -USR1 1; kill 1"] },
       });
       await api.call("POST", `/exec/${Id}/start`, { body: { Detach: true } });
     },

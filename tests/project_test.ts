@@ -153,6 +153,9 @@ Deno.test("the systemd unit runs the sentry binary with flags it accepts", async
   assert.match(unit, /^After=.*docker\.service/m);
   assert.match(unit, /^After=.*ecs\.service/m);
   assert.match(unit, /^RestartPreventExitStatus=2$/m, "a configuration error must not restart forever");
+  const memoryMax = Number(unit.match(/^MemoryMax=(\d+)M$/m)?.[1]);
+  // Twice the highest peak at 300 containers (82 MiB in bench/network_sentry.ts) at least, never unbounded.
+  assert.ok(memoryMax >= 164 && memoryMax <= 512, `MemoryMax=${memoryMax}M`);
   const flags = new Set(
     Object.values(ROLE_SPECS["network-sentry"]).flatMap((s) => [`--${s.flag}`, s.short ? `-${s.short}` : ""]),
   );

@@ -5,9 +5,10 @@
  * @module
  */
 import type { Logger } from "../log.ts";
-import { DOCKER_PARALLELISM, type DockerHost, errorFields, isVanished, mapBounded } from "./docker.ts";
-import type { JournalStore } from "./journal.ts";
-import type { Action, Journal, Phase, Step } from "./machine.ts";
+import { type DockerHost, errorFields, isVanished } from "./docker.ts";
+import { type JournalStore, JournalWriteError } from "./journal.ts";
+import type { Action, Journal, LogTag, Step } from "./machine.ts";
+import { DOCKER_PARALLELISM, mapBounded } from "./parallel.ts";
 
 export type DockerActions = Pick<DockerHost, "pause" | "unpause" | "setRestartPolicy" | "stopAndRemove">;
 
@@ -33,15 +34,15 @@ export async function runSteps(steps: readonly Step[], saved: Journal, actuator:
   let journal = saved;
   for (const step of steps) {
     if (actuator.signal?.aborted) return { journal, finished: false, failedCalls: 0 };
-    actuator.log.info(`[${step.phase}] step: {step}`, { step: step.title, actions: step.actions.length });
+    actuator.log.info(`[${step.logTag}] step: {step}`, { step: step.title, actions: step.actions.length });
     if (JSON.stringify(step.journal) !== JSON.stringify(journal)) {
-      await actuator.journal.save(step.journal);
+      await saveOrCarryOn(step.journal, actuator);
       journal = step.journal;
     }
     const results = await mapBounded(
       step.actions,
       DOCKER_PARALLELISM,
-      (action) => perform(action, step.phase, actuator),
+      (action) => perform(action, step.logTag, actuator),
     );
     const failedCalls = results.filter((ok) => !ok).length;
     if (failedCalls > 0 || actuator.signal?.aborted) return { journal, finished: false, failedCalls };
@@ -49,31 +50,50 @@ export async function runSteps(steps: readonly Step[], saved: Journal, actuator:
   return { journal, finished: true, failedCalls: 0 };
 }
 
+/**
+ * Writes a step's journal. A write that fails (full disk) is logged with the path and the step runs all
+ * the same: protecting the host from what the sentry holds in memory is never worse than having no
+ * journal, and the store writes it again on a later probe.
+ */
+export async function saveOrCarryOn(journal: Journal, actuator: Actuator): Promise<boolean> {
+  try {
+    await actuator.journal.save(journal);
+    return true;
+  } catch (error) {
+    if (!(error instanceof JournalWriteError)) throw error;
+    actuator.log.error(`[journal] cannot write {path}, carrying on from memory and retrying every probe: {detail}`, {
+      path: error.path,
+      ...errorFields(error.cause),
+    });
+    return false;
+  }
+}
+
 /** One Docker call, logged the way eINS logged it; `false` when it failed (vanished containers are fine). */
-async function perform(action: Action, phase: Phase, actuator: Actuator): Promise<boolean> {
+async function perform(action: Action, tag: LogTag, actuator: Actuator): Promise<boolean> {
   const { log } = actuator;
   const fields = action.kind === "set-policy" || action.kind === "remove"
     ? { container: action.name, cluster: action.cluster, id: action.id }
     : { container: action.name, id: action.id };
   const [done, call] = describe(action, actuator.docker);
   if (actuator.dryRun) {
-    log.info(`[${phase}] dry run, would do: ${done}`, { ...fields, ...details(action) });
+    log.info(`[${tag}] dry run, would do: ${done}`, { ...fields, ...details(action) });
     return true;
   }
   try {
     await call();
-    log.info(`[${phase}] ${done}`, { ...fields, ...details(action) });
+    log.info(`[${tag}] ${done}`, { ...fields, ...details(action) });
     return true;
   } catch (error) {
     if (actuator.signal?.aborted) {
-      log.warning(`[${phase}] interrupted by shutdown: ${done}`, fields);
+      log.warning(`[${tag}] interrupted by shutdown: ${done}`, fields);
       return false;
     }
     if (isVanished(error)) {
-      log.info(`[${phase}] container vanished, skipped: ${done}`, fields);
+      log.info(`[${tag}] container vanished, skipped: ${done}`, fields);
       return true;
     }
-    log.error(`[${phase}] docker error, retried on the next probe: {detail}`, {
+    log.error(`[${tag}] docker error, retried on the next probe: {detail}`, {
       ...fields,
       action: action.kind,
       ...errorFields(error),

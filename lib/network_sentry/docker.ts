@@ -1,11 +1,13 @@
 /**
- * The Docker Engine API as the sentry needs it: observe the ECS containers and the
- * agent, and the few calls that change them. Every call has a hard timeout and follows the shutdown
- * signal; a container that disappeared under a call is reported as {@link isVanished}.
+ * The Docker Engine API as the sentry needs it: observe the ECS containers and the agent, and the few
+ * calls that change them. Every call has a hard timeout and follows the shutdown signal; a container
+ * that disappeared under a call is reported as {@link isVanished}.
  * @module
  */
 import { describeError } from "../retry.ts";
+import type { DockerAddress } from "./docker_address.ts";
 import type { AgentContainer, Observation, ObservedContainer, RestartPolicy } from "./machine.ts";
+import { DOCKER_PARALLELISM, mapBounded } from "./parallel.ts";
 
 export const ECS_LABELS = {
   cluster: "com.amazonaws.ecs.cluster",
@@ -15,34 +17,10 @@ export const ECS_LABELS = {
   version: "com.amazonaws.ecs.task-definition-version",
 } as const;
 
-/** Concurrent Docker calls: enough for 50 containers in well under a second, gentle on a busy daemon. */
-export const DOCKER_PARALLELISM = 8;
-
 /** Any single call but `stop`; dockerd answers these in milliseconds unless it is stuck. */
 const CALL_TIMEOUT_MS = 30_000;
 /** `stop` waits for the container's own stop timeout, which ECS caps at 120 s. */
 const STOP_TIMEOUT_MS = 150_000;
-
-export type DockerAddress = { readonly socketPath: string } | {
-  readonly host: string;
-  readonly port: number;
-  readonly protocol: "http";
-};
-
-/** `unix:///path`, a bare `/path`, or `tcp://host:port` (plain HTTP; TLS-protected daemons are not supported). */
-export function parseDockerHost(value: string): DockerAddress {
-  if (value.startsWith("/")) return { socketPath: value };
-  if (value.startsWith("unix://")) {
-    const socketPath = value.slice("unix://".length);
-    if (!socketPath.startsWith("/")) throw new Error("expected unix:///absolute/path");
-    return { socketPath };
-  }
-  if (value.startsWith("tcp://")) {
-    const url = new URL(value.replace(/^tcp:/, "http:"));
-    return { host: url.hostname, port: Number(url.port || 2375), protocol: "http" };
-  }
-  throw new Error("expected unix:///path or tcp://host:port");
-}
 
 interface ContainerSummary {
   readonly Id: string;
@@ -57,7 +35,10 @@ export interface ContainerInspect {
     readonly StartedAt: string;
     readonly Health?: { readonly Status: string };
   };
-  readonly HostConfig: { readonly RestartPolicy?: Partial<RestartPolicy> };
+  readonly HostConfig: {
+    readonly RestartPolicy?: Partial<RestartPolicy>;
+    readonly LogConfig?: { readonly Type?: string; readonly Config?: Readonly<Record<string, string>> | null };
+  };
   readonly Config: { readonly Labels?: Readonly<Record<string, string>> | null };
 }
 
@@ -148,14 +129,19 @@ export class DockerHost {
     const agent = found?.Name === `/${agentName}` ? found : undefined;
     const filters = encodeURIComponent(JSON.stringify({ label: [ECS_LABELS.cluster] }));
     const summaries = await this.#call<ContainerSummary[]>("GET", `/containers/json?all=1&filters=${filters}`);
-    const inspected = await mapBounded(
+    // Each inspect (several KiB of JSON) is cut down to the fields the decisions read as soon as it
+    // arrives: at 300 containers the whole answers would cost tens of MiB.
+    const observed = await mapBounded(
       summaries.filter((s) => s.Id !== agent?.Id),
       DOCKER_PARALLELISM,
-      (s) => this.#inspectOrUndefined(s.Id),
+      async (s) => {
+        const inspect = await this.#inspectOrUndefined(s.Id);
+        return inspect && toObserved(inspect);
+      },
     );
     return {
       agent: agent && toAgent(agent),
-      containers: inspected.filter((c): c is ContainerInspect => c !== undefined).map(toObserved),
+      containers: observed.filter((c): c is ObservedContainer => c !== undefined),
     };
   }
 
@@ -218,19 +204,16 @@ export function toObserved(inspect: ContainerInspect): ObservedContainer {
     restartPolicy: { Name: policy.Name || "no", MaximumRetryCount: policy.MaximumRetryCount ?? 0 },
     startedAt: inspect.State.StartedAt,
     ...(inspect.State.Health ? { health: inspect.State.Health.Status } : {}),
+    ...(isAwslogsBlocking(inspect.HostConfig.LogConfig) ? { awslogsBlocking: true } : {}),
   };
 }
 
-/** Maps with at most `limit` calls in flight; results keep the input order. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+/**
+ * Docker's awslogs driver blocks unless `mode` is `non-blocking` (Docker's default; ECS sets `mode` from the
+ * task definition or the account's defaultLogDriverMode, non-blocking since June 2025:
+ * https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-account-settings.html). In blocking mode
+ * the container cannot start while CloudWatch Logs is unreachable.
+ */
+function isAwslogsBlocking(logConfig: ContainerInspect["HostConfig"]["LogConfig"]): boolean {
+  return logConfig?.Type === "awslogs" && logConfig.Config?.mode !== "non-blocking";
 }

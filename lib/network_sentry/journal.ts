@@ -17,10 +17,32 @@ export class JournalError extends Error {
   }
 }
 
+/**
+ * The journal could not be written (a full disk, a read-only mount). The store keeps the journal in
+ * memory and `load` returns it, so the sentry keeps protecting from what it knows and writes it again later.
+ */
+export class JournalWriteError extends Error {
+  constructor(readonly path: string, cause: unknown) {
+    super(`cannot write the journal ${path}: ${(cause as Error).message ?? String(cause)}`, { cause });
+    this.name = "JournalWriteError";
+  }
+}
+
+/** Whose journal it is: one from another host, or for another agent container, must not be acted on here. */
+export interface JournalOwner {
+  /** `undefined` when the host name cannot be read: the host is then neither stamped nor checked. */
+  readonly host?: string;
+  readonly agentContainer: string;
+}
+
 export interface JournalStore {
   readonly path: string;
+  /** The journal on disk, or the one kept in memory since a write failed. */
   load(): Promise<Journal>;
+  /** Writes atomically; on failure keeps `journal` in memory and throws {@link JournalWriteError}. */
   save(journal: Journal): Promise<void>;
+  /** A write failed and has not succeeded since: disk and memory differ. */
+  readonly unsaved: boolean;
   /**
    * Runs `work` while holding the journal's lock (no-op lock for a dry run). Waiting for the lock ends
    * with `signal`'s reason as soon as it aborts, so a shutdown never hangs behind another holder.
@@ -31,12 +53,24 @@ export interface JournalStore {
 /** How often a busy lock is tried again: a `resume` holds it for a few Docker calls at most. */
 const LOCK_RETRY_MS = 100;
 
-/** The journal file itself. */
-export function fileJournal(path: string): JournalStore {
+/** The journal file itself; with an `owner`, stamped on every write and checked on every read. */
+export function fileJournal(path: string, owner?: JournalOwner): JournalStore {
+  let unsaved: Journal | undefined;
   return {
     path,
-    load: () => readJournal(path),
-    save: (journal) => writeFileAtomic(path, JSON.stringify(journal, null, 2) + "\n"),
+    get unsaved() {
+      return unsaved !== undefined;
+    },
+    load: async () => unsaved ?? checkOwner(path, await readJournal(path), owner),
+    async save(journal) {
+      try {
+        await writeFileAtomic(path, JSON.stringify({ ...journal, ...owner }, null, 2) + "\n");
+        unsaved = undefined;
+      } catch (error) {
+        unsaved = journal;
+        throw new JournalWriteError(path, error);
+      }
+    },
     async locked(work, signal) {
       signal?.throwIfAborted();
       await Deno.mkdir(dirname(path), { recursive: true });
@@ -56,17 +90,42 @@ export function fileJournal(path: string): JournalStore {
 }
 
 /** A dry run starts from the real journal but never writes it back. */
-export function dryRunJournal(path: string): JournalStore {
+export function dryRunJournal(path: string, owner?: JournalOwner): JournalStore {
   let memory: Journal | undefined;
   return {
     path,
-    load: async () => memory ??= await readJournal(path),
+    load: async () => memory ??= checkOwner(path, await readJournal(path), owner),
     save: (journal) => {
       memory = journal;
       return Promise.resolve();
     },
+    unsaved: false,
     locked: (work) => work(),
   };
+}
+
+/**
+ * A journal that something of a sentry's is in effect under, written on another host or for another
+ * agent container, describes containers and an agent that are not this sentry's: refused, like a corrupt one.
+ * Journals from before the stamp carry no owner and are taken as this host's.
+ */
+function checkOwner(path: string, journal: Journal, owner: JournalOwner | undefined): Journal {
+  if (owner === undefined || journal.mode === "online") return journal;
+  if (journal.host !== undefined && owner.host !== undefined && journal.host !== owner.host) {
+    throw new JournalError(
+      path,
+      `written on ${journal.host}, and this host is ${owner.host}: its containers and agent are not this host's; ` +
+        "inspect or move the file",
+    );
+  }
+  if (journal.agentContainer !== undefined && journal.agentContainer !== owner.agentContainer) {
+    throw new JournalError(
+      path,
+      `written for --agent-container ${journal.agentContainer}, and this sentry runs with ${owner.agentContainer}: ` +
+        `run it with --agent-container ${journal.agentContainer} to finish that hand-back, or move the file`,
+    );
+  }
+  return journal;
 }
 
 async function readJournal(path: string): Promise<Journal> {

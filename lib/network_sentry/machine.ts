@@ -6,7 +6,10 @@
  * replaying a step after a crash harmless.
  * @module
  */
-import type { Strategy } from "./settings.ts";
+
+/** What happens, once online, to containers Docker restarted during the outage (`--restart-strategy`). */
+export const STRATEGIES = ["cleanup", "preserve", "manual", "cutover"] as const;
+export type Strategy = typeof STRATEGIES[number];
 
 export interface RestartPolicy {
   readonly Name: string;
@@ -29,6 +32,12 @@ export interface ObservedContainer {
   readonly startedAt: string;
   /** `State.Health.Status` when the container has a health check. */
   readonly health?: string;
+  /**
+   * Logs go through Docker's awslogs driver in blocking mode (no `mode: non-blocking`): Docker cannot
+   * start the container while CloudWatch Logs is unreachable and fails it with exit 128, so no restart
+   * policy keeps it alive offline.
+   */
+  readonly awslogsBlocking?: boolean;
 }
 
 export interface AgentContainer {
@@ -90,6 +99,9 @@ export interface Journal {
   /** cutover: replacements already matched to a removed restarted container, so that each stands in for one. */
   readonly claimedReplacements?: readonly string[];
   readonly containers: readonly ManagedContainer[];
+  /** Who wrote the journal (stamped by the store): a journal from elsewhere must not unpause this host's agent. */
+  readonly host?: string;
+  readonly agentContainer?: string;
 }
 
 export const ONLINE: Journal = { version: 1, mode: "online", containers: [] };
@@ -112,10 +124,11 @@ export type Action =
     readonly why: string;
   };
 
-export type Phase = "ecs-offline" | "ecs-online";
+/** The tag a step's log lines carry, as eINS tagged them: `[ecs-offline]`, `[ecs-online]`. */
+export type LogTag = "ecs-offline" | "ecs-online";
 
 export interface Step {
-  readonly phase: Phase;
+  readonly logTag: LogTag;
   /** What the step does, logged before it starts. */
   readonly title: string;
   /** Written (atomically) before any action of the step runs. */
@@ -152,14 +165,43 @@ export function verdictOf(counters: ProbeCounters, thresholds: Thresholds): Verd
   return "undecided";
 }
 
-/** Whether Docker must be looked at this tick: only when something of ours is or must be in effect. */
-export function needsDocker(journal: Journal, verdict: Verdict): boolean {
-  return journal.mode !== "online" || verdict === "down";
+// --- leftovers: changes that no journal accounts for ---
+
+/** The restart policy ECS gives every task container: the agent, not Docker, restarts them. */
+export const ECS_POLICY: RestartPolicy = { Name: "no", MaximumRetryCount: 0 };
+
+/**
+ * What a sentry left on the host without a journal saying so: eINS stopped mid-outage (it keeps no
+ * journal), or a journal that was deleted. ECS creates task containers with restart policy `no`, so an
+ * ECS container on `on-failure` that the journal does not record is a sentry's change. A paused agent
+ * alone is not evidence: an operator may have paused it on purpose, and it is only adopted together with
+ * such containers.
+ */
+export interface Leftovers {
+  /** ECS containers on `on-failure` that the journal does not record. */
+  readonly containers: readonly ObservedContainer[];
+  /** The agent is paused while the journal is online (holds no pause of ours). */
+  readonly agentPaused: boolean;
 }
 
-// --- plans ---
+export function leftoversOf(journal: Journal, observation: Observation): Leftovers {
+  const recorded = new Set(journal.containers.map((c) => c.id));
+  return {
+    containers: observation.containers.filter((c) => isLeftover(c) && !recorded.has(c.id)),
+    agentPaused: journal.mode === "online" && observation.agent?.state === "paused",
+  };
+}
 
-export interface PlanSettings {
+function isLeftover(container: ObservedContainer): boolean {
+  return container.restartPolicy.Name === "on-failure";
+}
+
+/** The title of the step that takes leftovers into the journal, ahead of their hand-back. */
+export const ADOPT_LEFTOVERS = "adopt what eINS or a lost journal left: record it for the hand-back";
+
+// --- the machine ---
+
+export interface SentryMachineSettings {
   readonly strategy: Strategy;
   /** `MaximumRetryCount` of the `on-failure` policy set while offline (0 = unlimited). */
   readonly retries: number;
@@ -168,21 +210,43 @@ export interface PlanSettings {
   readonly replacementSettleMs: number;
 }
 
-export interface PlanInput {
+/** What the sentry reads each tick: its journal, the probes' verdict, and what Docker shows. */
+export interface Reading {
   readonly journal: Journal;
   readonly verdict: Verdict;
   readonly observation: Observation;
-  readonly settings: PlanSettings;
+}
+
+/**
+ * The sentry's decisions, driven like the other roles' machines: `step(now, reading)`, time first. Unlike
+ * theirs, `now` is wall-clock milliseconds: it is journaled across restarts and reboots and compared with
+ * Docker's `StartedAt`, which a monotonic clock cannot be. The machine holds only its settings; the
+ * journal it is given is all it remembers, so a restarted process decides exactly as the one before would have.
+ */
+export class SentryMachine {
+  constructor(readonly settings: SentryMachineSettings) {}
+
+  /** The ordered steps that move Docker and the journal towards what the verdict asks for. */
+  step(now: number, reading: Reading): Step[] {
+    return planTick({ ...reading, settings: this.settings, now });
+  }
+}
+
+/** One tick's reading with the settings and the time: what every planning function below works from. */
+interface Tick extends Reading {
+  readonly settings: SentryMachineSettings;
   readonly now: number;
 }
 
-/** The ordered steps that move Docker and the journal towards what the verdict asks for. */
-export function plan(input: PlanInput): Step[] {
+function planTick(input: Tick): Step[] {
   const { journal, verdict, observation, now } = input;
   const current = keepObserved(journal, observation);
   if (current.mode === "online") {
+    const leftovers = leftoversOf(current, observation);
+    if (verdict === "up" && leftovers.containers.length > 0) return adoptionSteps(leftovers, input);
     if (verdict !== "down") return [];
-    const agentPausedBefore = observation.agent?.state === "paused";
+    // A paused agent beside leftover containers was paused by a sentry: the pause is ours to undo.
+    const agentPausedBefore = leftovers.agentPaused && leftovers.containers.length === 0;
     return offlineSteps({ version: 1, mode: "offline", since: now, agentPausedBefore, containers: [] }, input);
   }
   if (current.mode === "offline") {
@@ -236,14 +300,14 @@ class StepList {
   readonly steps: Step[] = [];
   #journal: Journal;
 
-  constructor(readonly phase: Phase, journal: Journal) {
+  constructor(readonly logTag: LogTag, journal: Journal) {
     this.#journal = journal;
   }
 
   /** Docker calls, after `journal` is written if it differs from the last one written. */
   add(title: string, journal: Journal, actions: readonly Action[]): void {
     if (journal !== this.#journal) this.#write(WRITE_JOURNAL, journal);
-    if (actions.length > 0) this.steps.push({ phase: this.phase, title, journal, actions });
+    if (actions.length > 0) this.steps.push({ logTag: this.logTag, title, journal, actions });
   }
 
   /** A journal write that is a milestone of its own, announced under `title`. */
@@ -254,7 +318,7 @@ class StepList {
   #write(title: string, journal: Journal): void {
     // A write that directly follows another makes it redundant: the later journal says all it said.
     if (this.steps.at(-1)?.title === WRITE_JOURNAL) this.steps.pop();
-    this.steps.push({ phase: this.phase, title, journal, actions: [] });
+    this.steps.push({ logTag: this.logTag, title, journal, actions: [] });
     this.#journal = journal;
   }
 }
@@ -267,25 +331,16 @@ function holdAgentPaused(journal: Journal, observation: Observation): [Journal, 
   return [held, [{ kind: "pause-agent", id: agent.id, name: agent.name }]];
 }
 
-function offlineSteps(journal: Journal, input: PlanInput): Step[] {
+function offlineSteps(journal: Journal, input: Tick): Step[] {
   const { observation, settings } = input;
   const steps = new StepList("ecs-offline", input.journal);
   const [held, pause] = holdAgentPaused(journal, observation);
   steps.add("hold the ECS agent paused", held, pause);
   const recorded = new Set(held.containers.map((c) => c.id));
+  // Leftovers in any state: one that is down now would otherwise stay on on-failure after the hand-back.
   const newcomers: ManagedContainer[] = observation.containers
-    .filter((c) => c.state === "running" && !recorded.has(c.id))
-    .map((c) => ({
-      id: c.id,
-      name: c.name,
-      cluster: c.cluster,
-      taskArn: c.taskArn,
-      family: c.family,
-      containerName: c.containerName,
-      previousPolicy: c.restartPolicy,
-      restartCount: c.restartCount,
-      startedAt: c.startedAt,
-    }));
+    .filter((c) => (c.state === "running" || isLeftover(c)) && !recorded.has(c.id))
+    .map(managed);
   const withNewcomers: Journal = newcomers.length > 0
     ? { ...held, containers: [...held.containers, ...newcomers] }
     : held;
@@ -298,7 +353,48 @@ function offlineSteps(journal: Journal, input: PlanInput): Step[] {
   return steps.steps;
 }
 
-function beginHandBack(journal: Journal, input: PlanInput): Journal {
+/**
+ * The container as recorded before the sentry changes it. A leftover is recorded with the policy ECS gave
+ * it, and as restarted when Docker restarted it since it was created (RestartCount > 0; under ECS's `no`
+ * only a sentry's policy can have done that), which is also how eINS told restarted containers apart.
+ */
+function managed(c: ObservedContainer): ManagedContainer {
+  const leftover = isLeftover(c);
+  return {
+    id: c.id,
+    name: c.name,
+    cluster: c.cluster,
+    taskArn: c.taskArn,
+    family: c.family,
+    containerName: c.containerName,
+    previousPolicy: leftover ? ECS_POLICY : c.restartPolicy,
+    restartCount: c.restartCount,
+    startedAt: c.startedAt,
+    ...(leftover && (c.restartCount > 0 || c.state === "restarting") ? { restarted: true } : {}),
+  };
+}
+
+/**
+ * Leftovers found while the region answers: recorded, then handed back with the configured strategy as
+ * if the sentry had made them (agent included when paused: beside leftover containers it is a sentry's pause).
+ */
+function adoptionSteps(leftovers: Leftovers, input: Tick): Step[] {
+  const { now, settings } = input;
+  const adopted: Journal = {
+    version: 1,
+    mode: settings.strategy === "cutover" ? "cutover" : "handing-back",
+    since: now,
+    strategy: settings.strategy,
+    agentPausedBefore: false,
+    handBackStartedAt: now,
+    containers: leftovers.containers.map(managed),
+  };
+  const steps = new StepList("ecs-online", input.journal);
+  steps.record(ADOPT_LEFTOVERS, adopted);
+  return [...steps.steps, ...handBackSteps(adopted, { ...input, journal: adopted })];
+}
+
+function beginHandBack(journal: Journal, input: Tick): Journal {
   const observed = observedById(input.observation);
   const strategy = input.settings.strategy;
   return {
@@ -314,7 +410,7 @@ function beginHandBack(journal: Journal, input: PlanInput): Journal {
   };
 }
 
-function handBackSteps(journal: Journal, input: PlanInput): Step[] {
+function handBackSteps(journal: Journal, input: Tick): Step[] {
   const { observation, now, settings } = input;
   const observed = observedById(observation);
   const restarted = journal.containers.filter((c) => c.restarted);
@@ -327,12 +423,14 @@ function handBackSteps(journal: Journal, input: PlanInput): Step[] {
   const complete = () => steps.record(HAND_BACK_COMPLETE, ONLINE);
   switch (journal.strategy ?? settings.strategy) {
     case "cleanup":
+      // Kept containers first: one that crashes while a restarted one is being stopped (up to its stop
+      // timeout, 30 s by default in ECS) then stays down for the agent instead of being restarted by Docker.
+      steps.add("restore the recorded restart policies", journal, restore(kept));
       steps.add(
         "stop and remove containers Docker restarted during the outage",
         journal,
         restarted.map((c) => removal(c, "restarted by Docker during the outage")),
       );
-      steps.add("restore the recorded restart policies", journal, restore(kept));
       steps.add("unpause the ECS agent", journal, unpause(journal, observation));
       complete();
       break;
@@ -417,7 +515,7 @@ function replacementsOf(
   restarted: readonly ManagedContainer[],
   journal: Journal,
   observation: Observation,
-  settings: PlanSettings,
+  settings: SentryMachineSettings,
   now: number,
 ): Array<[ManagedContainer, ObservedContainer]> {
   // `since` stands in for a journal written before the hand-back's start was kept.

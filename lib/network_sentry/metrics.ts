@@ -16,6 +16,12 @@ export interface SentryMetrics {
   readonly containersKeptAlive: number;
   /** Failed Docker calls since the process started. */
   readonly dockerErrors: number;
+  /** ECS containers on on-failure that no journal records (eINS stopped mid-outage, a lost journal). */
+  readonly leftoverContainers: number;
+  /** The agent is paused while the journal holds no pause. */
+  readonly leftoverAgentPaused: boolean;
+  /** ECS containers logging through awslogs in blocking mode: they cannot restart while offline. */
+  readonly awslogsBlocking: number;
 }
 
 const PREFIX = "ecs_network_sentry";
@@ -55,6 +61,18 @@ export function renderMetrics(metrics: SentryMetrics): string {
   ]);
   family("docker_errors_total", "counter", "Docker API calls that failed (retried on the next probe).", [
     ["", metrics.dockerErrors],
+  ]);
+  family(
+    "leftover_containers",
+    "gauge",
+    "ECS containers on on-failure that no journal records (left by eINS or a lost journal; adopted once online).",
+    [["", metrics.leftoverContainers]],
+  );
+  family("leftover_agent_paused", "gauge", "1 when the ECS agent is paused and no journal holds that pause.", [
+    ["", metrics.leftoverAgentPaused ? 1 : 0],
+  ]);
+  family("awslogs_blocking_containers", "gauge", "ECS containers on awslogs in blocking mode (no restart offline).", [
+    ["", metrics.awslogsBlocking],
   ]);
   return lines.join("\n") + "\n";
 }

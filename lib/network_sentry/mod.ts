@@ -4,7 +4,7 @@
  * @module
  */
 export { networkSentryProgram, SentryExitCode } from "./program.ts";
-export { type NetworkSentryConfig, networkSentrySettings, STRATEGIES, type Strategy } from "./settings.ts";
+export { type NetworkSentryConfig, networkSentrySettings } from "./settings.ts";
 export {
   countProbe,
   type Journal,
@@ -12,8 +12,12 @@ export {
   type Mode,
   type Observation,
   type ObservedContainer,
-  plan,
+  type Reading,
+  SentryMachine,
+  type SentryMachineSettings,
   type Step,
+  STRATEGIES,
+  type Strategy,
   type Verdict,
   verdictOf,
 } from "./machine.ts";

@@ -2,17 +2,25 @@
  * The network sentry as a role program: the daemon, and the `status` and `resume` subcommands.
  * @module
  */
-import type { RoleContext, RoleProgram } from "../lifecycle.ts";
+import { ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
 import type { RotatingFile } from "../log.ts";
 import { roleInfo } from "../roles.ts";
 import { readStatus } from "../status_file.ts";
 import { runSteps } from "./actuator.ts";
-import { DockerHost, parseDockerHost } from "./docker.ts";
-import { dryRunJournal, fileJournal, type JournalStore } from "./journal.ts";
+import { DockerHost } from "./docker.ts";
+import { parseDockerHost } from "./docker_address.ts";
+import { dryRunJournal, fileJournal, type JournalOwner, type JournalStore } from "./journal.ts";
 import { resumeSteps } from "./machine.ts";
 import { probeEndpoint, readCaFile } from "./probe.ts";
 import { proxyFor, regionalEndpoint } from "./endpoint.ts";
-import { type ProbeMemory, runSentry, statusFileFor } from "./sentry.ts";
+import {
+  type HostFindings,
+  type ProbeMemory,
+  runSentry,
+  SentryExitCode,
+  type SentryOptions,
+  statusFileFor,
+} from "./sentry.ts";
 import {
   type NetworkSentryConfig,
   type NetworkSentrySettings,
@@ -21,11 +29,7 @@ import {
   validateSettings,
 } from "./settings.ts";
 
-/** Exit codes beyond the shared 0/1/2. */
-export const SentryExitCode = {
-  /** `resume` refused: the sentry is offline or in the middle of an automatic hand-back. */
-  ResumeRefused: 3,
-} as const;
+export { SentryExitCode };
 
 const info = roleInfo("network-sentry")!;
 
@@ -36,7 +40,9 @@ export const networkSentryProgram: RoleProgram<NetworkSentrySettings> = {
     status: "print the mode, the last probe and the journal as JSON",
     resume: "manual strategy: unpause the ECS agent and finish the hand-back now",
   },
-  helpExtra: "       3 resume refused (the sentry is offline or handing back on its own)\n" +
+  helpExtra:
+    `       ${SentryExitCode.ResumeRefused} resume refused (the sentry is offline or handing back on its own)\n` +
+    `       ${SentryExitCode.DockerUnavailable} --once: Docker could not be read or a call failed while the host needed protecting\n` +
     "HTTPS_PROXY/NO_PROXY are read from the environment, else https_proxy/no_proxy.",
   validate: validateSettings,
   // `resume` changes Docker and the journal: the log file keeps its lines with the daemon's. `status` only reads.
@@ -54,8 +60,42 @@ export const networkSentryProgram: RoleProgram<NetworkSentrySettings> = {
   },
 };
 
+/** The journal of this host's sentry for this agent: one written elsewhere is refused, not acted on. */
 function journalFor(config: NetworkSentryConfig): JournalStore {
-  return config.dryRun ? dryRunJournal(config.stateFile) : fileJournal(config.stateFile);
+  const owner: JournalOwner = { host: hostName(), agentContainer: config.agentContainer };
+  return config.dryRun ? dryRunJournal(config.journalFile, owner) : fileJournal(config.journalFile, owner);
+}
+
+/**
+ * The host's static name, as `hostnamectl` keeps it in /etc/hostname: the binary has read access but no
+ * `--allow-sys` (and Deno refuses /proc/sys without --allow-all). `undefined` where there is none; the
+ * journal is then neither stamped with a host nor checked against one.
+ */
+function hostName(): string | undefined {
+  try {
+    return Deno.readTextFileSync("/etc/hostname").trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every conversion from the settings' seconds, in one place. */
+function sentryOptions(config: NetworkSentryConfig): SentryOptions {
+  return {
+    intervalMs: config.interval * 1000,
+    probeTimeoutMs: config.timeout * 1000,
+    thresholds: { failureThreshold: config.failureThreshold, recoveryThreshold: config.recoveryThreshold },
+    machine: {
+      strategy: config.restartStrategy,
+      retries: config.retries,
+      cutoverTimeoutMs: config.cutoverTimeout * 1000,
+      replacementSettleMs: config.cutoverSettle * 1000,
+    },
+    agentContainer: config.agentContainer,
+    dryRun: config.dryRun,
+    once: config.once,
+    metricsFile: config.metricsFile,
+  };
 }
 
 async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<number> {
@@ -74,16 +114,17 @@ async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<numb
     dryRun: config.dryRun,
   });
   if (config.dryRun) log.warning("[startup] dry run: Docker and the journal are left untouched");
+  const options = sentryOptions(config);
   return await runSentry({
-    config,
+    options,
     log,
     signal: shutdown.signal,
     region,
     endpoint,
-    probe: (signal) => probeEndpoint({ endpoint, timeoutMs: config.timeout * 1000, caCerts, proxy }, signal),
+    probe: (signal) => probeEndpoint({ endpoint, timeoutMs: options.probeTimeoutMs, caCerts, proxy }, signal),
     docker: new DockerHost(parseDockerHost(config.dockerHost), shutdown.signal),
     journal: journalFor(config),
-    statusFile: config.dryRun ? undefined : statusFileFor(config.stateFile),
+    statusFile: config.dryRun ? undefined : statusFileFor(config.journalFile),
     resumeCommand: resumeCommand(config, region),
   });
 }
@@ -92,7 +133,7 @@ async function daemon(context: RoleContext<NetworkSentrySettings>): Promise<numb
 function resumeCommand(config: NetworkSentryConfig, region: string): string {
   const defaults = networkSentrySettings;
   const flags: string[] = ["--region", region];
-  if (config.stateFile !== defaults.stateFile.default) flags.push("--state-file", config.stateFile);
+  if (config.journalFile !== defaults.journalFile.default) flags.push("--state-file", config.journalFile);
   if (config.dockerHost !== defaults.dockerHost.default) flags.push("--docker-host", config.dockerHost);
   if (config.agentContainer !== defaults.agentContainer.default) flags.push("--agent-container", config.agentContainer);
   return [info.binary, "resume", ...flags].map(shellWord).join(" ");
@@ -103,9 +144,9 @@ function shellWord(word: string): string {
 }
 
 async function printStatus(config: NetworkSentryConfig): Promise<number> {
-  const journal = await fileJournal(config.stateFile).load();
-  const status = await readStatus(statusFileFor(config.stateFile));
-  const probes = status?.details as (ProbeMemory & { endpoint?: string }) | undefined;
+  const journal = await fileJournal(config.journalFile).load();
+  const status = await readStatus(statusFileFor(config.journalFile));
+  const probes = status?.details as (ProbeMemory & Partial<HostFindings> & { endpoint?: string }) | undefined;
   const iso = (ms: number | undefined) => ms === undefined ? undefined : new Date(ms).toISOString();
   const document = {
     mode: journal.mode,
@@ -116,10 +157,12 @@ async function printStatus(config: NetworkSentryConfig): Promise<number> {
     consecutiveFailures: probes?.counters.consecutiveFailures,
     consecutiveSuccesses: probes?.counters.consecutiveSuccesses,
     probedBy: status && { pid: status.pid, updatedAt: iso(status.updatedAt) },
-    journal: { path: config.stateFile, ...journal },
+    leftovers: probes?.leftovers,
+    awslogsBlocking: probes?.awslogsBlocking,
+    journal: { path: config.journalFile, ...journal },
   };
   console.log(JSON.stringify(document, null, 2));
-  return 0;
+  return ExitCode.Ok;
 }
 
 async function resume(context: RoleContext<NetworkSentrySettings>): Promise<number> {
@@ -131,7 +174,7 @@ async function resume(context: RoleContext<NetworkSentrySettings>): Promise<numb
       const journal = await store.load();
       if (journal.mode === "online") {
         log.info("[resume] nothing to resume: no hand-back is waiting");
-        return 0;
+        return ExitCode.Ok;
       }
       if (journal.mode !== "awaiting-resume") {
         log.error("[resume] refused: the sentry is {mode}; it hands back on its own once the region answers", {
@@ -147,14 +190,14 @@ async function resume(context: RoleContext<NetworkSentrySettings>): Promise<numb
         dryRun: config.dryRun,
         signal: shutdown.signal,
       });
-      if (!outcome.finished) return 1;
+      if (!outcome.finished) return ExitCode.Failure;
       log.info("[resume] hand-back complete, the ECS agent is in charge again");
-      return 0;
+      return ExitCode.Ok;
     }, shutdown.signal);
   } catch (error) {
     // Stopped while waiting for the lock or reading Docker: nothing was changed yet.
     if (!shutdown.signal.aborted) throw error;
     log.info("[resume] stopped on {signal} before anything was changed", { signal: String(shutdown.signal.reason) });
-    return 0;
+    return ExitCode.Ok;
   }
 }

@@ -3,13 +3,21 @@
  * new ones. One declaration each; `--help` and the README table are generated from here.
  * @module
  */
-import { ConfigError, type ConfigOf, integer, oneOf, seconds, type Setting, text, toggle, url } from "../config.ts";
+import {
+  ConfigError,
+  type ConfigOf,
+  integer,
+  isRegionName,
+  oneOf,
+  seconds,
+  type Setting,
+  text,
+  toggle,
+  url,
+} from "../config.ts";
 import { logFormatSetting, logLevelSetting } from "../log.ts";
-import { parseDockerHost } from "./docker.ts";
-import { isRegionName } from "../config.ts";
-
-export const STRATEGIES = ["cleanup", "preserve", "manual", "cutover"] as const;
-export type Strategy = typeof STRATEGIES[number];
+import { parseDockerHost } from "./docker_address.ts";
+import { STRATEGIES } from "./machine.ts";
 
 /** The role's settings, each declared once below; parsed values are `ConfigOf<NetworkSentrySettings>`. */
 export type NetworkSentrySettings = typeof networkSentrySettings;
@@ -115,11 +123,13 @@ export const networkSentrySettings = {
     type: "name",
     help: "Name of the ECS agent's container, paused while offline.",
   }),
-  stateFile: text({
+  // The flag keeps its first name; the file is the journal. The status file (`<name>.status.json`) sits beside it.
+  journalFile: text({
     flag: "state-file",
     default: "/var/lib/ecs-network-sentry/state.json",
     type: "path",
-    help: "Journal of what the sentry changed (written atomically before each step, resumed on start).",
+    help: "The journal: what the sentry changed, written atomically before each step and resumed on start. Probe " +
+      "streaks for status go beside it in <name>.status.json.",
   }),
   metricsFile: text({
     flag: "metrics-file",

@@ -7,9 +7,15 @@
 import assert from "node:assert/strict";
 import { setupLogging } from "../../lib/log.ts";
 import { type DockerActions, runSteps } from "../../lib/network_sentry/actuator.ts";
-import { DockerApiError, DockerHost, parseDockerHost } from "../../lib/network_sentry/docker.ts";
+import { DockerApiError, DockerHost } from "../../lib/network_sentry/docker.ts";
+import { parseDockerHost } from "../../lib/network_sentry/docker_address.ts";
 import { fileJournal, type JournalStore } from "../../lib/network_sentry/journal.ts";
-import { type Observation, plan, type PlanSettings, type Verdict } from "../../lib/network_sentry/machine.ts";
+import {
+  type Observation,
+  SentryMachine,
+  type SentryMachineSettings,
+  type Verdict,
+} from "../../lib/network_sentry/machine.ts";
 import { engineForTests } from "../../sim/docker_engine.ts";
 import type { LogEntry } from "../support/role_process.ts";
 import { standardHost, waitUntil } from "./harness.ts";
@@ -30,7 +36,7 @@ const log = setupLogging({
   write: (line) => logs.push(JSON.parse(line)),
 });
 
-const CLEANUP: PlanSettings = {
+const CLEANUP: SentryMachineSettings = {
   strategy: "cleanup",
   retries: 0,
   cutoverTimeoutMs: 300_000,
@@ -41,13 +47,7 @@ const CLEANUP: PlanSettings = {
 async function tick(host: DockerHost, docker: DockerActions, store: JournalStore, verdict: Verdict) {
   const journal = await store.load();
   const observation = await host.observe("ecs-agent");
-  const steps = plan({
-    journal,
-    verdict,
-    observation,
-    settings: CLEANUP,
-    now: Date.now(),
-  });
+  const steps = new SentryMachine(CLEANUP).step(Date.now(), { journal, verdict, observation });
   return await runSteps(steps, journal, { docker, journal: store, log, dryRun: false });
 }
 
@@ -63,12 +63,10 @@ Deno.test({
     const host = new DockerHost(parseDockerHost(engine!.host));
     const store = fileJournal(`${dir}/vanish/state.json`);
     const observation = await host.observe("ecs-agent");
-    const steps = plan({
+    const steps = new SentryMachine(CLEANUP).step(Date.now(), {
       journal: await store.load(),
       verdict: "down",
       observation,
-      settings: CLEANUP,
-      now: Date.now(),
     });
     await host.stopAndRemove(idOf(observation, "web"));
     logs.length = 0;

@@ -20,7 +20,7 @@ import {
 
 const { fixture, options } = await fixtureForFile();
 
-/** Each step of both transitions (cleanup), as [phase, step title, which occurrence of that title]. */
+/** Each step of both transitions (cleanup), as [log tag, step title, which occurrence of that title]. */
 type KillPoint = readonly ["ecs-offline" | "ecs-online", string, number];
 const KILL_POINTS: readonly KillPoint[] = [
   ["ecs-offline", WRITE_JOURNAL, 1],
@@ -28,8 +28,8 @@ const KILL_POINTS: readonly KillPoint[] = [
   ["ecs-offline", WRITE_JOURNAL, 2],
   ["ecs-offline", "keep ECS containers alive with an on-failure restart policy", 1],
   ["ecs-online", WRITE_JOURNAL, 1],
-  ["ecs-online", "stop and remove containers Docker restarted during the outage", 1],
   ["ecs-online", "restore the recorded restart policies", 1],
+  ["ecs-online", "stop and remove containers Docker restarted during the outage", 1],
   ["ecs-online", "unpause the ECS agent", 1],
   ["ecs-online", "hand-back complete: clear the journal", 1],
 ];
@@ -46,15 +46,15 @@ async function assertConverged(f: Fixture, c: SentryCase, where: string): Promis
   assert.equal((await c.journal())?.mode, "online", where);
 }
 
-/** Matches the `nth` announcement of a step in a phase. */
-function stepAnnounced([phase, title, nth]: KillPoint): (e: LogEntry) => boolean {
+/** Matches the `nth` announcement of a step under a log tag. */
+function stepAnnounced([tag, title, nth]: KillPoint): (e: LogEntry) => boolean {
   let seen = 0;
-  return (e) => e.message.startsWith(`[${phase}] step:`) && e.step === title && ++seen === nth;
+  return (e) => e.message.startsWith(`[${tag}] step:`) && e.step === title && ++seen === nth;
 }
 
 for (const point of KILL_POINTS) {
-  const [phase, title, nth] = point;
-  const where = `${phase} "${title}"${nth > 1 ? ` (${nth})` : ""}`;
+  const [tag, title, nth] = point;
+  const where = `${tag} "${title}"${nth > 1 ? ` (${nth})` : ""}`;
   Deno.test({
     ...options,
     name: `SIGKILL at ${where}, then a restart converges`,
@@ -67,7 +67,7 @@ for (const point of KILL_POINTS) {
       await first.waitForLog((e) => e.message.startsWith("[startup] probing"));
       await f.endpoint.set("refuse");
       let survivor = first;
-      if (phase === "ecs-offline") {
+      if (tag === "ecs-offline") {
         await first.waitForLog(stepAnnounced(point));
         await stopped(first, "SIGKILL");
         survivor = c.start();
@@ -78,7 +78,7 @@ for (const point of KILL_POINTS) {
         async () => (await f.engine.state("crasher"))!.restartCount >= 1,
       );
       await f.endpoint.set("answer");
-      if (phase === "ecs-online") {
+      if (tag === "ecs-online") {
         await first.waitForLog(stepAnnounced(point));
         await stopped(first, "SIGKILL");
         survivor = c.start();

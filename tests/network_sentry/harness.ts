@@ -68,14 +68,15 @@ export async function standardHost(engine: DockerEngine, crashAfter = 2): Promis
 }
 
 export class SentryCase {
-  readonly stateFile: string;
+  readonly journalFile: string;
   readonly logFile: string;
   readonly metricsFile: string;
 
-  constructor(readonly fixture: Fixture, name: string) {
+  /** `journalDir`: where the journal goes, when not in the case's own folder (e.g. a tiny tmpfs). */
+  constructor(readonly fixture: Fixture, name: string, journalDir?: string) {
     const folder = `${fixture.dir}/${name}`;
     Deno.mkdirSync(folder, { recursive: true });
-    this.stateFile = `${folder}/state.json`;
+    this.journalFile = `${journalDir ?? folder}/state.json`;
     this.logFile = `${folder}/sentry.log`;
     this.metricsFile = `${folder}/sentry.prom`;
   }
@@ -96,7 +97,7 @@ export class SentryCase {
       "--docker-host",
       this.fixture.engine.host,
       "--state-file",
-      this.stateFile,
+      this.journalFile,
       "--logfile",
       this.logFile,
       "--metrics-file",
@@ -114,7 +115,7 @@ export class SentryCase {
   }
 
   journal(): Promise<Journal | undefined> {
-    return readJsonFile<Journal>(this.stateFile);
+    return readJsonFile<Journal>(this.journalFile);
   }
 }
 

@@ -1,22 +1,24 @@
 import assert from "node:assert/strict";
 import {
   type Action,
+  ADOPT_LEFTOVERS,
   countProbe,
   type Journal,
-  needsDocker,
+  leftoversOf,
   NO_PROBES,
   type Observation,
   type ObservedContainer,
   ONLINE,
-  plan,
-  type PlanSettings,
   resumeSteps,
+  SentryMachine,
+  type SentryMachineSettings,
   type Step,
+  STRATEGIES,
+  type Strategy,
   type Verdict,
   verdictOf,
   WRITE_JOURNAL,
 } from "../../lib/network_sentry/machine.ts";
-import { STRATEGIES, type Strategy } from "../../lib/network_sentry/settings.ts";
 
 const T0 = Date.parse("2026-11-22T09:00:00Z");
 const NO: ObservedContainer["restartPolicy"] = { Name: "no", MaximumRetryCount: 0 };
@@ -40,7 +42,7 @@ function container(id: string, overrides: Partial<ObservedContainer> = {}): Obse
   };
 }
 
-function settings(strategy: Strategy, overrides: Partial<PlanSettings> = {}): PlanSettings {
+function settings(strategy: Strategy, overrides: Partial<SentryMachineSettings> = {}): SentryMachineSettings {
   return { strategy, retries: 0, cutoverTimeoutMs: 300_000, replacementSettleMs: REPLACEMENT_SETTLE_MS, ...overrides };
 }
 
@@ -70,11 +72,55 @@ Deno.test("thresholds: a verdict needs that many probes in a row; flapping never
   assert.equal(verdictOf(countProbe(counters, true), thresholds), "up");
 });
 
-Deno.test("Docker is left alone while online and the region answers", () => {
-  assert.equal(needsDocker(ONLINE, "up"), false);
-  assert.equal(needsDocker(ONLINE, "undecided"), false);
-  assert.equal(needsDocker(ONLINE, "down"), true);
-  assert.equal(needsDocker({ ...ONLINE, mode: "offline" }, "up"), true);
+Deno.test("leftovers: unrecorded ECS containers on on-failure, and a paused agent while the journal is online", () => {
+  const observation: Observation = {
+    agent: agent("paused"),
+    containers: [
+      container("eins", { restartPolicy: ON_FAILURE }),
+      container("ecs"),
+      container("operator", { restartPolicy: { Name: "always", MaximumRetryCount: 0 } }),
+    ],
+  };
+  const found = leftoversOf(ONLINE, observation);
+  assert.deepEqual(found.containers.map((c) => c.id), ["eins"]);
+  assert.equal(found.agentPaused, true);
+  const recorded = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
+  const ours = lastJournal(recorded, ONLINE);
+  assert.deepEqual(ours.containers.find((c) => c.id === "eins")?.previousPolicy, NO, "recorded as ECS made it");
+  assert.equal(ours.agentPausedBefore, false, "beside leftovers the pause is a sentry's");
+  assert.deepEqual(leftoversOf(ours, observation), { containers: [], agentPaused: false });
+  assert.deepEqual(
+    new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "undecided", observation }),
+    [],
+  );
+});
+
+Deno.test("adoption once the region answers: ECS's policy restored, Docker's restarts removed, agent unpaused", () => {
+  const observation: Observation = {
+    agent: agent("paused"),
+    containers: [
+      container("kept", { restartPolicy: ON_FAILURE }),
+      container("restarted", { restartPolicy: ON_FAILURE, restartCount: 2 }),
+    ],
+  };
+  const steps = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "up", observation });
+  assert.equal(steps[0].title, ADOPT_LEFTOVERS);
+  assert.equal(steps[0].journal.agentPausedBefore, false);
+  assert.deepEqual(
+    steps.flatMap((s) => s.actions).map((a) => [a.kind, a.id, a.kind === "set-policy" ? a.policy.Name : ""]),
+    [["set-policy", "kept", "no"], ["remove", "restarted", ""], ["unpause-agent", "agent", ""]],
+  );
+  assert.deepEqual(steps.at(-1)!.journal, ONLINE);
+});
+
+Deno.test("a paused agent with no leftover containers is an operator's: kept paused through an outage", () => {
+  const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
+  assert.deepEqual(
+    new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "up", observation }),
+    [],
+  );
+  const steps = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
+  assert.equal(steps.at(-1)!.journal.agentPausedBefore, true);
 });
 
 Deno.test("offline transition: journal first, agent paused, running ECS containers recorded then on-failure", () => {
@@ -86,12 +132,10 @@ Deno.test("offline transition: journal first, agent paused, running ECS containe
       container("stopped", { state: "exited" }),
     ],
   };
-  const steps = plan({
+  const steps = new SentryMachine(settings("cleanup", { retries: 5 })).step(T0, {
     journal: ONLINE,
     verdict: "down",
     observation,
-    settings: settings("cleanup", { retries: 5 }),
-    now: T0,
   });
   assert.deepEqual(steps.map((s) => s.title), [
     WRITE_JOURNAL,
@@ -118,7 +162,7 @@ Deno.test("offline transition: journal first, agent paused, running ECS containe
 Deno.test("online and undecided: nothing to do", () => {
   const observation: Observation = { agent: agent(), containers: [container("a")] };
   for (const verdict of ["up", "undecided"] as const) {
-    assert.deepEqual(plan({ journal: ONLINE, verdict, observation, settings: settings("cleanup"), now: T0 }), []);
+    assert.deepEqual(new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict, observation }), []);
   }
 });
 
@@ -137,7 +181,11 @@ Deno.test("while offline every probe re-asserts: re-pause after a reboot, re-set
     agent: agent("running"),
     containers: [container("a", { restartPolicy: NO }), container("new", { restartPolicy: NO })],
   };
-  const steps = plan({ journal, verdict: "undecided", observation, settings: settings("cleanup"), now: T0 + 60_000 });
+  const steps = new SentryMachine(settings("cleanup")).step(T0 + 60_000, {
+    journal,
+    verdict: "undecided",
+    observation,
+  });
   assert.deepEqual(kinds(steps), ["pause-agent:agent", "set-policy:a", "set-policy:new"]);
   const final = lastJournal(steps, journal);
   assert.deepEqual(final.containers.map((c) => c.id), ["a", "new"], "a vanished container leaves the journal");
@@ -148,23 +196,21 @@ Deno.test("while offline every probe re-asserts: re-pause after a reboot, re-set
     containers: [container("a", { restartPolicy: ON_FAILURE }), container("new", { restartPolicy: ON_FAILURE })],
   };
   assert.deepEqual(
-    plan({ journal: final, verdict: "down", observation: settled, settings: settings("cleanup"), now: T0 }),
+    new SentryMachine(settings("cleanup")).step(T0, { journal: final, verdict: "down", observation: settled }),
     [],
   );
 });
 
 Deno.test("an agent already paused by someone else is neither paused nor unpaused by the sentry", () => {
   const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
-  const offline = plan({ journal: ONLINE, verdict: "down", observation, settings: settings("cleanup"), now: T0 });
+  const offline = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
   assert.deepEqual(kinds(offline), ["set-policy:a"]);
   const journal = lastJournal(offline, ONLINE);
   assert.equal(journal.agentPausedBefore, true);
-  const back = plan({
+  const back = new SentryMachine(settings("cleanup")).step(T0 + 1000, {
     journal,
     verdict: "up",
     observation: { agent: agent("paused"), containers: [container("a", { restartPolicy: ON_FAILURE })] },
-    settings: settings("cleanup"),
-    now: T0 + 1000,
   });
   assert.deepEqual(kinds(back), ["set-policy:a"]);
   assert.equal(lastJournal(back, journal).mode, "online");
@@ -173,7 +219,7 @@ Deno.test("an agent already paused by someone else is neither paused nor unpause
 Deno.test("an agent paused by someone else, then running again after a reboot: the sentry's pause is undone at hand-back", () => {
   const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
   const offline = lastJournal(
-    plan({ journal: ONLINE, verdict: "down", observation, settings: settings("preserve"), now: T0 }),
+    new SentryMachine(settings("preserve")).step(T0, { journal: ONLINE, verdict: "down", observation }),
     ONLINE,
   );
   assert.equal(offline.agentPausedBefore, true);
@@ -181,44 +227,40 @@ Deno.test("an agent paused by someone else, then running again after a reboot: t
     agent: agent("running"),
     containers: [container("a", { restartPolicy: ON_FAILURE, startedAt: "2026-11-22T09:10:00Z" })],
   };
-  const steps = plan({
+  const steps = new SentryMachine(settings("preserve")).step(T0 + 60_000, {
     journal: offline,
     verdict: "undecided",
     observation: afterReboot,
-    settings: settings("preserve"),
-    now: T0 + 60_000,
   });
   assert.deepEqual(steps.map((s) => s.title), [WRITE_JOURNAL, "hold the ECS agent paused"]);
   assert.equal(steps[0].journal.agentPausedBefore, false, "journaled before the sentry pauses the agent");
   assert.deepEqual(steps[0].actions, []);
   assert.deepEqual(kinds(steps), ["pause-agent:agent"]);
   const held = lastJournal(steps, offline);
-  const back = plan({
+  const back = new SentryMachine(settings("preserve")).step(T0 + 120_000, {
     journal: held,
     verdict: "up",
     observation: { ...afterReboot, agent: agent("paused") },
-    settings: settings("preserve"),
-    now: T0 + 120_000,
   });
   assert.deepEqual(kinds(back), ["set-policy:a", "unpause-agent:agent"]);
   assert.deepEqual(lastJournal(back, held), ONLINE);
 });
 
 Deno.test("a step without Docker calls is not announced under its title: it is a journal write, or nothing", () => {
-  // Someone else paused the agent and every container is on on-failure already: only the journal changes.
+  // A sentry's leftovers (agent paused, container on on-failure) are already what going offline asks for.
   const observation: Observation = {
     agent: agent("paused"),
     containers: [container("a", { restartPolicy: ON_FAILURE })],
   };
-  const steps = plan({ journal: ONLINE, verdict: "down", observation, settings: settings("cleanup"), now: T0 });
+  const steps = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
   assert.deepEqual(steps.map((s) => [s.title, s.actions.length]), [[WRITE_JOURNAL, 0]]);
   assert.deepEqual(steps[0].journal.containers.map((c) => c.id), ["a"]);
-  const handBack = plan({
+  // And someone already undid them by hand before the region came back.
+  const undone: Observation = { agent: agent("running"), containers: [container("a")] };
+  const handBack = new SentryMachine(settings("preserve")).step(T0 + 1, {
     journal: steps[0].journal,
     verdict: "up",
-    observation,
-    settings: settings("preserve"),
-    now: T0 + 1,
+    observation: undone,
   });
   assert.deepEqual(handBack.map((s) => [s.title, s.actions.length]), [["hand-back complete: clear the journal", 0]]);
   for (const step of [...steps, ...handBack]) {
@@ -232,7 +274,11 @@ Deno.test("a container Docker is restarting at hand-back counts as restarted: cl
     ...observation,
     containers: observation.containers.map((c) => c.id === "calm" ? { ...c, state: "restarting" } : c),
   };
-  const steps = plan({ journal, verdict: "up", observation: restarting, settings: settings("cleanup"), now: T0 + 1 });
+  const steps = new SentryMachine(settings("cleanup")).step(T0 + 1, {
+    journal,
+    verdict: "up",
+    observation: restarting,
+  });
   assert.deepEqual(kinds(steps), ["remove:calm", "remove:crash", "remove:reboot", "unpause-agent:agent"]);
 });
 
@@ -260,10 +306,11 @@ function outage(): { journal: Journal; observation: Observation } {
   return { journal, observation };
 }
 
-Deno.test("cleanup: remove restarted containers, restore the rest, unpause the agent last, clear the journal last", () => {
+Deno.test("cleanup: restore the kept, then remove restarted containers, unpause the agent last, clear the journal last", () => {
   const { journal, observation } = outage();
-  const steps = plan({ journal, verdict: "up", observation, settings: settings("cleanup"), now: T0 + 600_000 });
-  assert.deepEqual(kinds(steps), ["remove:crash", "remove:reboot", "set-policy:calm", "unpause-agent:agent"]);
+  const steps = new SentryMachine(settings("cleanup")).step(T0 + 600_000, { journal, verdict: "up", observation });
+  // Kept first: one that crashes during a removal (up to its stop timeout) must not be restarted by Docker.
+  assert.deepEqual(kinds(steps), ["set-policy:calm", "remove:crash", "remove:reboot", "unpause-agent:agent"]);
   assert.equal(steps[0].journal.mode, "handing-back");
   assert.equal(steps[0].journal.strategy, "cleanup");
   assert.deepEqual(steps[0].journal.containers.map((c) => [c.id, c.restarted]), [
@@ -277,14 +324,14 @@ Deno.test("cleanup: remove restarted containers, restore the rest, unpause the a
 
 Deno.test("preserve: restore every policy, unpause, remove nothing", () => {
   const { journal, observation } = outage();
-  const steps = plan({ journal, verdict: "up", observation, settings: settings("preserve"), now: T0 + 1 });
+  const steps = new SentryMachine(settings("preserve")).step(T0 + 1, { journal, verdict: "up", observation });
   assert.deepEqual(kinds(steps), ["set-policy:calm", "set-policy:crash", "set-policy:reboot", "unpause-agent:agent"]);
   assert.deepEqual(steps.at(-1)!.journal, ONLINE);
 });
 
 Deno.test("manual: with restarted containers the agent stays paused until resume", () => {
   const { journal, observation } = outage();
-  const steps = plan({ journal, verdict: "up", observation, settings: settings("manual"), now: T0 + 1 });
+  const steps = new SentryMachine(settings("manual")).step(T0 + 1, { journal, verdict: "up", observation });
   assert.deepEqual(kinds(steps), ["set-policy:calm", "set-policy:crash", "set-policy:reboot"]);
   const waiting = lastJournal(steps, journal);
   assert.equal(waiting.mode, "awaiting-resume");
@@ -293,7 +340,7 @@ Deno.test("manual: with restarted containers the agent stays paused until resume
     containers: observation.containers.map((c) => ({ ...c, restartPolicy: NO })),
   };
   assert.deepEqual(
-    plan({ journal: waiting, verdict: "up", observation: restored, settings: settings("manual"), now: T0 + 2 }),
+    new SentryMachine(settings("manual")).step(T0 + 2, { journal: waiting, verdict: "up", observation: restored }),
     [],
   );
   const resumed = resumeSteps(waiting, restored);
@@ -305,18 +352,16 @@ Deno.test("manual: with restarted containers the agent stays paused until resume
 Deno.test("manual: until resume, every probe pauses the agent again after a reboot or dockerd restart", () => {
   const { journal, observation } = outage();
   const waiting = lastJournal(
-    plan({ journal, verdict: "up", observation, settings: settings("manual"), now: T0 + 1 }),
+    new SentryMachine(settings("manual")).step(T0 + 1, { journal, verdict: "up", observation }),
     journal,
   );
   assert.equal(waiting.mode, "awaiting-resume");
   const restored = observation.containers.map((c) => ({ ...c, restartPolicy: NO }));
   const rebooted: Observation = { agent: agent("running"), containers: restored };
-  const steps = plan({
+  const steps = new SentryMachine(settings("manual")).step(T0 + 2, {
     journal: waiting,
     verdict: "up",
     observation: rebooted,
-    settings: settings("manual"),
-    now: T0 + 2,
   });
   assert.deepEqual(steps.map((s) => s.title), ["keep the ECS agent paused until an operator runs resume"]);
   assert.deepEqual(kinds(steps), ["pause-agent:agent"]);
@@ -324,12 +369,10 @@ Deno.test("manual: until resume, every probe pauses the agent again after a rebo
 
   // Paused by someone else before the outage: once the sentry has paused it, resume unpauses it.
   const pausedBefore: Journal = { ...waiting, agentPausedBefore: true };
-  const held = plan({
+  const held = new SentryMachine(settings("manual")).step(T0 + 3, {
     journal: pausedBefore,
     verdict: "up",
     observation: rebooted,
-    settings: settings("manual"),
-    now: T0 + 3,
   });
   assert.equal(held[0].title, WRITE_JOURNAL);
   assert.equal(held[0].journal.agentPausedBefore, false);
@@ -342,7 +385,7 @@ Deno.test("manual: until resume, every probe pauses the agent again after a rebo
 Deno.test("manual: without restarted containers it hands back at once", () => {
   const { journal, observation } = outage();
   const calmOnly: Journal = { ...journal, containers: journal.containers.filter((c) => c.id === "calm") };
-  const steps = plan({ journal: calmOnly, verdict: "up", observation, settings: settings("manual"), now: T0 + 1 });
+  const steps = new SentryMachine(settings("manual")).step(T0 + 1, { journal: calmOnly, verdict: "up", observation });
   assert.deepEqual(kinds(steps), ["set-policy:calm", "unpause-agent:agent"]);
   assert.deepEqual(steps.at(-1)!.journal, ONLINE);
 });
@@ -350,7 +393,7 @@ Deno.test("manual: without restarted containers it hands back at once", () => {
 Deno.test("cutover: restarted containers go only once their replacement has run 10 s, is healthy, or time is up", () => {
   const { journal, observation } = outage();
   const now = T0 + 600_000;
-  const first = plan({ journal, verdict: "up", observation, settings: settings("cutover"), now });
+  const first = new SentryMachine(settings("cutover")).step(now, { journal, verdict: "up", observation });
   assert.deepEqual(kinds(first), ["set-policy:calm", "set-policy:crash", "set-policy:reboot", "unpause-agent:agent"]);
   const cutover = lastJournal(first, journal);
   assert.equal(cutover.mode, "cutover");
@@ -359,12 +402,10 @@ Deno.test("cutover: restarted containers go only once their replacement has run 
   const replacement = (id: string, of: string, startedAt: number, health?: string) =>
     container(id, { family: `family-${of}`, containerName: `app-${of}`, startedAt: at(startedAt), health });
   const step = (containers: ObservedContainer[], when: number) =>
-    plan({
+    new SentryMachine(settings("cutover")).step(when, {
       journal: cutover,
       verdict: "up",
       observation: { agent: agent(), containers },
-      settings: settings("cutover"),
-      now: when,
     });
 
   assert.deepEqual(step(restored, now + 1000), [], "no replacement yet: wait");
@@ -393,7 +434,7 @@ Deno.test("cutover: restarted containers go only once their replacement has run 
 function cutoverFrom(now: number) {
   const { journal, observation } = outage();
   const cutover = lastJournal(
-    plan({ journal, verdict: "up", observation, settings: settings("cutover"), now }),
+    new SentryMachine(settings("cutover")).step(now, { journal, verdict: "up", observation }),
     journal,
   );
   assert.equal(cutover.mode, "cutover");
@@ -419,38 +460,32 @@ Deno.test("cutover: each replacement stands in for one restarted container, also
   const twinObserved = { ...observation.containers[1], id: "crash-2", name: "ecs-crash-2" };
   const withTwin: Observation = { ...observation, containers: [...observation.containers, twinObserved] };
   const cutover = lastJournal(
-    plan({ journal: twins, verdict: "up", observation: withTwin, settings: settings("cutover"), now }),
+    new SentryMachine(settings("cutover")).step(now, { journal: twins, verdict: "up", observation: withTwin }),
     twins,
   );
   const restored = withTwin.containers.map((c) => ({ ...c, restartPolicy: NO }));
   const later = now + 20_000;
   const oneReplacement = [...restored, replacementOf("new-1", "crash", now + 1000)];
-  const first = plan({
+  const first = new SentryMachine(settings("cutover")).step(later, {
     journal: cutover,
     verdict: "up",
     observation: { agent: agent(), containers: oneReplacement },
-    settings: settings("cutover"),
-    now: later,
   });
   assert.deepEqual(kinds(first), ["remove:crash"], "one replacement, one removal");
   const claimed = lastJournal(first, cutover);
   assert.deepEqual(claimed.claimedReplacements, ["new-1"], "the claim is journaled before the removal");
   assert.equal(first.at(-2)?.title, WRITE_JOURNAL);
   const afterRemoval = oneReplacement.filter((c) => c.id !== "crash");
-  const second = plan({
+  const second = new SentryMachine(settings("cutover")).step(later + 20_000, {
     journal: claimed,
     verdict: "up",
     observation: { agent: agent(), containers: afterRemoval },
-    settings: settings("cutover"),
-    now: later + 20_000,
   });
   assert.deepEqual(kinds(second), [], "the same replacement does not count again for crash-2");
-  const third = plan({
+  const third = new SentryMachine(settings("cutover")).step(later + 20_000, {
     journal: claimed,
     verdict: "up",
     observation: { agent: agent(), containers: [...afterRemoval, replacementOf("new-2", "crash", now + 2000)] },
-    settings: settings("cutover"),
-    now: later + 20_000,
   });
   assert.deepEqual(kinds(third), ["remove:crash-2"]);
 });
@@ -459,12 +494,10 @@ Deno.test("cutover: only containers the agent started after the hand-back began 
   const now = T0 + 600_000;
   const { cutover, restored } = cutoverFrom(now);
   const older = replacementOf("older", "crash", now - 60_000);
-  const steps = plan({
+  const steps = new SentryMachine(settings("cutover")).step(now + 60_000, {
     journal: cutover,
     verdict: "up",
     observation: { agent: agent(), containers: [...restored, older] },
-    settings: settings("cutover"),
-    now: now + 60_000,
   });
   assert.deepEqual(kinds(steps), [], "a same-named container started before the hand-back is not a replacement");
 });
@@ -473,12 +506,10 @@ Deno.test("cutover: the region drops again and a later outage records the agent'
   const now = T0 + 600_000;
   const { cutover, restored } = cutoverFrom(now);
   const replacement = replacementOf("new-crash", "crash", now + 2000);
-  const down = plan({
+  const down = new SentryMachine(settings("cutover")).step(now + 5000, {
     journal: cutover,
     verdict: "down",
     observation: { agent: agent(), containers: [...restored, replacement] },
-    settings: settings("cutover"),
-    now: now + 5000,
   });
   const offline = lastJournal(down, cutover);
   assert.equal(offline.mode, "offline");
@@ -486,12 +517,10 @@ Deno.test("cutover: the region drops again and a later outage records the agent'
   assert.equal(offline.handBackStartedAt, now, "the first hand-back's start is kept");
   const onFailure = [...restored, replacement].map((c) => ({ ...c, restartPolicy: ON_FAILURE }));
   const backAt = now + 60_000;
-  const back = plan({
+  const back = new SentryMachine(settings("cutover")).step(backAt, {
     journal: offline,
     verdict: "up",
     observation: { agent: agent("paused"), containers: onFailure },
-    settings: settings("cutover"),
-    now: backAt,
   });
   assert.equal(lastJournal(back, offline).mode, "cutover");
   assert.ok(backAt - now < 300_000, "well within --cutover-timeout");
@@ -506,18 +535,16 @@ Deno.test("cutover: the region drops again and a later outage records the agent'
 Deno.test("back offline during a hand-back: what was found restarted stays restarted", () => {
   const { journal, observation } = outage();
   const cutover = lastJournal(
-    plan({ journal, verdict: "up", observation, settings: settings("cutover"), now: T0 + 1 }),
+    new SentryMachine(settings("cutover")).step(T0 + 1, { journal, verdict: "up", observation }),
     journal,
   );
-  const again = plan({
+  const again = new SentryMachine(settings("cutover")).step(T0 + 2, {
     journal: cutover,
     verdict: "down",
     observation: {
       agent: agent("running"),
       containers: observation.containers.map((c) => ({ ...c, restartPolicy: NO })),
     },
-    settings: settings("cutover"),
-    now: T0 + 2,
   });
   const offline = lastJournal(again, cutover);
   assert.equal(offline.mode, "offline");
@@ -527,12 +554,10 @@ Deno.test("back offline during a hand-back: what was found restarted stays resta
     agent: agent("paused"),
     containers: observation.containers.map((c) => ({ ...c, restartCount: 0, startedAt: "2026-11-22T08:00:00Z" })),
   };
-  const handBack = plan({
+  const handBack = new SentryMachine(settings("cleanup")).step(T0 + 3, {
     journal: offline,
     verdict: "up",
     observation: settledObservation,
-    settings: settings("cleanup"),
-    now: T0 + 3,
   });
   assert.deepEqual(kinds(handBack).filter((k) => k.startsWith("remove")), ["remove:crash", "remove:reboot"]);
 });
@@ -576,19 +601,17 @@ function drive(
   world: World,
   journal: Journal,
   verdict: Verdict,
-  planSettings: PlanSettings,
+  planSettings: SentryMachineSettings,
   clock: (round: number) => number,
   crashAt?: { step: number; partial: boolean },
 ): { journal: Journal; applied: Action[] } {
   let saved = journal;
   const applied: Action[] = [];
   for (let round = 0; round < 10; round++) {
-    const steps = plan({
+    const steps = new SentryMachine(planSettings).step(clock(round), {
       journal: saved,
       verdict,
       observation: observe(world),
-      settings: planSettings,
-      now: clock(round),
     });
     if (steps.length === 0) return { journal: saved, applied };
     for (const [index, step] of steps.entries()) {
@@ -647,7 +670,7 @@ function outageThenRestarts(
   return { world, journal };
 }
 
-function onlineSettings(strategy: Strategy, ending: Ending): PlanSettings {
+function onlineSettings(strategy: Strategy, ending: Ending): SentryMachineSettings {
   return settings(strategy, { cutoverTimeoutMs: ending === "timeout" ? 0 : 3_600_000 });
 }
 
@@ -660,20 +683,16 @@ for (const [strategy, ending] of SCENARIOS) {
   const name = strategy === "cutover" ? `cutover (by ${ending})` : strategy;
   Deno.test(`${name}: a crash at any step of either transition converges after a restart`, () => {
     // Every step of each transition is a crash point, plus one past the last (no crash).
-    const offlineSteps = plan({
+    const offlineSteps = new SentryMachine(settings(strategy)).step(T0, {
       journal: ONLINE,
       verdict: "down",
       observation: observe(outageWorld()),
-      settings: settings(strategy),
-      now: T0,
     }).length;
     const reference = outageThenRestarts(strategy, ending, undefined);
-    const onlineSteps = plan({
+    const onlineSteps = new SentryMachine(onlineSettings(strategy, ending)).step(HAND_BACK_AT, {
       journal: reference.journal,
       verdict: "up",
       observation: observe(reference.world),
-      settings: onlineSettings(strategy, ending),
-      now: HAND_BACK_AT,
     }).length;
     assert.ok(offlineSteps >= 4 && onlineSteps >= 3, `${offlineSteps} offline and ${onlineSteps} online steps`);
     for (let offlineCrash = 0; offlineCrash <= offlineSteps; offlineCrash++) {

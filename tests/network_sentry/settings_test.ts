@@ -29,7 +29,7 @@ Deno.test("drop-in: the eINS flags keep their short forms and defaults", () => {
   assert.equal(config.cutoverSettle, 10);
   assert.equal(config.dockerHost, "unix:///var/run/docker.sock");
   assert.equal(config.agentContainer, "ecs-agent");
-  assert.equal(config.stateFile, "/var/lib/ecs-network-sentry/state.json");
+  assert.equal(config.journalFile, "/var/lib/ecs-network-sentry/state.json");
   const short = parse(["-r", "eu-west-1", "-i", "15", "-n", "5", "-l", "/mypath/myfile.log", "-k", "DEBUG"]);
   assert.deepEqual([short.interval, short.retries, short.logFile, short.logLevel], [
     15,
@@ -172,6 +172,9 @@ Deno.test("metrics: Prometheus text with every family and a one-hot mode", () =>
     transitions: { offline: 1, online: 0 },
     containersKeptAlive: 3,
     dockerErrors: 2,
+    leftoverContainers: 2,
+    leftoverAgentPaused: true,
+    awslogsBlocking: 1,
   });
   assert.match(text, /^# TYPE ecs_network_sentry_mode gauge$/m);
   assert.match(text, /^ecs_network_sentry_mode\{mode="offline"\} 1$/m);
@@ -183,6 +186,9 @@ Deno.test("metrics: Prometheus text with every family and a one-hot mode", () =>
   assert.match(text, /^ecs_network_sentry_containers_kept_alive 3$/m);
   assert.match(text, /^# TYPE ecs_network_sentry_docker_errors_total counter$/m);
   assert.match(text, /^ecs_network_sentry_docker_errors_total 2$/m);
+  assert.match(text, /^ecs_network_sentry_leftover_containers 2$/m);
+  assert.match(text, /^ecs_network_sentry_leftover_agent_paused 1$/m);
+  assert.match(text, /^ecs_network_sentry_awslogs_blocking_containers 1$/m);
   for (const line of text.trimEnd().split("\n")) {
     assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{\w+="[\w-]+"\})? -?[\d.]+)$/, line);
   }
@@ -279,4 +285,25 @@ Deno.test("probe streaks survive a restart only while they are recent", () => {
     statusFileFor("/var/lib/ecs-network-sentry/state.json"),
     "/var/lib/ecs-network-sentry/state.status.json",
   );
+});
+
+Deno.test("process: --once exits 4 when Docker cannot be reached to protect the host, so a timer unit reports it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const result = await runRoleToEnd("network-sentry", {
+      args: [
+        "--once",
+        "--failure-threshold=1",
+        "--region=eu-test-1",
+        "--endpoint=https://127.0.0.1:9",
+        `--state-file=${dir}/state.json`,
+        `--logfile=${dir}/sentry.log`,
+        `--docker-host=unix://${dir}/no-docker.sock`,
+      ],
+    });
+    assert.equal(result.code, 4, result.stdout + result.stderr);
+    assert.match(result.stdout, /\[docker\] cannot read containers/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

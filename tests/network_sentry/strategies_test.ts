@@ -255,10 +255,10 @@ Deno.test({
     assert.equal(states.get("web")?.policy, "no");
     assert.equal(states.get("crasher")?.policy, "no");
     assert.equal(await c.journal(), undefined);
-    await assert.rejects(Deno.stat(c.stateFile.replace(/\.json$/, ".status.json")), Deno.errors.NotFound);
+    await assert.rejects(Deno.stat(c.journalFile.replace(/\.json$/, ".status.json")), Deno.errors.NotFound);
     await sentry.waitForLog((e) => e.message.startsWith("[end] dry run, would write the metrics file"));
     await assert.rejects(Deno.stat(c.metricsFile), Deno.errors.NotFound);
-    await assert.rejects(Deno.stat(`${c.stateFile}.lock`), Deno.errors.NotFound);
+    await assert.rejects(Deno.stat(`${c.journalFile}.lock`), Deno.errors.NotFound);
     assert.equal(await stopped(sentry), 0);
   },
 });
@@ -279,7 +279,7 @@ Deno.test({
       return web?.status === "running" && web.restartCount >= 1;
     });
     await fixture!.endpoint.set("answer");
-    const files = [c.stateFile, c.stateFile.replace(/\.json$/, ".status.json"), c.metricsFile];
+    const files = [c.journalFile, c.journalFile.replace(/\.json$/, ".status.json"), c.metricsFile];
     const before = await Promise.all(files.map((f) => Deno.readTextFile(f)));
     const dockerBefore = await fixture!.engine.states();
 
