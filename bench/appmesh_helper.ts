@@ -12,7 +12,7 @@
 import { type BenchFigure, median, peakRssMiB } from "./result.ts";
 import { DownstreamConnection } from "../sim/downstream.ts";
 import { startEnvoyEmulator } from "../sim/envoy_admin.ts";
-import { type RoleProcess, type SpawnOptions, spawnRole } from "../tests/support/role_process.ts";
+import { type RoleProcess, type SpawnOptions, spawnRole } from "../sim/role_process.ts";
 import { majorFaults, memoryCage } from "./memory_cage.ts";
 
 const RUNS = 5;

@@ -10,8 +10,8 @@
 import { type BenchFigure, median, peakRssMiB } from "./result.ts";
 import { type DockerEngine, startDockerEngine } from "../sim/docker_engine.ts";
 import { createTestCa, type RegionEndpoint, startRegionEndpoint } from "../sim/region_endpoint.ts";
-import { type LogEntry, spawnRole } from "../tests/support/role_process.ts";
-import { waitUntil } from "../tests/support/wait.ts";
+import { type LogEntry, spawnRole } from "../sim/role_process.ts";
+import { waitUntil } from "../sim/wait.ts";
 
 const CYCLES = 5;
 const MANAGED = 50;

@@ -12,7 +12,7 @@
 import { type BenchFigure, median, peakRssMiB } from "./result.ts";
 import { startEcsWorld, type WorldOptions } from "../sim/ecs_world.ts";
 import { Faults, seededRandom } from "../sim/faults.ts";
-import { type LogEntry, type RoleProcess, type SpawnOptions, spawnRole } from "../tests/support/role_process.ts";
+import { type LogEntry, type RoleProcess, type SpawnOptions, spawnRole } from "../sim/role_process.ts";
 import { majorFaults, type MemoryCage, memoryCage } from "./memory_cage.ts";
 import { listenLoopback } from "../tests/nlb_sidecar/support.ts";
 

@@ -11,7 +11,7 @@ import { DockerApiError, DockerHost, parseDockerHost } from "../../lib/network_s
 import { fileJournal, type JournalStore } from "../../lib/network_sentry/journal.ts";
 import { type Observation, plan, type PlanSettings, type Verdict } from "../../lib/network_sentry/machine.ts";
 import { engineForTests } from "../../sim/docker_engine.ts";
-import type { LogEntry } from "../support/role_process.ts";
+import type { LogEntry } from "../../sim/role_process.ts";
 import { standardHost, waitUntil } from "./harness.ts";
 
 const engine = await engineForTests();

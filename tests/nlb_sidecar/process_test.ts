@@ -3,7 +3,7 @@
  * (lib/roles.ts), against the emulated world: every outcome and its exit code.
  */
 import assert from "node:assert/strict";
-import { type LogEntry, runRoleToEnd, spawnRole } from "../support/role_process.ts";
+import { type LogEntry, runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { listenLoopback } from "./support.ts";
 

@@ -1,9 +1,9 @@
 /**
  * Runs a role as its own process with exactly the flags its compiled binary gets (lib/roles.ts), and
- * watches its JSON log lines: how process-level tests prove what `deno compile` would ship.
+ * watches its JSON log lines: how tests, benchmarks and the demo run a role as its binary would.
  * @module
  */
-import { denoRunArgs, roleInfo, type RoleName } from "../../lib/roles.ts";
+import { denoRunArgs, roleInfo, type RoleName } from "../lib/roles.ts";
 
 export interface LogEntry {
   readonly time: string;
@@ -37,7 +37,7 @@ export interface SpawnOptions {
   readonly denoPath?: string;
 }
 
-const projectRoot = new URL("../../", import.meta.url).pathname;
+const projectRoot = new URL("../", import.meta.url).pathname;
 
 export function spawnRole(name: RoleName, options: SpawnOptions = {}): RoleProcess {
   const role = roleInfo(name)!;
