@@ -4,6 +4,7 @@
  * @module
  */
 import { denoRunArgs, roleInfo, type RoleName } from "../lib/roles.ts";
+import { bundlesStale } from "../tools/bundle.ts";
 
 export interface LogEntry {
   readonly time: string;
@@ -39,7 +40,20 @@ export interface SpawnOptions {
 
 const projectRoot = new URL("../", import.meta.url).pathname;
 
+let bundlesChecked = false;
+
+/** Roles run from dist/bundle/: a bundle older than the sources would test code that no longer exists. */
+function assertBundlesCurrent(): void {
+  if (bundlesChecked) return;
+  const stale = bundlesStale();
+  if (stale !== undefined) {
+    throw new Error(`${stale}: run \`make bundle\` (or \`deno task bundle\`) before running a role's process`);
+  }
+  bundlesChecked = true;
+}
+
 export function spawnRole(name: RoleName, options: SpawnOptions = {}): RoleProcess {
+  assertBundlesCurrent();
   const role = roleInfo(name)!;
   const env: Record<string, string> = {
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -159,6 +173,7 @@ export async function runRoleToEnd(
   name: RoleName,
   options: SpawnOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
+  assertBundlesCurrent();
   const role = roleInfo(name)!;
   const output = await new Deno.Command(Deno.execPath(), {
     args: denoRunArgs(role, options.args ?? []),
