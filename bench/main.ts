@@ -75,7 +75,9 @@ if (import.meta.main) {
       console.log(
         `${figure.met ? "met    " : "NOT MET"} ${figure.name}: ${
           round(figure.value)
-        } ${figure.unit} (target ${figure.target})`,
+        } ${figure.unit} (target ${figure.target})\n        runs ${
+          figure.runs.map(round).join(", ")
+        }; ${figure.method}`,
       );
     }
   }

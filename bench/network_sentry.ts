@@ -182,7 +182,7 @@ async function smallestHardLimit(): Promise<BenchFigure[]> {
   const dir = await Deno.makeTempDir({ prefix: "sentry-cage-" });
   const ca = await createTestCa(dir);
   await using endpoint = startRegionEndpoint(ca);
-  const candidates = Array.from({ length: 9 }, (_, i) => 24 + 8 * i);
+  const candidates = Array.from({ length: 14 }, (_, i) => 24 + 8 * i);
   let n = 0;
   try {
     // One engine holds the managed containers of every run: the search goes one limit at a time.

@@ -170,7 +170,7 @@ async function underHardLimit(host: ContainerHost, limitMiB: number): Promise<Be
 /** The smallest hard limit, in 8 MiB steps, at which 30 s of polling stays on schedule. */
 async function smallestHardLimit(host: ContainerHost): Promise<BenchFigure[]> {
   const seconds = 30;
-  const candidates = Array.from({ length: 10 }, (_, i) => 24 + 8 * i);
+  const candidates = Array.from({ length: 14 }, (_, i) => 24 + 8 * i);
   const found = await smallestWorkingLimit(candidates, CAGE_SLOTS, (limit) => cagedSidecar(host, limit, seconds));
   return [{
     role: ROLE,
