@@ -117,6 +117,8 @@ async function cagedHelper(host: ContainerHost, limitMiB: number, holdSeconds: n
     .then(() => true, () => false);
   const startupS = started ? round((Date.now() - startedAt) / 1000, 1) : undefined;
   if (started) await new Promise((r) => setTimeout(r, holdSeconds * 1000));
+  // Checks up to the signal: once draining, the helper fails Envoy's health check on purpose, so `health` says 1.
+  const health = container.health();
   container.process.kill("SIGTERM");
   const exit = await Promise.race([
     container.process.exited,
@@ -128,7 +130,6 @@ async function cagedHelper(host: ContainerHost, limitMiB: number, holdSeconds: n
   const [received, exiting] = [logged("SIGTERM received"), logged("exiting")];
   const offS = received && exiting ? round(offTheTotal(Date.parse(exiting) - Date.parse(received)), 3) : Infinity;
   const usage = container.usage();
-  const health = container.health();
   return {
     startupS,
     offS,
@@ -143,7 +144,7 @@ const cageMethod = (runs: readonly CagedRun[]) =>
   `time from docker run to start-up complete ${runs.map((r) => r.startupS ?? "none in 60").join(", ")} s; ` +
   `exits 0 ${runs.filter((r) => r.exitCode === 0).length}/${runs.length}; OOM kills ${
     runs.map((r) => r.usage.oomKills).join(", ")
-  }; major page faults ${runs.map((r) => r.usage.majorFaults).join(", ")}; \`health\` every 5 s: ${
+  }; major page faults ${runs.map((r) => r.usage.majorFaults).join(", ")}; \`health\` every 5 s until SIGTERM: ${
     runs.map((r) => `${r.health.failures}/${r.health.runs} failed (${r.health.oomKilled} OOM-killed)`).join(", ")
   }; VmHWM ${runs.map((r) => round(r.usage.vmHwmMiB, 1)).join(", ")} MiB; cgroup peak ${
     runs.map((r) => round(r.usage.peakMiB, 1)).join(", ")
