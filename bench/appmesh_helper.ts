@@ -18,6 +18,7 @@ import {
   type CageUsage,
   type ContainerHost,
   containerHost,
+  describeCagedRuns,
   type HealthChecks,
   smallestWorkingLimit,
 } from "./memory_cage.ts";
@@ -142,13 +143,8 @@ async function cagedHelper(host: ContainerHost, limitMiB: number, holdSeconds: n
 
 const cageMethod = (runs: readonly CagedRun[]) =>
   `time from docker run to start-up complete ${runs.map((r) => r.startupS ?? "none in 60").join(", ")} s; ` +
-  `exits 0 ${runs.filter((r) => r.exitCode === 0).length}/${runs.length}; OOM kills ${
-    runs.map((r) => r.usage.oomKills).join(", ")
-  }; major page faults ${runs.map((r) => r.usage.majorFaults).join(", ")}; \`health\` every 5 s until SIGTERM: ${
-    runs.map((r) => `${r.health.failures}/${r.health.runs} failed (${r.health.oomKilled} OOM-killed)`).join(", ")
-  }; VmHWM ${runs.map((r) => round(r.usage.vmHwmMiB, 1)).join(", ")} MiB; cgroup peak ${
-    runs.map((r) => round(r.usage.peakMiB, 1)).join(", ")
-  } MiB`;
+  `exits 0 ${runs.filter((r) => r.exitCode === 0).length}/${runs.length}; ` +
+  describeCagedRuns(runs, "`health` every 5 s until SIGTERM");
 
 const CAGE_SLOTS = 4;
 /** 16 to 128 MiB. */

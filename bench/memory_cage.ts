@@ -377,3 +377,19 @@ export async function smallestWorkingLimit<T extends { readonly ok: boolean }>(
   }
   return best;
 }
+
+const tenths = (value: number) => Math.round(value * 10) / 10;
+
+/** The figures of caged runs for a benchmark's method column; `check` names the check run every 5 s. */
+export function describeCagedRuns(
+  runs: ReadonlyArray<{ readonly usage: CageUsage; readonly health: HealthChecks }>,
+  check: string,
+): string {
+  return `OOM kills ${runs.map((r) => r.usage.oomKills).join(", ")}; major page faults ${
+    runs.map((r) => r.usage.majorFaults).join(", ")
+  }; ${check}: ${
+    runs.map((r) => `${r.health.failures}/${r.health.runs} failed (${r.health.oomKilled} OOM-killed)`).join(", ")
+  }; VmHWM ${runs.map((r) => tenths(r.usage.vmHwmMiB)).join(", ")} MiB; cgroup peak ${
+    runs.map((r) => tenths(r.usage.peakMiB)).join(", ")
+  } MiB`;
+}

@@ -16,6 +16,7 @@ import {
   type CageUsage,
   type ContainerHost,
   containerHost,
+  describeCagedRuns,
   type HealthChecks,
   type RoleContainer,
   smallestWorkingLimit,
@@ -208,12 +209,7 @@ async function smallestHardLimit(): Promise<BenchFigure[]> {
         (r?.cycle
           ? `; at ${found!.limitMiB} MiB: detection ${round(r.cycle.detectionS)} s, offline ${
             round(r.cycle.offlineS)
-          } s, online ${
-            round(r.cycle.onlineS)
-          } s, OOM kills ${r.usage.oomKills}, major page faults ${r.usage.majorFaults}, ` +
-            `status ${r.health.failures}/${r.health.runs} failed, VmHWM ${round(r.usage.vmHwmMiB)} MiB, cgroup peak ${
-              round(r.usage.peakMiB)
-            } MiB`
+          } s, online ${round(r.cycle.onlineS)} s, ${describeCagedRuns([r], "`status` every 5 s")}`
           : "; none passed"),
     }];
   } finally {

@@ -17,6 +17,7 @@ import {
   type CageUsage,
   type ContainerHost,
   containerHost,
+  describeCagedRuns,
   type HealthChecks,
   smallestWorkingLimit,
 } from "./memory_cage.ts";
@@ -137,13 +138,8 @@ async function cagedSidecar(host: ContainerHost, limitMiB: number, seconds: numb
 
 const cageMethod = (runs: readonly CagedRun[]) =>
   `time from docker run to the first poll ${runs.map((r) => r.firstPollS ?? "none in 60").join(", ")} s; ` +
-  `exits 0 after the drain ${runs.filter((r) => r.exitCode === 0).length}/${runs.length}; OOM kills ${
-    runs.map((r) => r.usage.oomKills).join(", ")
-  }; major page faults ${runs.map((r) => r.usage.majorFaults).join(", ")}; \`health\` every 5 s: ${
-    runs.map((r) => `${r.health.failures}/${r.health.runs} failed (${r.health.oomKilled} OOM-killed)`).join(", ")
-  }; VmHWM ${runs.map((r) => round(r.usage.vmHwmMiB, 1)).join(", ")} MiB; cgroup peak ${
-    runs.map((r) => round(r.usage.peakMiB, 1)).join(", ")
-  } MiB`;
+  `exits 0 after the drain ${runs.filter((r) => r.exitCode === 0).length}/${runs.length}; ` +
+  describeCagedRuns(runs, "`health` every 5 s");
 
 /**
  * 60 s of polling every second and then a drain, each sidecar in a container with a hard limit (the
