@@ -32,9 +32,12 @@ export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** When `false`, stdout is not parsed as JSON lines. */
   readonly json?: boolean;
-  /** A command prefix the role runs under, which must exec the command appended to it (a memory cage). */
+  /**
+   * A command prefix that runs the deno command line appended to it, e.g. `docker run ... image` (the
+   * benchmarks' containers, bench/memory_cage.ts): stdout, stderr, signals and the exit code pass through.
+   */
   readonly wrapper?: readonly string[];
-  /** The deno executable; by default the one running this code. */
+  /** The deno executable (inside the wrapper's world, e.g. `/deno` in a container); by default this one. */
   readonly denoPath?: string;
 }
 
