@@ -14,7 +14,7 @@ DENO_DEP    := $(if $(SYSTEM_OK),,$(TOOLS)/bin/deno)
 # `deno task` runs the tasks' own `deno ...` words through PATH: put the pinned binary first.
 export PATH := $(dir $(DENO)):$(PATH)
 
-.PHONY: all demo test unit check lint fmt fmt-check doc-lint bench docs compile image install clean deno
+.PHONY: all demo test unit check lint fmt fmt-check doc-lint bench docs bundle compile image install clean deno
 
 all: test
 
@@ -29,12 +29,17 @@ $(TOOLS)/bin/deno:
 	done
 	@test -x $@ || { echo "could not find a working deno binary under $(TOOLS)/node_modules" >&2; exit 1; }
 
-demo: $(DENO_DEP)
+demo: bundle
 	$(DENO) task demo
 
 test: $(DENO_DEP) check lint fmt-check doc-lint unit
 
-unit: $(DENO_DEP)
+# Roles run from their bundles in dist/bundle/ (tools/bundle.ts): rebuilt here when any input changed, and a
+# process started from a stale bundle fails loudly (sim/role_process.ts), so tests never pass on old code.
+bundle: $(DENO_DEP)
+	$(DENO) task bundle
+
+unit: bundle
 	$(DENO) task test
 
 check: $(DENO_DEP)
@@ -54,14 +59,14 @@ doc-lint: $(DENO_DEP)
 	$(DENO) doc --lint mod.ts
 	$(DENO) check --doc-only mod.ts lib/*.ts
 
-bench: $(DENO_DEP)
+bench: bundle
 	$(DENO) task bench
 
 docs: $(DENO_DEP)
 	$(DENO) task docs
 
 # Needs Deno's denort runtime: downloaded by deno itself, or set DENORT_BIN=/path/to/denort.
-compile: $(DENO_DEP)
+compile: bundle
 	$(DENO) task compile
 
 image:

@@ -46,11 +46,16 @@ export function renderReport(figures: readonly BenchFigure[], startedAt: Date, s
     "|---|---|---|---|---|---|---|",
     ...rows,
     "",
-    "Reproduce: `make bench` (or `deno task bench [role]`). Memory figures are the peak resident set (VmHWM) of the",
-    "role running as its own process with exactly the permission and V8 flags of its compiled binary, started by",
-    "`deno run`: the `deno` executable (with its tooling) stands in for the smaller `denort` runtime that",
-    "`deno compile` embeds, which cannot be downloaded here. Hard-limit rows run the role in a memory cgroup of",
-    "that size, as ECS does for a container's `memory`.",
+    "Reproduce: `make bench` (or `deno task bench [role]`; as root, for the container rows). Memory figures are the",
+    "peak resident set (VmHWM) of the role's bundle (dist/bundle/, tools/bundle.ts) running as its own process with",
+    "exactly the permission and V8 flags of its compiled binary, started by `deno run`: the `deno` executable (with its",
+    "tooling) stands in for the smaller `denort` runtime that `deno compile` embeds, which cannot be downloaded here.",
+    "Hard-limit rows run the role in a container, `docker run --memory M --memory-swap M` as ECS does for a container's",
+    "`memory`, from an image of only the `deno` executable, its shared libraries and the bundle, with the role's",
+    "`health` command (the sentry's `status`) run in the same container every 5 s as ECS runs a `healthCheck`.",
+    "The containers' disk reads ahead 128 KiB (an ext4 loop device the bench sets up), as EBS and NVMe volumes",
+    "usually do, because under a hard limit every page fault on the executable reads that much into the",
+    "container's memory, and this machine's own disk, reading ahead 8 MiB, would measure the machine instead of the role.",
     "",
   ].join("\n");
 }
@@ -71,7 +76,9 @@ if (import.meta.main) {
       console.log(
         `${figure.met ? "met    " : "NOT MET"} ${figure.name}: ${
           round(figure.value)
-        } ${figure.unit} (target ${figure.target})`,
+        } ${figure.unit} (target ${figure.target})\n        runs ${
+          figure.runs.map(round).join(", ")
+        }; ${figure.method}`,
       );
     }
   }

@@ -10,7 +10,7 @@ import type { Narrator, Scenario } from "./scenario.ts";
 import { DownstreamConnection } from "../sim/downstream.ts";
 import { startEnvoyEmulator } from "../sim/envoy_admin.ts";
 import { startSimServer } from "../sim/http_server.ts";
-import { spawnRole } from "../tests/support/role_process.ts";
+import { spawnRole } from "../sim/role_process.ts";
 
 const DRAIN_DELAY_S = 1;
 const DRAIN_TIMEOUT_S = 8;

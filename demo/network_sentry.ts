@@ -11,8 +11,8 @@ import type { Narrator, Scenario, ScenarioOutcome } from "./scenario.ts";
 import { type DockerEngine, dockerUnavailableReason, startDockerEngine } from "../sim/docker_engine.ts";
 import { type DockerApiEmulator, ecsLabels, startDockerApiEmulator } from "../sim/docker_api.ts";
 import { createTestCa, startRegionEndpoint } from "../sim/region_endpoint.ts";
-import { type LogEntry, type RoleProcess, spawnRole } from "../tests/support/role_process.ts";
-import { waitUntil } from "../tests/support/wait.ts";
+import { type LogEntry, type RoleProcess, spawnRole } from "../sim/role_process.ts";
+import { waitUntil } from "../sim/wait.ts";
 
 const INTERVAL_S = 0.5;
 const TIMEOUT_S = 0.5;

@@ -9,7 +9,7 @@
  */
 import type { Narrator, Scenario, ScenarioOutcome } from "./scenario.ts";
 import { startEcsWorld } from "../sim/ecs_world.ts";
-import { type LogEntry, spawnRole } from "../tests/support/role_process.ts";
+import { type LogEntry, spawnRole } from "../sim/role_process.ts";
 
 const POLLING_FREQUENCY = 0.5;
 const DEREGISTRATION_WAIT = 2;

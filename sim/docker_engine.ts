@@ -92,8 +92,13 @@ export interface DockerEngine extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+export interface EngineOptions {
+  /** Where images and containers live; by default a folder of the engine's own (benchmarks choose a disk). */
+  readonly dataRoot?: string;
+}
+
 /** Starts a private engine and imports the busybox image. */
-export async function startDockerEngine(): Promise<DockerEngine> {
+export async function startDockerEngine(options: EngineOptions = {}): Promise<DockerEngine> {
   const reason = await dockerUnavailableReason();
   if (reason) throw new Error(`cannot start a Docker engine: ${reason}`);
   // Short: unix socket paths (containerd's under the exec root too) are limited to 108 bytes.
@@ -105,7 +110,7 @@ export async function startDockerEngine(): Promise<DockerEngine> {
   const startDaemon = async () => {
     const args = [
       `--host=unix://${socketPath}`,
-      `--data-root=${join(dir, "data")}`,
+      `--data-root=${options.dataRoot ?? join(dir, "data")}`,
       `--exec-root=${join(dir, "x")}`,
       `--pidfile=${join(dir, "d.pid")}`,
       "--bridge=none",

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { findStale, ROLE_SPECS } from "../tools/docs.ts";
 import { roleInfo, type RoleName, ROLES } from "../lib/roles.ts";
-import { runRoleToEnd } from "./support/role_process.ts";
+import { runRoleToEnd } from "../sim/role_process.ts";
 
 const root = new URL("../", import.meta.url);
 

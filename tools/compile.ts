@@ -1,6 +1,7 @@
 /**
  * `deno task compile [--role R] [--target T|host] [--out DIR]`: one standalone binary per role and
- * target in dist/<target>/, with exactly the permissions and V8 flags defined in lib/roles.ts.
+ * target in dist/<target>/, compiled from the role's bundle (built first when stale, tools/bundle.ts)
+ * with exactly the permissions and V8 flags defined in lib/roles.ts.
  *
  * `deno compile` embeds Deno's `denort` runtime, which it downloads for each target unless
  * `DENORT_BIN` names a local copy (then only the target that copy was built for can be produced).
@@ -8,6 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { COMPILE_TARGETS, type CompileTarget, denoCompileArgs, ROLES } from "../lib/roles.ts";
+import { ensureBundles } from "./bundle.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -39,6 +41,7 @@ if (denort !== undefined) {
   }
 }
 
+await ensureBundles();
 for (const target of targets) {
   for (const role of roles) {
     const output = `${values.out}/${target}/${role.binary}`;

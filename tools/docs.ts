@@ -55,9 +55,9 @@ export async function renderReadme(current: string): Promise<string> {
   return out;
 }
 
-/** deno.json's tasks for each role, as lib/roles.ts defines them. */
-export function expectedRoleTasks(): Record<string, string> {
-  return Object.fromEntries(ROLES.map((role) => [role.name, taskCommand(role)]));
+/** deno.json's tasks for each role, as lib/roles.ts defines them: each runs the role's bundle, built first. */
+export function expectedRoleTasks(): Record<string, { command: string; dependencies: string[] }> {
+  return Object.fromEntries(ROLES.map((role) => [role.name, { command: taskCommand(role), dependencies: ["bundle"] }]));
 }
 
 export interface Staleness {
@@ -69,7 +69,7 @@ export async function findStale(): Promise<Staleness> {
   const readme = await Deno.readTextFile(new URL("README.md", root));
   const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
   const tasks = Object.entries(expectedRoleTasks())
-    .filter(([name, command]) => config.tasks?.[name] !== command)
+    .filter(([name, task]) => JSON.stringify(config.tasks?.[name]) !== JSON.stringify(task))
     .map(([name]) => name);
   return { readme: (await formatMarkdown(await renderReadme(readme))) !== readme, tasks };
 }

@@ -25,6 +25,6 @@ export function sidecarClients(
   return {
     ecs: new ECSClient(config),
     elbv2: new ElasticLoadBalancingV2Client(config),
-    ec2: () => ec2 ??= import("@aws-sdk/client-ec2").then((m) => new m.EC2Client(config)),
+    ec2: () => ec2 ??= import("./ec2.ts").then((m) => new m.EC2Client(config)),
   };
 }

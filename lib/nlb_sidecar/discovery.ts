@@ -489,7 +489,7 @@ class TargetResolver {
   /** The private address of the task's instance: only `ip` targets of bridge and host tasks need it. */
   async instanceAddress(instanceId: string, ipv6: boolean): Promise<string> {
     const [{ DescribeInstancesCommand }, ec2] = await Promise.all([
-      import("@aws-sdk/client-ec2"),
+      import("./ec2.ts"),
       this.clients.ec2(),
     ]);
     const out = await this.attempt(

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { unusedPort } from "../../sim/downstream.ts";
 import { type EnvoyInitState, startEnvoyEmulator } from "../../sim/envoy_admin.ts";
 import { startSimServer } from "../../sim/http_server.ts";
-import { runRoleToEnd } from "../support/role_process.ts";
+import { runRoleToEnd } from "../../sim/role_process.ts";
 
 interface Case {
   readonly name: string;

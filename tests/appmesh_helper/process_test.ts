@@ -9,7 +9,7 @@ import { DownstreamConnection, unusedPort } from "../../sim/downstream.ts";
 import { type EnvoyEmulator, startEnvoyEmulator } from "../../sim/envoy_admin.ts";
 import { startSimServer } from "../../sim/http_server.ts";
 import { createTestCa } from "../../sim/region_endpoint.ts";
-import { type LogEntry, type RoleProcess, runRoleToEnd, spawnRole } from "../support/role_process.ts";
+import { type LogEntry, type RoleProcess, runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 import { until, within } from "./support.ts";
 
 const byStep = (step: string) => (entry: LogEntry) => entry.step === step;

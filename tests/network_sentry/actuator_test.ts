@@ -17,7 +17,7 @@ import {
   type Verdict,
 } from "../../lib/network_sentry/machine.ts";
 import { engineForTests } from "../../sim/docker_engine.ts";
-import type { LogEntry } from "../support/role_process.ts";
+import type { LogEntry } from "../../sim/role_process.ts";
 import { standardHost, waitUntil } from "./harness.ts";
 
 const engine = await engineForTests();

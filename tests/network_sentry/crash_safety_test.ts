@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { WRITE_JOURNAL } from "../../lib/network_sentry/machine.ts";
-import type { LogEntry } from "../support/role_process.ts";
+import type { LogEntry } from "../../sim/role_process.ts";
 import {
   type Fixture,
   fixtureForFile,

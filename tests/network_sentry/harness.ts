@@ -7,9 +7,9 @@ import { readJsonFile } from "../../lib/atomic_file.ts";
 import type { Journal } from "../../lib/network_sentry/machine.ts";
 import { type DockerEngine, engineForTests } from "../../sim/docker_engine.ts";
 import { createTestCa, type RegionEndpoint, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
-import { type LogEntry, type RoleProcess, runRoleToEnd, spawnRole } from "../support/role_process.ts";
+import { type LogEntry, type RoleProcess, runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 
-export { waitUntil } from "../support/wait.ts";
+export { waitUntil } from "../../sim/wait.ts";
 
 export interface Fixture {
   readonly engine: DockerEngine;

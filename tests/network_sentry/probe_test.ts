@@ -4,7 +4,7 @@ import { proxyFor, regionalEndpoint } from "../../lib/network_sentry/endpoint.ts
 import { probeEndpoint, type ProbeResult, readUntil } from "../../lib/network_sentry/probe.ts";
 import { createTestCa, startConnectProxy, startRegionEndpoint, type TestCa } from "../../sim/region_endpoint.ts";
 import { startBumpingProxy } from "../../sim/tls_bumping_proxy.ts";
-import { runRoleToEnd } from "../support/role_process.ts";
+import { runRoleToEnd } from "../../sim/role_process.ts";
 
 const REGION_HOST = "ecs.eu-test-1.amazonaws.com";
 const dir = await Deno.makeTempDir({ prefix: "sentry-probe-" });

@@ -6,7 +6,7 @@ import { networkSentrySettings, proxySettings, validateSettings } from "../../li
 import { fileJournal, JournalError } from "../../lib/network_sentry/journal.ts";
 import { ONLINE } from "../../lib/network_sentry/machine.ts";
 import { resumedCounters, statusFileFor } from "../../lib/network_sentry/sentry.ts";
-import { runRoleToEnd, spawnRole } from "../support/role_process.ts";
+import { runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 
 function parse(args: string[], env: Record<string, string> = {}, subcommand?: string) {
   const { config } = parseSettings(networkSentrySettings, { args, env });

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { TaskMetadata } from "../../lib/ecs_metadata.ts";
-import { type LogEntry, runRoleToEnd, spawnRole } from "../support/role_process.ts";
+import { type LogEntry, runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { LoadBalancerTraffic } from "../../sim/downstream.ts";
 import { listenLoopback } from "./support.ts";

@@ -1,9 +1,10 @@
 /**
  * Runs a role as its own process with exactly the flags its compiled binary gets (lib/roles.ts), and
- * watches its JSON log lines: how process-level tests prove what `deno compile` would ship.
+ * watches its JSON log lines: how tests, benchmarks and the demo run a role as its binary would.
  * @module
  */
-import { denoRunArgs, roleInfo, type RoleName } from "../../lib/roles.ts";
+import { denoRunArgs, roleInfo, type RoleName } from "../lib/roles.ts";
+import { bundlesStale } from "../tools/bundle.ts";
 
 export interface LogEntry {
   readonly time: string;
@@ -31,15 +32,31 @@ export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** When `false`, stdout is not parsed as JSON lines. */
   readonly json?: boolean;
-  /** A command prefix the role runs under, which must exec the command appended to it (a memory cage). */
+  /**
+   * A command prefix that runs the deno command line appended to it, e.g. `docker run ... image` (the
+   * benchmarks' containers, bench/memory_cage.ts): stdout, stderr, signals and the exit code pass through.
+   */
   readonly wrapper?: readonly string[];
-  /** The deno executable; by default the one running this code. */
+  /** The deno executable (inside the wrapper's world, e.g. `/deno` in a container); by default this one. */
   readonly denoPath?: string;
 }
 
-const projectRoot = new URL("../../", import.meta.url).pathname;
+const projectRoot = new URL("../", import.meta.url).pathname;
+
+let bundlesChecked = false;
+
+/** Roles run from dist/bundle/: a bundle older than the sources would test code that no longer exists. */
+function assertBundlesCurrent(): void {
+  if (bundlesChecked) return;
+  const stale = bundlesStale();
+  if (stale !== undefined) {
+    throw new Error(`${stale}: run \`make bundle\` (or \`deno task bundle\`) before running a role's process`);
+  }
+  bundlesChecked = true;
+}
 
 export function spawnRole(name: RoleName, options: SpawnOptions = {}): RoleProcess {
+  assertBundlesCurrent();
   const role = roleInfo(name)!;
   const env: Record<string, string> = {
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
@@ -159,6 +176,7 @@ export async function runRoleToEnd(
   name: RoleName,
   options: SpawnOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
+  assertBundlesCurrent();
   const role = roleInfo(name)!;
   const command = [...options.wrapper ?? [], Deno.execPath(), ...denoRunArgs(role, options.args ?? [])];
   const output = await new Deno.Command(command[0], {
