@@ -55,6 +55,13 @@ function assertBundlesCurrent(): void {
   bundlesChecked = true;
 }
 
+/**
+ * What every role process gets besides the caller's environment. `deno run`, unlike the compiled binary,
+ * checks for a newer Deno over the network, through HTTPS_PROXY when one is set: a proxy test then saw a
+ * tunnel to Deno's download host besides the sentry's own probe (and no traffic may leave loopback).
+ */
+const RUNTIME_ENV = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" } as const;
+
 export function spawnRole(name: RoleName, options: SpawnOptions = {}): RoleProcess {
   assertBundlesCurrent();
   const role = roleInfo(name)!;
@@ -62,7 +69,7 @@ export function spawnRole(name: RoleName, options: SpawnOptions = {}): RoleProce
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
     HOME: Deno.env.get("HOME") ?? "/root",
     DENO_DIR: Deno.env.get("DENO_DIR") ?? "",
-    NO_COLOR: "1",
+    ...RUNTIME_ENV,
     ...options.env,
   };
   if (!env.DENO_DIR) delete env.DENO_DIR;
@@ -185,7 +192,7 @@ export async function runRoleToEnd(
     env: {
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
       HOME: Deno.env.get("HOME") ?? "/root",
-      NO_COLOR: "1",
+      ...RUNTIME_ENV,
       ...options.env,
     },
     clearEnv: true,
