@@ -2,8 +2,9 @@
  * network-sentry demo: an ECS Anywhere host loses its region. The sentry notices within
  * failure-threshold x interval + timeout, pauses the ECS agent and puts the task containers on an
  * on-failure restart policy, so a container that crashes is restarted by Docker. When the region answers
- * again it hands back: the restarted container is removed (ECS re-launches its task), policies are
- * restored, and the agent is unpaused last. On a private real Docker engine when one can be started;
+ * again it hands back: the kept containers' policies are restored first (so none can be restarted by
+ * Docker while the rest is cleaned up), the restarted container is removed (ECS re-launches its task),
+ * and the agent is unpaused last. On a private real Docker engine when one can be started;
  * otherwise against a read-only Docker API emulator with --dry-run.
  * @module
  */

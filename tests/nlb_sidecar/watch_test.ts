@@ -196,8 +196,9 @@ Deno.test("watch: ELB's own deregistration (draining, then gone after the delay)
 });
 
 Deno.test("watch: exactly one DescribeTargetHealth per target group per interval", async () => {
-  const interval = 100;
-  const runMs = 1_500;
+  // Long enough intervals that a loaded 2-core CI machine's timer lag (tens of ms) stays inside the bounds.
+  const interval = 300;
+  const runMs = 4_500;
   await using w = await watch({
     networkMode: "awsvpc",
     targetGroups: [{ protocol: "TCP" }, { protocol: "HTTP", containerPort: 8081 }],
@@ -209,12 +210,13 @@ Deno.test("watch: exactly one DescribeTargetHealth per target group per interval
     const calls = (w.world.elbv2.state.healthCalls.get(target.targetGroupArn) ?? []).map((call) => call.at);
     // Intervals jitter within +-10%: between runMs/110 and runMs/90 calls (plus the first, at start).
     assert.ok(
-      calls.length >= Math.floor(runMs / (1.1 * interval)) && calls.length <= Math.ceil(runMs / (0.9 * interval)) + 1,
+      calls.length >= Math.floor(runMs / (1.1 * interval)) - 1 && calls.length <= Math.ceil(runMs / (0.9 * interval)) + 1,
       `${calls.length} calls in ${runMs} ms`,
     );
     const gaps = calls.slice(1).map((at, i) => at - calls[i]);
     // The emulator stamps arrivals, which carry the request latency's own jitter on top of the schedule.
-    assert.ok(Math.min(...gaps) >= 0.9 * interval - 25, `gaps ${gaps.join(", ")} ms`);
+    // A late call (timer lag under load) shortens the next gap by its lateness, never below the schedule minus that.
+    assert.ok(Math.min(...gaps) >= 0.9 * interval - 100, `gaps ${gaps.join(", ")} ms`);
   }
 });
 
