@@ -210,7 +210,8 @@ Deno.test("watch: exactly one DescribeTargetHealth per target group per interval
     const calls = (w.world.elbv2.state.healthCalls.get(target.targetGroupArn) ?? []).map((call) => call.at);
     // Intervals jitter within +-10%: between runMs/110 and runMs/90 calls (plus the first, at start).
     assert.ok(
-      calls.length >= Math.floor(runMs / (1.1 * interval)) - 1 && calls.length <= Math.ceil(runMs / (0.9 * interval)) + 1,
+      calls.length >= Math.floor(runMs / (1.1 * interval)) - 1 &&
+        calls.length <= Math.ceil(runMs / (0.9 * interval)) + 1,
       `${calls.length} calls in ${runMs} ms`,
     );
     const gaps = calls.slice(1).map((at, i) => at - calls[i]);
