@@ -450,6 +450,16 @@ function newConnectionsUntilStopped(port: number, everyMs: number) {
   return { seen, stop: () => (stopped = true, done) };
 }
 
+/** SIGTERMs the helper while a downstream opens a new connection every 100 ms, until the helper has exited. */
+async function sigtermWhileDownstreamsConnect(envoy: EnvoyEmulator, role: RoleProcess) {
+  const downstream = newConnectionsUntilStopped(envoy.ingressPort, 100);
+  const signalledAt = Date.now();
+  role.kill("SIGTERM");
+  const exit = await within(role.exited, "the helper to exit", 15_000);
+  await downstream.stop();
+  return { exit, seen: downstream.seen, signalledAt };
+}
+
 Deno.test("App Mesh's Envoy (drain time shorter than DRAIN_TIMEOUT): warned at start, and it accepts new connections until the helper exits", async () => {
   // App Mesh's 20 s drain time against DRAIN_TIMEOUT 40, scaled down 20 times.
   await using envoy = await startEnvoyEmulator({ drainTimeMs: 1_000 });
@@ -458,15 +468,11 @@ Deno.test("App Mesh's Envoy (drain time shorter than DRAIN_TIMEOUT): warned at s
   assert.ok(warning, "the short drain time is warned about once Envoy is LIVE, before any signal");
   assert.equal(warning.level, "warning");
   assert.equal(warning.drainTimeSeconds, 1);
-  const downstream = newConnectionsUntilStopped(envoy.ingressPort, 100);
-  const signalledAt = Date.now();
-  role.kill("SIGTERM");
-  const exit = await within(role.exited, "the helper to exit", 15_000);
-  await downstream.stop();
+  const { exit, seen, signalledAt } = await sigtermWhileDownstreamsConnect(envoy, role);
 
   assert.equal(exit.code, 0);
-  assert.equal(downstream.seen.refused, 0, "no connection refused before the helper exited");
-  assert.ok(downstream.seen.opened >= 5, `downstreams kept connecting: ${downstream.seen.opened}`);
+  assert.equal(seen.refused, 0, "no connection refused before the helper exited");
+  assert.ok(seen.opened >= 5, `downstreams kept connecting: ${seen.opened}`);
   assert.ok(exit.at - signalledAt >= 2_150, "new connections keep the drain going to the deadline");
   assert.ok(envoy.calls.some((c) => c.target === "/drain_listeners?graceful&inboundonly&skip_exit"));
   assert.equal(envoy.accepting, true, "skip_exit: Envoy never stopped its listeners");
@@ -475,14 +481,10 @@ Deno.test("App Mesh's Envoy (drain time shorter than DRAIN_TIMEOUT): warned at s
 Deno.test("connections mode: an Envoy that stops its listener (no skip_exit before 1.29) is not taken as quiet", async () => {
   await using envoy = await startEnvoyEmulator({ drainTimeMs: 500, skipExit: false });
   await using role = await startedInConnectionsMode(envoy, { delay: 0.2, timeout: 3, quiet: 0.3 });
-  const downstream = newConnectionsUntilStopped(envoy.ingressPort, 100);
-  const signalledAt = Date.now();
-  role.kill("SIGTERM");
-  const exit = await within(role.exited, "the helper to exit", 15_000);
-  await downstream.stop();
+  const { exit, seen, signalledAt } = await sigtermWhileDownstreamsConnect(envoy, role);
 
   assert.equal(exit.code, 0);
-  assert.ok(downstream.seen.refused > 0, "the stopped listener refused the downstreams");
+  assert.ok(seen.refused > 0, "the stopped listener refused the downstreams");
   assert.ok(exit.at - signalledAt >= 3_150, `held to DRAIN_DELAY + DRAIN_TIMEOUT: ${exit.at - signalledAt} ms`);
   const hold = role.logs.find((l) => l.step === "drain-connections" && l.holdReason === "listener-stopped");
   assert.ok(hold, "the log says why the lull did not end the drain");
