@@ -1,7 +1,7 @@
 /**
  * ecs-lifecycle as a library: the three roles (each a program for {@link runRole}, its settings and its
  * pure decision machine), and the shared building blocks they are made of that stand on their own: the
- * retry rule for AWS errors, the ECS task metadata client and the lean AWS SDK client settings. The
+ * retry rule for AWS errors, the ECS task metadata client and where AWS credentials come from. The
  * loopback emulators in `sim/` are test and demo tooling and are not part of this surface, nor are the
  * builders the roles declare their settings with.
  *
@@ -84,11 +84,6 @@ export {
   regionFromTaskArn,
   type TaskMetadata,
 } from "./lib/ecs_metadata.ts";
-export {
-  type AwsClientOptions,
-  type AwsCredentials,
-  credentialsFromEnvironment,
-  type CredentialsProvider,
-} from "./lib/aws.ts";
+export { type AwsCredentials, credentialsFromEnvironment, type CredentialsProvider } from "./lib/aws.ts";
 export { type RoleInfo, type RoleName, ROLES } from "./lib/roles.ts";
 export { VERSION } from "./lib/version.ts";

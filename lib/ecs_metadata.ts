@@ -155,12 +155,12 @@ export interface MetadataClientOptions {
 
 /**
  * Typed answers from the task metadata endpoint; transient failures are retried until `deadline`
- * (epoch ms) or until `signal` aborts.
+ * (on monotonicNow's clock) or until `signal` aborts.
  *
  * @example
  * ```ts
  * const client: MetadataClient = metadataClient(Deno.env.get("ECS_CONTAINER_METADATA_URI_V4")!);
- * const self = await client.self({ deadline: Date.now() + 10_000 });
+ * const self = await client.self({ signal: AbortSignal.timeout(10_000) });
  * ```
  */
 export interface MetadataClient {
@@ -176,7 +176,7 @@ export interface MetadataClient {
  * @example Find the task's cluster and region
  * ```ts
  * const metadata = metadataClient(Deno.env.get("ECS_CONTAINER_METADATA_URI_V4")!, { timeoutMs: 1_000 });
- * const task = await metadata.task({ deadline: Date.now() + 30_000 });
+ * const task = await metadata.task({ signal: AbortSignal.timeout(30_000) });
  * console.log(clusterName(task.Cluster), regionFromTaskArn(task.TaskARN));
  * ```
  */

@@ -123,6 +123,11 @@ export interface TargetHealthCall {
 export class Elbv2State {
   readonly targetGroups = new Map<string, TargetGroupRecord>();
   readonly denied = new Set<string>();
+  /**
+   * Operations answered with ELB's `Throttling` (HTTP 400) for as long as they are listed: the account's
+   * shared bucket is empty (docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html).
+   */
+  readonly throttled = new Set<string>();
   /** Every DescribeTargetHealth call for an existing target group, per group ARN. */
   readonly healthCalls = new Map<string, TargetHealthCall[]>();
 
@@ -234,6 +239,7 @@ export class Elbv2State {
   }
 
   #guard(operation: string): void {
+    if (this.throttled.has(operation)) throw new AwsError("Throttling", "Rate exceeded", 400);
     if (this.denied.has(operation)) {
       throw new AwsError(
         "AccessDenied",

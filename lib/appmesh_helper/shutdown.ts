@@ -158,6 +158,8 @@ async function tellEnvoy(
     try {
       const answer = await retry(() => send({ timeoutMs: timeLeft(stage.envoy, giveUpAt) }), {
         deadline: giveUpAt,
+        // The helper's waits are on the wall clock (giveUpAt above); retry's own default is monotonicNow.
+        now: Date.now,
         backoff: ENVOY_BACKOFF,
         onRetry: (error, _attempt, delayMs) =>
           stage.log.warning("Envoy did not take the call, retrying", {

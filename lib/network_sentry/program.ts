@@ -191,6 +191,17 @@ async function resume(context: RoleContext<NetworkSentrySettings>): Promise<numb
         signal: shutdown.signal,
       });
       if (!outcome.finished) return ExitCode.Failure;
+      if (store.unsaved) {
+        // The daemon reads the journal, not this process's memory: left at awaiting-resume, it would
+        // pause the agent again at its next probe.
+        log.error(
+          "[resume] the agent is unpaused but the journal {path} could not be written: free the disk and run resume again",
+          {
+            path: config.journalFile,
+          },
+        );
+        return ExitCode.Failure;
+      }
       log.info("[resume] hand-back complete, the ECS agent is in charge again");
       return ExitCode.Ok;
     }, shutdown.signal);

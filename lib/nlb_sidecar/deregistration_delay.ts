@@ -25,15 +25,21 @@ export async function longestDeregistrationDelay(
   targetGroupArns: readonly string[],
   options: RetryOptions = {},
 ): Promise<DeregistrationDelay> {
+  // One group's lasting failure decides: the other groups' retries stop with it, instead of spending the
+  // account's ELB budget in the background for an answer nobody waits for.
+  const givenUp = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, givenUp.signal]) : givenUp.signal;
   try {
     const delays = await Promise.all(
-      [...new Set(targetGroupArns)].map((arn) => retry(() => delayOf(client, arn, options.signal), options)),
+      [...new Set(targetGroupArns)].map((arn) => retry(() => delayOf(client, arn, signal), { ...options, signal })),
     );
     return { kind: "read", seconds: Math.max(...delays) };
   } catch (error) {
     if (options.signal?.aborted) throw error;
     const { error: code, message } = describeError(error);
     return { kind: "unreadable", error: code, message };
+  } finally {
+    givenUp.abort();
   }
 }
 

@@ -114,7 +114,7 @@ async function runSidecar(context: Context): Promise<number> {
   if (drain.mode === "connections") {
     try {
       capSeconds = await connectionsDrainCap(context, plan, clients.elbv2, {
-        deadline: Date.now() + 3 * requestTimeoutMs,
+        deadline: monotonicNow() + 3 * requestTimeoutMs,
         onRetry: (error, attempt, delayMs) => onRetry("DescribeTargetGroupAttributes", error, attempt, delayMs),
       });
     } catch (error) {

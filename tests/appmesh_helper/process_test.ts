@@ -210,6 +210,21 @@ Deno.test("fixed mode: a fail call Envoy does not take is retried briefly, out o
   assertBetween(exit.at - signalledAt, 1_450, 6_000, "exit still at DRAIN_DELAY + DRAIN_TIMEOUT after the signal");
 });
 
+Deno.test("fixed mode: an Envoy that keeps failing the fail call is given up on at the call budget; exit on time", async () => {
+  await using envoy = await startEnvoyEmulator();
+  await using role = await started({ DRAIN_DELAY: "0.3", DRAIN_TIMEOUT: "1.2", ENVOY_ADMIN_URL: envoy.adminUrl });
+  envoy.admin.faults.failNext(100_000, "server-error");
+  const signalledAt = Date.now();
+  role.kill("SIGTERM");
+  const exit = await within(role.exited, "the helper to exit", 15_000);
+
+  assert.equal(exit.code, 0);
+  const failure = role.logs.find((l) => l.step === "healthcheck-fail" && l.level === "error");
+  assert.ok(failure, "the fail call was given up on and logged as an error");
+  assert.equal(role.logs.find(byStep("exit"))?.envoyFailed, false);
+  assertBetween(exit.at - signalledAt, 1_450, 8_000, "exit at DRAIN_DELAY + DRAIN_TIMEOUT, not held by the retries");
+});
+
 Deno.test("SIGINT as the first signal starts the shutdown stage like SIGTERM", async () => {
   await using envoy = await startEnvoyEmulator();
   await using role = await started({ DRAIN_DELAY: "0.3", DRAIN_TIMEOUT: "0.3", ENVOY_ADMIN_URL: envoy.adminUrl });

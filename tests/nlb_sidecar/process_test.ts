@@ -327,6 +327,20 @@ Deno.test("process: connections mode with only an ALB group, attributes denied: 
   assert.equal(s.process.logs.filter(startsWith("cannot read the deregistration delay")).length, 1);
 });
 
+Deno.test("process: connections mode, attributes throttled for good: given up on after a bounded wait, DEREGISTRATION_WAIT caps", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", targetGroups: [{ protocol: "HTTPS" }] },
+    { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: "0.3", DEREGISTRATION_WAIT: "20" },
+    (world) => world.elbv2.state.throttled.add("DescribeTargetGroupAttributes"),
+  );
+  // Polling every 0.2 s gives 1 s calls: three of them, then the watch starts without the group's delay.
+  await s.process.waitForLog(includes("is healthy"), 20_000);
+  s.world.setState("draining");
+  const started = await s.process.waitForLog(startsWith("drain started"));
+  assert.equal(started.waitSeconds, 20, "DEREGISTRATION_WAIT, since the group's own delay could not be read");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "draining");
+});
+
 Deno.test("process: connections mode in bridge mode says at start that it waits the fixed time", async () => {
   await using s = await sidecar({ networkMode: "bridge" }, { DRAIN_MODE: "connections", DEREGISTRATION_WAIT: "0.3" });
   const warning = await s.process.waitForLog(startsWith("DRAIN_MODE=connections is not possible here"));
