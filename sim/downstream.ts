@@ -5,6 +5,7 @@
  * opens new flows to a target for as long as the ELBv2 emulator routes new flows to it.
  * @module
  */
+import { sleep } from "../lib/clock.ts";
 import type { Elbv2State } from "./elbv2.ts";
 
 const encoder = new TextEncoder();
@@ -143,13 +144,7 @@ export class LoadBalancerTraffic implements AsyncDisposable {
       if (elbv2.routesNewFlows(target.targetGroupArn, target.id, target.port)) {
         flows.push(this.#flow(elbv2, target, options));
       }
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, options.everyMs);
-        signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve(undefined);
-        }, { once: true });
-      });
+      await sleep(options.everyMs, signal);
     }
     await Promise.all(flows);
   }

@@ -73,9 +73,10 @@ export function fileJournal(path: string, owner?: JournalOwner): JournalStore {
     },
     async locked(work, signal) {
       signal?.throwIfAborted();
-      await Deno.mkdir(dirname(path), { recursive: true });
-      // A separate lock file: the journal itself is replaced by rename, which would drop a lock held on it.
-      using file = await Deno.open(`${path}.lock`, { write: true, create: true, mode: 0o600 });
+      using file = await openLockFile(path);
+      // The journal's disk may have gone read-only or full since the start: protecting the host from memory
+      // unlocked beats dying mid-outage (the write that follows fails and is retried, logged with its path).
+      if (file === undefined) return await work();
       // Tried rather than awaited: a blocking lock() cannot be cancelled and would keep a stopping process alive.
       while (!await file.tryLock(true)) {
         if (!await sleep(LOCK_RETRY_MS, signal)) throw signal!.reason;
@@ -87,6 +88,21 @@ export function fileJournal(path: string, owner?: JournalOwner): JournalStore {
       }
     },
   };
+}
+
+/**
+ * The journal's lock file, apart from the journal because the journal is replaced by rename, which would
+ * drop a lock held on it. Opened for reading where it can no longer be written (an exclusive flock needs
+ * no write access); undefined where it cannot be opened at all.
+ */
+async function openLockFile(path: string): Promise<Deno.FsFile | undefined> {
+  const lockPath = `${path}.lock`;
+  try {
+    await Deno.mkdir(dirname(path), { recursive: true });
+    return await Deno.open(lockPath, { write: true, create: true, mode: 0o600 });
+  } catch {
+    return await Deno.open(lockPath, { read: true }).catch(() => undefined);
+  }
 }
 
 /** A dry run starts from the real journal but never writes it back. */

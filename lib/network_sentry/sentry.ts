@@ -311,11 +311,22 @@ function reportLeftovers(log: Logger, leftovers: Leftovers, warned: ReconcileCon
 /** Temp files of a journal or status write that was killed mid-way. */
 async function removeStaleTemps(deps: SentryDeps): Promise<void> {
   if (deps.options.dryRun) return;
-  for (const file of [deps.journal.path, ...(deps.statusFile ? [deps.statusFile] : [])]) {
-    for (const removed of await removeStaleTempFiles(file)) {
-      deps.log.info("[startup] removed a stale temp file: {path}", { path: removed });
+  // Under the journal's lock, so that a `resume` writing its journal keeps its temp file; a folder that
+  // cannot be cleaned (read-only, no permission) is only logged: it must not keep the sentry from protecting.
+  await deps.journal.locked(async () => {
+    for (const file of [deps.journal.path, ...(deps.statusFile ? [deps.statusFile] : [])]) {
+      try {
+        for (const removed of await removeStaleTempFiles(file)) {
+          deps.log.info("[startup] removed a stale temp file: {path}", { path: removed });
+        }
+      } catch (error) {
+        deps.log.warning("[startup] cannot remove stale temp files beside {path}: {detail}", {
+          path: file,
+          detail: (error as Error).message,
+        });
+      }
     }
-  }
+  }, deps.signal);
 }
 
 function remember(memory: ProbeMemory, result: ProbeResult): ProbeMemory {

@@ -303,8 +303,9 @@ export class StatusReporter {
 
   /** Moves the status to `fallback`; false (logged once per streak) when that cannot be written either. */
   async #fallBack(fallback: string, status: Status, error: unknown): Promise<boolean> {
+    let file: OpenStatusFile | undefined;
     try {
-      const file = await OpenStatusFile.open(fallback);
+      file = await OpenStatusFile.open(fallback);
       await file.write(status);
       this.#fallback = file;
       this.log.warning(
@@ -313,6 +314,8 @@ export class StatusReporter {
       );
       return true;
     } catch (fallbackError) {
+      // Opened but not written (a full /dev/shm): the next report opens it anew, so close this one.
+      file?.file.close();
       if (this.#failing) return false;
       this.log.error(
         "cannot write the status file {path} ({detail}) nor {fallback} ({fallbackDetail}): the health check " +

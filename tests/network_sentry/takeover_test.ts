@@ -280,3 +280,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...options,
+  name: "a journal disk remounted read-only mid-run: the sentry keeps protecting the host and hands back",
+  async fn() {
+    const dir = await Deno.makeTempDir({ dir: fixture!.dir, prefix: "ro-" });
+    const mount = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir] }).output();
+    assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+    try {
+      const c = new SentryCase(fixture!, "read-only", dir);
+      const engine = fixture!.engine;
+      await engine.removeAll();
+      await engine.createAgent();
+      await engine.createTask({ name: "web", family: "web", containerName: "web", behaviour: "healthy" });
+      await fixture!.endpoint.set("answer");
+      await using sentry = c.start();
+      await sentry.waitForLog((e) => e.message.startsWith("[startup] probing"));
+      // ext4's errors=remount-ro does this to a failing disk; the journal and its lock file become read-only.
+      const remount = await new Deno.Command("mount", { args: ["-o", "remount,ro", dir] }).output();
+      assert.ok(remount.success, new TextDecoder().decode(remount.stderr));
+      await fixture!.endpoint.set("refuse");
+      await waitUntil("offline from memory", async () => {
+        const states = await engine.states();
+        return states.get("ecs-agent")?.status === "paused" && states.get("web")?.policy === "on-failure";
+      });
+      await fixture!.endpoint.set("answer");
+      await sentry.waitForLog(handedBack);
+      assert.equal((await engine.state("ecs-agent"))?.status, "running");
+      assert.equal((await engine.state("web"))?.policy, "no");
+      assert.equal(await stopped(sentry), 0);
+    } finally {
+      await new Deno.Command("umount", { args: ["-l", dir] }).output();
+    }
+  },
+});
