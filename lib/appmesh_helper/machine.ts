@@ -73,8 +73,11 @@ export type Observation =
 
 export type WaitPurpose = "drain-delay" | "drain-timeout" | "poll";
 export type ExitReason = "app-gone" | "drain-timeout" | "connections-drained";
-/** Why Envoy is told to fail: the drain delay is over, or Envoy came back LIVE or restarted mid-drain. */
-export type FailCause = "drain-delay-over" | "envoy-restarted";
+/**
+ * Why Envoy is (again) told to fail: the drain delay ended; it is LIVE again after it took the call (its agent
+ * restarted it); or it never took the call and is LIVE now (it was down or refusing).
+ */
+export type FailCause = "drain-delay-over" | "envoy-restarted" | "envoy-not-yet-failed";
 /** Why connections mode holds to the deadline although downstreams were told: the listener may refuse. */
 export type HoldReason = "listener-stopped" | "listener-stats-gone";
 
@@ -212,12 +215,13 @@ export class ShutdownMachine {
 
   #afterRead(reading: EnvoyReading | undefined, now: number): Action {
     if (reading !== undefined) {
-      const restarted = reading.live || (this.#lastUptime !== undefined && reading.uptimeSeconds < this.#lastUptime);
+      const uptimeWentBack = this.#lastUptime !== undefined && reading.uptimeSeconds < this.#lastUptime;
       this.#lastUptime = reading.uptimeSeconds;
-      if (restarted && now < this.deadline) {
+      if (now < this.deadline && (uptimeWentBack || (reading.live && this.#envoyAccepted))) {
         this.#restarts++;
         return this.#fail("envoy-restarted");
       }
+      if (now < this.deadline && reading.live) return this.#fail("envoy-not-yet-failed");
     }
     if (!this.#countsConnections) {
       if (now >= this.deadline) return this.#exit("drain-timeout");

@@ -109,7 +109,10 @@ Deno.test("an Envoy that did not take the fail call and is LIVE later (it was do
   assert.equal(machine.step(failedAt + 5_500, { kind: "envoy-read", reading: undefined }).kind, "wait");
   machine.step(failedAt + 6_000, { kind: "waited" });
   const up = reading(undefined, { live: true, uptimeSeconds: 3 });
-  assert.equal(machine.step(failedAt + 6_000, { kind: "envoy-read", reading: up }).kind, "fail-envoy");
+  const again = machine.step(failedAt + 6_000, { kind: "envoy-read", reading: up });
+  assert.equal(again.kind, "fail-envoy");
+  assert.equal(again.kind === "fail-envoy" && again.cause, "envoy-not-yet-failed", "never failed, so not a restart");
+  assert.equal(machine.restarts, 0, "an Envoy that refused the fail call was not restarted");
 });
 
 Deno.test("the deadline is anchored to the signal, so slow fail retries do not push the exit later", () => {
