@@ -380,11 +380,14 @@ function managed(c: ObservedContainer): ManagedContainer {
  */
 function adoptionSteps(leftovers: Leftovers, input: Tick): Step[] {
   const { now, settings } = input;
+  // manual waits for `resume` with the agent paused; with the agent already running and ECS answering,
+  // pausing it would take a working host from ECS: its leftovers are kept as preserve keeps them.
+  const strategy = settings.strategy === "manual" && !leftovers.agentPaused ? "preserve" : settings.strategy;
   const adopted: Journal = {
     version: 1,
-    mode: settings.strategy === "cutover" ? "cutover" : "handing-back",
+    mode: strategy === "cutover" ? "cutover" : "handing-back",
     since: now,
-    strategy: settings.strategy,
+    strategy,
     agentPausedBefore: false,
     handBackStartedAt: now,
     containers: leftovers.containers.map(managed),

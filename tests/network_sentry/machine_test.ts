@@ -113,6 +113,18 @@ Deno.test("adoption once the region answers: ECS's policy restored, Docker's res
   assert.deepEqual(steps.at(-1)!.journal, ONLINE);
 });
 
+Deno.test("manual: leftovers beside a running agent are adopted without pausing the agent while the region answers", () => {
+  const observation: Observation = {
+    agent: agent("running"),
+    containers: [container("restarted", { restartPolicy: ON_FAILURE, restartCount: 2 })],
+  };
+  const steps = new SentryMachine(settings("manual")).step(T0, { journal: ONLINE, verdict: "up", observation });
+  assert.equal(steps[0].title, ADOPT_LEFTOVERS);
+  const actions = steps.flatMap((s) => s.actions).map((a) => a.kind);
+  assert.ok(!actions.includes("pause-agent"), `a running agent is never paused while ECS answers: ${actions}`);
+  assert.notEqual(steps.at(-1)!.journal.mode, "awaiting-resume");
+});
+
 Deno.test("a paused agent with no leftover containers is an operator's: kept paused through an outage", () => {
   const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
   assert.deepEqual(
