@@ -311,22 +311,20 @@ function reportLeftovers(log: Logger, leftovers: Leftovers, warned: ReconcileCon
 /** Temp files of a journal or status write that was killed mid-way. */
 async function removeStaleTemps(deps: SentryDeps): Promise<void> {
   if (deps.options.dryRun) return;
-  // Under the journal's lock, so that a `resume` writing its journal keeps its temp file; a folder that
-  // cannot be cleaned (read-only, no permission) is only logged: it must not keep the sentry from protecting.
-  await deps.journal.locked(async () => {
-    for (const file of [deps.journal.path, ...(deps.statusFile ? [deps.statusFile] : [])]) {
-      try {
-        for (const removed of await removeStaleTempFiles(file)) {
-          deps.log.info("[startup] removed a stale temp file: {path}", { path: removed });
-        }
-      } catch (error) {
-        deps.log.warning("[startup] cannot remove stale temp files beside {path}: {detail}", {
-          path: file,
-          detail: (error as Error).message,
-        });
+  // A folder that cannot be cleaned (read-only, no permission) is only logged: it must not keep the sentry from
+  // protecting. Not under the journal's lock: a start must not wait for a `resume` holding it.
+  for (const file of [deps.journal.path, ...(deps.statusFile ? [deps.statusFile] : [])]) {
+    try {
+      for (const removed of await removeStaleTempFiles(file)) {
+        deps.log.info("[startup] removed a stale temp file: {path}", { path: removed });
       }
+    } catch (error) {
+      deps.log.warning("[startup] cannot remove stale temp files beside {path}: {detail}", {
+        path: file,
+        detail: (error as Error).message,
+      });
     }
-  }, deps.signal);
+  }
 }
 
 function remember(memory: ProbeMemory, result: ProbeResult): ProbeMemory {
