@@ -209,10 +209,13 @@ async function whyNotWritable(folder: string): Promise<string | undefined> {
 
 /**
  * The status in /dev/shm, through a file opened once: Deno lets only a process holding every
- * permission open paths under /dev, and the sidecar gives two up after start. Each write replaces the
- * content in one write(2) at offset 0, padded with spaces to the longest content so far (JSON allows
- * trailing whitespace), so the file is never empty or shorter than a complete status; a reader that
- * still catches a write half done reads again ({@link readStatusSettled}).
+ * permission open paths under /dev, and the sidecar gives two up after start. Opening truncates: what
+ * an earlier process left there is never this one's status, and a longer leftover would otherwise
+ * keep its tail after every shorter write, unreadable for good. Each write then replaces the content
+ * in one write(2) at offset 0, padded with spaces to the longest content this process has written
+ * (JSON allows trailing whitespace), so after the first write the file is never empty or shorter than
+ * a complete status; a reader that still catches a write half done reads again
+ * ({@link readStatusSettled}).
  */
 class OpenStatusFile {
   #longest = 0;
@@ -220,7 +223,7 @@ class OpenStatusFile {
   private constructor(readonly path: string, readonly file: Deno.FsFile) {}
 
   static async open(path: string): Promise<OpenStatusFile> {
-    return new OpenStatusFile(path, await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 }));
+    return new OpenStatusFile(path, await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o600 }));
   }
 
   async write(status: Status): Promise<void> {

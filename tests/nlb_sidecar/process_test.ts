@@ -440,6 +440,37 @@ Deno.test({
   },
 });
 
+/** A status an earlier sidecar process left: longer than any the daemon writes while it watches. */
+const STALE_STATUS = JSON.stringify({
+  role: "nlb-sidecar",
+  pid: 4_194_304, // above the kernel's largest pid_max: no process has it
+  updatedAt: 0,
+  state: "discovery-failed",
+  details: { cause: "an earlier process's failure ".repeat(200) },
+}) + "\n";
+
+Deno.test({
+  name:
+    "process: read-only root, a longer stale status left in /dev/shm by an earlier process -> health is 0 while watching",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    const devShm = await Deno.makeTempDir({ prefix: "nlb-sidecar-shm-" });
+    try {
+      await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {
+        Deno.writeTextFileSync(`${devShm}/status.json`, STALE_STATUS);
+      }, readOnlyRoot({ sharedFolder: devShm }));
+      await s.process.waitForLog(includes("not writable"));
+      await s.process.waitForLog(includes("is healthy"));
+      await new Promise((r) => setTimeout(r, 500)); // a few more polls, each rewriting the status
+      const verdict = await health(s, s.process.pid);
+      assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
+      assert.match(verdict.stdout, /watching/);
+    } finally {
+      await Deno.remove(devShm, { recursive: true });
+    }
+  },
+});
+
 Deno.test({
   name: "process: read-only root and read-only /dev/shm -> health is 1 and says what is not writable and the fix",
   ignore: !canUnshareMounts,
