@@ -3,7 +3,10 @@
  * (lib/roles.ts), against the emulated world: every outcome and its exit code.
  */
 import assert from "node:assert/strict";
+import { basename } from "node:path";
 import type { TaskMetadata } from "../../lib/ecs_metadata.ts";
+import { fallbackStatusPath } from "../../lib/nlb_sidecar/status.ts";
+import { containerKey } from "../../lib/nlb_sidecar/status_writer.ts";
 import { type LogEntry, runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { LoadBalancerTraffic } from "../../sim/downstream.ts";
@@ -28,11 +31,11 @@ interface Sidecar extends Container, AsyncDisposable {
 async function sidecar(
   worldOptions: WorldOptions,
   env: Record<string, string> = {},
-  arrange: (world: EcsWorld) => void = () => {},
+  arrange: (world: EcsWorld) => unknown = () => {},
   wrapper?: (statusDir: string) => string[],
 ): Promise<Sidecar> {
   const world = await startEcsWorld(worldOptions);
-  arrange(world);
+  await arrange(world);
   const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-test-" });
   const statusFile = `${dir}/status.json`;
   const containerEnv = { ...world.env, ...FAST, STATUS_FILE: statusFile, ...env };
@@ -432,7 +435,7 @@ Deno.test({
     await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {}, readOnlyRoot("rw"));
     const warning = await s.process.waitForLog(includes("not writable"));
     assert.match(String(warning.detail), /read-only file system/i);
-    assert.equal(warning.fallback, "/dev/shm/status.json");
+    assert.equal(warning.fallback, fallbackStatusPath(s.statusFile, await containerKey(s.env)), "the container's own");
     await s.process.waitForLog(includes("is healthy"));
     const verdict = await health(s, s.process.pid);
     assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
@@ -456,8 +459,13 @@ Deno.test({
   fn: async () => {
     const devShm = await Deno.makeTempDir({ prefix: "nlb-sidecar-shm-" });
     try {
-      await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {
-        Deno.writeTextFileSync(`${devShm}/status.json`, STALE_STATUS);
+      await using s = await sidecar({ networkMode: "awsvpc" }, {}, async (world) => {
+        // Where this container's daemon writes its STATUS_FILE (<dir>/status.json) when unwritable (the
+        // daemon runs with this host's hostname), and where an older version wrote it.
+        const own = fallbackStatusPath("/tmp/status.json", await containerKey(world.env));
+        for (const path of [own, "/dev/shm/status.json"]) {
+          await Deno.writeTextFile(path.replace(/^\/dev\/shm/, devShm), STALE_STATUS);
+        }
       }, readOnlyRoot({ sharedFolder: devShm }));
       await s.process.waitForLog(includes("not writable"));
       await s.process.waitForLog(includes("is healthy"));
@@ -465,6 +473,51 @@ Deno.test({
       const verdict = await health(s, s.process.pid);
       assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
       assert.match(verdict.stdout, /watching/);
+    } finally {
+      await Deno.remove(devShm, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "process: two sidecars with read-only roots share one /dev/shm -> each health reports its own state",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    const devShm = await Deno.makeTempDir({ prefix: "nlb-sidecar-shm-" });
+    try {
+      // ipcMode host: two tasks' sidecars on one instance, both with the default STATUS_FILE name.
+      await using watching = await sidecar(
+        { networkMode: "host" },
+        {},
+        () => {},
+        readOnlyRoot({ sharedFolder: devShm }),
+      );
+      await using failed = await sidecar(
+        { networkMode: "host", inService: false },
+        {},
+        () => {},
+        readOnlyRoot({ sharedFolder: devShm }),
+      );
+      await failed.process.waitForLog(startsWith("ON_DISCOVERY_FAILURE=idle"));
+      await watching.process.waitForLog(includes("is healthy"));
+      await new Promise((r) => setTimeout(r, 500)); // the watching one writes its status at every poll
+      const [healthy, unhealthy] = await Promise.all([
+        health(watching, watching.process.pid),
+        health(failed, failed.process.pid),
+      ]);
+      assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+      assert.match(healthy.stdout, /watching/);
+      assert.equal(unhealthy.code, 1, unhealthy.stdout + unhealthy.stderr);
+      assert.match(unhealthy.stdout, /discovery failed/);
+      const files = [...Deno.readDirSync(devShm)].map((entry) => entry.name).sort();
+      assert.deepEqual(
+        files,
+        [
+          basename(fallbackStatusPath(failed.statusFile, await containerKey(failed.env))),
+          basename(fallbackStatusPath(watching.statusFile, await containerKey(watching.env))),
+        ].sort(),
+        "one file each",
+      );
     } finally {
       await Deno.remove(devShm, { recursive: true });
     }
