@@ -443,6 +443,12 @@ Deno.test({
   },
 });
 
+/** A folder that stands in for the /dev/shm of containers, shared by all that mount it; removed at disposal. */
+async function devShmFolder(): Promise<AsyncDisposable & { readonly path: string }> {
+  const path = await Deno.makeTempDir({ prefix: "nlb-sidecar-shm-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
 /** A status an earlier sidecar process left: longer than any the daemon writes while it watches. */
 const STALE_STATUS = JSON.stringify({
   role: "nlb-sidecar",
@@ -457,25 +463,21 @@ Deno.test({
     "process: read-only root, a longer stale status left in /dev/shm by an earlier process -> health is 0 while watching",
   ignore: !canUnshareMounts,
   fn: async () => {
-    const devShm = await Deno.makeTempDir({ prefix: "nlb-sidecar-shm-" });
-    try {
-      await using s = await sidecar({ networkMode: "awsvpc" }, {}, async (world) => {
-        // Where this container's daemon writes its STATUS_FILE (<dir>/status.json) when unwritable (the
-        // daemon runs with this host's hostname), and where an older version wrote it.
-        const own = fallbackStatusPath("/tmp/status.json", await containerKey(world.env));
-        for (const path of [own, "/dev/shm/status.json"]) {
-          await Deno.writeTextFile(path.replace(/^\/dev\/shm/, devShm), STALE_STATUS);
-        }
-      }, readOnlyRoot({ sharedFolder: devShm }));
-      await s.process.waitForLog(includes("not writable"));
-      await s.process.waitForLog(includes("is healthy"));
-      await new Promise((r) => setTimeout(r, 500)); // a few more polls, each rewriting the status
-      const verdict = await health(s, s.process.pid);
-      assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
-      assert.match(verdict.stdout, /watching/);
-    } finally {
-      await Deno.remove(devShm, { recursive: true });
-    }
+    await using devShm = await devShmFolder();
+    await using s = await sidecar({ networkMode: "awsvpc" }, {}, async (world) => {
+      // Where this container's daemon writes its STATUS_FILE (<dir>/status.json) when unwritable (the
+      // daemon runs with this host's hostname), and where an older version wrote it.
+      const own = fallbackStatusPath("/tmp/status.json", await containerKey(world.env));
+      for (const path of [own, "/dev/shm/status.json"]) {
+        await Deno.writeTextFile(path.replace(/^\/dev\/shm/, devShm.path), STALE_STATUS);
+      }
+    }, readOnlyRoot({ sharedFolder: devShm.path }));
+    await s.process.waitForLog(includes("not writable"));
+    await s.process.waitForLog(includes("is healthy"));
+    await new Promise((r) => setTimeout(r, 500)); // a few more polls, each rewriting the status
+    const verdict = await health(s, s.process.pid);
+    assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
+    assert.match(verdict.stdout, /watching/);
   },
 });
 
@@ -483,44 +485,40 @@ Deno.test({
   name: "process: two sidecars with read-only roots share one /dev/shm -> each health reports its own state",
   ignore: !canUnshareMounts,
   fn: async () => {
-    const devShm = await Deno.makeTempDir({ prefix: "nlb-sidecar-shm-" });
-    try {
-      // ipcMode host: two tasks' sidecars on one instance, both with the default STATUS_FILE name.
-      await using watching = await sidecar(
-        { networkMode: "host" },
-        {},
-        () => {},
-        readOnlyRoot({ sharedFolder: devShm }),
-      );
-      await using failed = await sidecar(
-        { networkMode: "host", inService: false },
-        {},
-        () => {},
-        readOnlyRoot({ sharedFolder: devShm }),
-      );
-      await failed.process.waitForLog(startsWith("ON_DISCOVERY_FAILURE=idle"));
-      await watching.process.waitForLog(includes("is healthy"));
-      await new Promise((r) => setTimeout(r, 500)); // the watching one writes its status at every poll
-      const [healthy, unhealthy] = await Promise.all([
-        health(watching, watching.process.pid),
-        health(failed, failed.process.pid),
-      ]);
-      assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
-      assert.match(healthy.stdout, /watching/);
-      assert.equal(unhealthy.code, 1, unhealthy.stdout + unhealthy.stderr);
-      assert.match(unhealthy.stdout, /discovery failed/);
-      const files = [...Deno.readDirSync(devShm)].map((entry) => entry.name).sort();
-      assert.deepEqual(
-        files,
-        [
-          basename(fallbackStatusPath(failed.statusFile, await containerKey(failed.env))),
-          basename(fallbackStatusPath(watching.statusFile, await containerKey(watching.env))),
-        ].sort(),
-        "one file each",
-      );
-    } finally {
-      await Deno.remove(devShm, { recursive: true });
-    }
+    await using devShm = await devShmFolder();
+    // ipcMode host: two tasks' sidecars on one instance, both with the default STATUS_FILE name.
+    await using watching = await sidecar(
+      { networkMode: "host" },
+      {},
+      () => {},
+      readOnlyRoot({ sharedFolder: devShm.path }),
+    );
+    await using failed = await sidecar(
+      { networkMode: "host", inService: false },
+      {},
+      () => {},
+      readOnlyRoot({ sharedFolder: devShm.path }),
+    );
+    await failed.process.waitForLog(startsWith("ON_DISCOVERY_FAILURE=idle"));
+    await watching.process.waitForLog(includes("is healthy"));
+    await new Promise((r) => setTimeout(r, 500)); // the watching one writes its status at every poll
+    const [healthy, unhealthy] = await Promise.all([
+      health(watching, watching.process.pid),
+      health(failed, failed.process.pid),
+    ]);
+    assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+    assert.match(healthy.stdout, /watching/);
+    assert.equal(unhealthy.code, 1, unhealthy.stdout + unhealthy.stderr);
+    assert.match(unhealthy.stdout, /discovery failed/);
+    const files = [...Deno.readDirSync(devShm.path)].map((entry) => entry.name).sort();
+    assert.deepEqual(
+      files,
+      [
+        basename(fallbackStatusPath(failed.statusFile, await containerKey(failed.env))),
+        basename(fallbackStatusPath(watching.statusFile, await containerKey(watching.env))),
+      ].sort(),
+      "one file each",
+    );
   },
 });
 
