@@ -27,3 +27,4 @@ export { describeTargetHealth } from "./target_health.ts";
 export { ConnectionTables, countEstablished } from "./connections.ts";
 export { type WatchOutcome, watchTargets } from "./watch.ts";
 export { checkHealth, healthVerdict, type SidecarState } from "./status.ts";
+export { containerKey } from "./status_writer.ts";

@@ -19,6 +19,7 @@ import type { DiscoveryError, WatchPlan } from "./discovery.ts";
 import { effectiveDrainMode, loadBalancerType } from "./machine.ts";
 import { drainMinWaitSeconds, nlbSidecarSettings, validateSettings } from "./settings.ts";
 import { checkHealth, StatusReporter } from "./status.ts";
+import { containerKey, thisWriter } from "./status_writer.ts";
 
 type Context = RoleContext<typeof nlbSidecarSettings>;
 
@@ -38,8 +39,8 @@ export const nlbSidecarProgram: RoleProgram<typeof nlbSidecarSettings> = {
   run: (context) => context.subcommand === "health" ? health(context) : runSidecar(context),
 };
 
-async function health({ config, log }: Context): Promise<number> {
-  const verdict = await checkHealth(config.statusFile);
+async function health({ config, log, env }: Context): Promise<number> {
+  const verdict = await checkHealth(config.statusFile, await containerKey(env));
   if (verdict.healthy) log.info("healthy: {reason}", { reason: verdict.reason });
   else log.warning("unhealthy: {reason}", { reason: verdict.reason });
   return verdict.healthy ? ExitCode.Ok : ExitCode.Failure;
@@ -54,7 +55,9 @@ async function runSidecar(context: Context): Promise<number> {
   const { config, log, shutdown, env } = context;
   const pollIntervalMs = config.pollingFrequency * 1000;
   const requestTimeoutMs = callTimeoutMs(pollIntervalMs);
-  using status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log);
+  // Reads this process's start from /proc/<pid>/stat, so it too comes before the permissions are dropped.
+  const writer = await thisWriter(env);
+  using status = new StatusReporter(config.statusFile, { pollIntervalMs, requestTimeoutMs }, log, writer);
   using tables = config.drainMode === "connections" ? await openConnectionTables(log) : undefined;
   // Both need every permission: the first reading fixes the clock's boot-time base from /proc/uptime,
   // and the first report opens the /dev/shm fallback when STATUS_FILE is on a read-only root.
@@ -165,8 +168,9 @@ async function connectionsDrainCap(
 
 /**
  * Deno opens files under /proc only for a process that holds every permission, which is why the binary
- * is built with all of them. Once the socket tables, the clock's base and the status file are open the sidecar gives up the two that would
- * let compromised code escape the runtime: starting programs and loading native libraries.
+ * is built with all of them. Once the socket tables, the clock's base, the process's start and the status
+ * file are open the sidecar gives up the two that would let compromised code escape the runtime: starting
+ * programs and loading native libraries.
  */
 function dropEscalatingPermissions(): void {
   Deno.permissions.revokeSync({ name: "run" });

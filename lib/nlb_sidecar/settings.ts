@@ -91,7 +91,8 @@ export const nlbSidecarSettings = {
     flag: "status-file",
     default: "/tmp/ecs-nlb-sidecar.status.json",
     type: "path",
-    help: "File the daemon keeps fresh for the `health` subcommand; unwritable (read-only root): /dev/shm/<its name>.",
+    help: "File the daemon keeps fresh for the `health` subcommand; unwritable (read-only root): " +
+      "/dev/shm/<its name with the container's key>.",
   }),
   logLevel: logLevelSetting(),
   logFormat: logFormatSetting(),

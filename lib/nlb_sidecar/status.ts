@@ -13,11 +13,12 @@
  * denied, target group not found) for three polling intervals: states only a fix or a restart ends.
  * @module
  */
-import { basename, dirname } from "node:path";
+import { basename, dirname, extname } from "node:path";
 import { monotonicNow, sleep } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { readStatus, type Status, writeStatus } from "../status_file.ts";
 import type { MachineStatus } from "./machine.ts";
+import { notOwnStatus, processStart, type StatusWriter } from "./status_writer.ts";
 
 export type SidecarState = "discovering" | "discovery-failed" | "watching" | "draining" | "finished";
 
@@ -38,6 +39,8 @@ export interface SidecarStatusDetails extends Partial<Omit<MachineStatus, "phase
   readonly cause?: string;
   /** When the daemon wrote the file. */
   readonly writtenAt?: number;
+  /** Who wrote it: `health` trusts only its own container's running daemon. */
+  readonly writer?: StatusWriter;
 }
 
 /** How many polling intervals (plus the request timeout) the watch may go without a usable poll. */
@@ -149,13 +152,25 @@ function watchingVerdict(details: Partial<SidecarStatusDetails>, now: number): H
  * /dev/shm as a writable tmpfs of its own (Docker's and containerd's default mounts; Podman's
  * --read-only keeps /dev and /dev/shm read-write unless --read-only-tmpfs=false), and `health`, which
  * ECS runs inside the same container, sees it. It is memory, but the file is a few hundred bytes.
+ * Under `ipcMode: host` or `task` other containers share that /dev/shm, hence a name of the container's
+ * own ({@link fallbackStatusPath}).
  */
 export const FALLBACK_STATUS_DIR = "/dev/shm";
 
-/** The places the status may be in, STATUS_FILE first. */
-export function statusPlaces(path: string): string[] {
-  const fallback = `${FALLBACK_STATUS_DIR}/${basename(path)}`;
-  return fallback === path ? [path] : [path, fallback];
+/**
+ * The fallback for STATUS_FILE `path` in the container with `containerKey` `container`: its file
+ * name with the key before the extension (`ecs-nlb-sidecar.status.0123456789abcdef.json`), so that
+ * sidecars sharing a /dev/shm never write one file, and the daemon and its `health` find the same one.
+ */
+export function fallbackStatusPath(path: string, container: string): string {
+  const name = basename(path);
+  const extension = extname(name);
+  return `${FALLBACK_STATUS_DIR}/${name.slice(0, name.length - extension.length)}.${container}${extension}`;
+}
+
+/** The places the status may be in, STATUS_FILE first; only it when it is in /dev/shm already. */
+export function statusPlaces(path: string, container: string): string[] {
+  return dirname(path) === FALLBACK_STATUS_DIR ? [path] : [path, fallbackStatusPath(path, container)];
 }
 
 /** `Read-only file system`, from Deno's `Read-only file system (os error 30): open '/tmp/x'`. */
@@ -169,23 +184,33 @@ const writableFix = (path: string) =>
 const writtenAt = (status: Status) => (status.details as Partial<SidecarStatusDetails>).writtenAt ?? 0;
 
 /**
- * The health verdict for the freshest status among {@link statusPlaces}; a file that cannot be read is
- * unhealthy, and so is none at all, with the reason: not started yet, or nowhere to write it.
+ * The health verdict for the freshest status among {@link statusPlaces} that this container's running
+ * daemon wrote (`container`: the `containerKey` of the container `health` runs in). Any other
+ * status is set aside, STATUS_FILE's too, since one volume can be mounted into several sidecars; a file
+ * that cannot be read is unhealthy, and so is none at all, with the reason: not started yet, or nowhere
+ * to write it.
  */
-export async function checkHealth(path: string, now: number = monotonicNow()): Promise<HealthVerdict> {
-  const places = statusPlaces(path);
+export async function checkHealth(
+  path: string,
+  container: string,
+  now: number = monotonicNow(),
+): Promise<HealthVerdict> {
+  const places = statusPlaces(path, container);
   let freshest: Status | undefined;
-  const unreadable: string[] = [];
+  const unusable: string[] = [];
   for (const place of places) {
     try {
       const status = await readStatusSettled(place);
-      if (status && (freshest === undefined || writtenAt(status) > writtenAt(freshest))) freshest = status;
+      if (status === undefined) continue;
+      const notOwn = notOwnStatus(status, container, await processStart(status.pid));
+      if (notOwn !== undefined) unusable.push(`${place} is not this sidecar's status: ${notOwn}`);
+      else if (freshest === undefined || writtenAt(status) > writtenAt(freshest)) freshest = status;
     } catch (error) {
-      unreadable.push(`cannot read ${place}: ${osReason(error)}`);
+      unusable.push(`cannot read ${place}: ${osReason(error)}`);
     }
   }
   if (freshest !== undefined) return healthVerdict(freshest, now);
-  if (unreadable.length > 0) return { healthy: false, reason: unreadable.join("; ") };
+  if (unusable.length > 0) return { healthy: false, reason: unusable.join("; ") };
   const notWritable = [];
   for (const place of places) {
     const problem = await whyNotWritable(dirname(place));
@@ -209,10 +234,13 @@ async function whyNotWritable(folder: string): Promise<string | undefined> {
 
 /**
  * The status in /dev/shm, through a file opened once: Deno lets only a process holding every
- * permission open paths under /dev, and the sidecar gives two up after start. Each write replaces the
- * content in one write(2) at offset 0, padded with spaces to the longest content so far (JSON allows
- * trailing whitespace), so the file is never empty or shorter than a complete status; a reader that
- * still catches a write half done reads again ({@link readStatusSettled}).
+ * permission open paths under /dev, and the sidecar gives two up after start. Opening truncates: what
+ * an earlier process left there is never this one's status, and a longer leftover would otherwise
+ * keep its tail after every shorter write, unreadable for good. Each write then replaces the content
+ * in one write(2) at offset 0, padded with spaces to the longest content this process has written
+ * (JSON allows trailing whitespace), so after the first write the file is never empty or shorter than
+ * a complete status; a reader that still catches a write half done reads again
+ * ({@link readStatusSettled}).
  */
 class OpenStatusFile {
   #longest = 0;
@@ -220,7 +248,7 @@ class OpenStatusFile {
   private constructor(readonly path: string, readonly file: Deno.FsFile) {}
 
   static async open(path: string): Promise<OpenStatusFile> {
-    return new OpenStatusFile(path, await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 }));
+    return new OpenStatusFile(path, await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o600 }));
   }
 
   async write(status: Status): Promise<void> {
@@ -265,6 +293,8 @@ export class StatusReporter {
     readonly path: string,
     readonly timing: Pick<SidecarStatusDetails, "pollIntervalMs" | "requestTimeoutMs">,
     readonly log: Logger,
+    /** This process, from `thisWriter`: read before the sidecar gives up permissions (/proc). */
+    readonly writer: StatusWriter,
   ) {}
 
   /** The watch's pace, when given, replaces POLLING_FREQUENCY: the health window stretches with it. */
@@ -279,14 +309,14 @@ export class StatusReporter {
       pid: Deno.pid,
       updatedAt: Date.now(),
       state,
-      details: { ...this.timing, ...details, writtenAt: monotonicNow() },
+      details: { ...this.timing, ...details, writtenAt: monotonicNow(), writer: this.writer },
     };
     try {
       await (this.#fallback ? this.#fallback.write(status) : writeStatus(this.path, status));
       this.#failing = false;
       return;
     } catch (error) {
-      const fallback = statusPlaces(this.path)[1];
+      const fallback = statusPlaces(this.path, this.writer.container)[1];
       if (this.#fallback === undefined && fallback !== undefined) {
         this.#failing = !await this.#fallBack(fallback, status, error);
         return;

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { Observation } from "../../lib/nlb_sidecar/machine.ts";
 import { MAX_SLOWDOWN, PollPacing, RECOVERY_PER_INTERVAL } from "../../lib/nlb_sidecar/pacing.ts";
 import { checkHealth, StatusReporter } from "../../lib/nlb_sidecar/status.ts";
+import { thisWriter } from "../../lib/nlb_sidecar/status_writer.ts";
 import { A, drainMachine, INTERVAL } from "./machine_fixtures.ts";
 import { captureLog } from "./support.ts";
 
@@ -161,6 +162,7 @@ Deno.test("pacing with the health check: a sidecar slowed to the cap stays healt
       `${dir}/status.json`,
       { pollIntervalMs: INTERVAL, requestTimeoutMs },
       captureLog().log,
+      await thisWriter({ ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/pacing" }),
     );
     const m = drainMachine();
     m.step(0);
@@ -172,10 +174,14 @@ Deno.test("pacing with the health check: a sidecar slowed to the cap stays healt
     // No poll completes for almost one slowed interval: far more than three configured intervals.
     const beforeNextPoll = 100 + MAX_SLOWDOWN * INTERVAL - 1;
     assert.ok(beforeNextPoll - 100 > 3 * INTERVAL + requestTimeoutMs);
-    const meanwhile = await checkHealth(reporter.path, beforeNextPoll);
+    const meanwhile = await checkHealth(reporter.path, reporter.writer.container, beforeNextPoll);
     assert.equal(meanwhile.healthy, true, meanwhile.reason);
     // A loop that stalls is still found out, three slowed intervals on.
-    const stalled = await checkHealth(reporter.path, 100 + 3 * MAX_SLOWDOWN * INTERVAL + requestTimeoutMs + 1);
+    const stalled = await checkHealth(
+      reporter.path,
+      reporter.writer.container,
+      100 + 3 * MAX_SLOWDOWN * INTERVAL + requestTimeoutMs + 1,
+    );
     assert.equal(stalled.healthy, false, stalled.reason);
   } finally {
     await Deno.remove(dir, { recursive: true });

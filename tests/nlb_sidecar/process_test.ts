@@ -3,7 +3,10 @@
  * (lib/roles.ts), against the emulated world: every outcome and its exit code.
  */
 import assert from "node:assert/strict";
+import { basename } from "node:path";
 import type { TaskMetadata } from "../../lib/ecs_metadata.ts";
+import { fallbackStatusPath } from "../../lib/nlb_sidecar/status.ts";
+import { containerKey } from "../../lib/nlb_sidecar/status_writer.ts";
 import { type LogEntry, runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { LoadBalancerTraffic } from "../../sim/downstream.ts";
@@ -14,30 +17,34 @@ const FAST = { POLLING_FREQUENCY: "0.2", LOG_LEVEL: "debug" };
 /** An interface VPC endpoint is still AWS, with the account's ELB API budget. */
 const VPC_ENDPOINT = "https://vpce-0a1b2c3d4e5f67890-abcdefgh.elasticloadbalancing.eu-west-1.vpce.amazonaws.com";
 
-interface Sidecar extends AsyncDisposable {
+/** What ECS gives the sidecar's container: its environment, which its `health` check runs with too. */
+interface Container {
+  readonly statusFile: string;
+  readonly env: Readonly<Record<string, string>>;
+}
+
+interface Sidecar extends Container, AsyncDisposable {
   readonly world: EcsWorld;
   readonly process: ReturnType<typeof spawnRole>;
-  readonly statusFile: string;
 }
 
 async function sidecar(
   worldOptions: WorldOptions,
   env: Record<string, string> = {},
-  arrange: (world: EcsWorld) => void = () => {},
+  arrange: (world: EcsWorld) => unknown = () => {},
   wrapper?: (statusDir: string) => string[],
 ): Promise<Sidecar> {
   const world = await startEcsWorld(worldOptions);
-  arrange(world);
+  await arrange(world);
   const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-test-" });
   const statusFile = `${dir}/status.json`;
-  const process = spawnRole("nlb-sidecar", {
-    env: { ...world.env, ...FAST, STATUS_FILE: statusFile, ...env },
-    wrapper: wrapper?.(dir),
-  });
+  const containerEnv = { ...world.env, ...FAST, STATUS_FILE: statusFile, ...env };
+  const process = spawnRole("nlb-sidecar", { env: containerEnv, wrapper: wrapper?.(dir) });
   return {
     world,
     process,
     statusFile,
+    env: containerEnv,
     async [Symbol.asyncDispose]() {
       await process[Symbol.asyncDispose]();
       await world.close();
@@ -59,11 +66,14 @@ async function stopWith(s: Sidecar, signal: "SIGTERM" | "SIGINT"): Promise<LogEn
 const startsWith = (text: string) => (entry: LogEntry) => entry.message.startsWith(text);
 const includes = (text: string) => (entry: LogEntry) => entry.message.includes(text);
 
-/** Runs `health` as ECS does: another process, in the sidecar's container (`inMountsOf`: its mount namespace). */
-function health(statusFile: string, inMountsOf?: number) {
+/**
+ * Runs `health` as ECS does: another process in the sidecar's container, with the container's environment
+ * (`inMountsOf`: in its mount namespace).
+ */
+function health(container: Container, inMountsOf?: number) {
   return runRoleToEnd("nlb-sidecar", {
     args: ["health"],
-    env: { STATUS_FILE: statusFile, ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/x" },
+    env: container.env,
     wrapper: inMountsOf === undefined ? undefined : ["nsenter", "-t", String(inMountsOf), "-m", "-w", "--"],
   });
 }
@@ -80,16 +90,19 @@ const canUnshareMounts = (() => {
 /**
  * A container with `readonlyRootFilesystem: true` and no volume, as Docker and containerd make it: its
  * own mounts, the status file's folder read-only, and /dev/shm the runtime's writable tmpfs (or
- * read-only too: Podman's --read-only-tmpfs=false).
+ * read-only too: Podman's --read-only-tmpfs=false), or a folder that other containers see as their
+ * /dev/shm too (`ipcMode: host` or `task`: the host's or the task's IPC resources, /dev/shm included).
  */
-const readOnlyRoot = (devShm: "rw" | "ro") => (statusDir: string) => [
+const readOnlyRoot = (devShm: "rw" | "ro" | { readonly sharedFolder: string }) => (statusDir: string) => [
   "unshare",
   "--mount",
   "--propagation",
   "private",
   "sh",
   "-c",
-  `mount -t tmpfs -o ro tmpfs "$0" && mount -t tmpfs -o ${devShm} tmpfs /dev/shm && exec "$@"`,
+  `mount -t tmpfs -o ro tmpfs "$0" && ${
+    typeof devShm === "string" ? `mount -t tmpfs -o ${devShm} tmpfs` : `mount --bind '${devShm.sharedFolder}'`
+  } /dev/shm && exec "$@"`,
   statusDir,
 ];
 
@@ -186,7 +199,7 @@ Deno.test("process: metadata endpoint down at start -> keeps retrying, healthy w
   });
   const retry = (entry: LogEntry) => startsWith("task metadata failed")(entry) && Number(entry.attempt) >= 3;
   await s.process.waitForLog(retry);
-  const verdict = await health(s.statusFile);
+  const verdict = await health(s);
   assert.equal(verdict.code, 0, verdict.stdout);
   assert.match(verdict.stdout, /discovering/);
   assert.ok(!s.process.logs.some(startsWith("discovery failed")), "a metadata endpoint not up yet is transient");
@@ -358,14 +371,14 @@ Deno.test("process: health stays 0 through 100% throttling, is 1 after three int
   });
   await s.process.waitForLog(includes("in web-1 is healthy"));
   await s.process.waitForLog(includes("in web-0 is healthy"));
-  const healthy = await health(s.statusFile);
+  const healthy = await health(s);
   assert.equal(healthy.code, 0, healthy.stdout);
   // Three polling intervals (0.2 s) plus the request timeout (2 s) is the window.
   const window = 3 * 200 + 2_000;
   s.world.elbv2.faults.throttleRate = 1;
   await s.process.waitForLog(includes("failed (Throttling)"));
   await new Promise((r) => setTimeout(r, window + 400));
-  const throttled = await health(s.statusFile);
+  const throttled = await health(s);
   assert.equal(throttled.code, 0, `AWS throttling must not make ECS replace the task: ${throttled.stdout}`);
   assert.match(throttled.stdout, /Throttling, transient/);
   s.world.elbv2.faults.throttleRate = 0;
@@ -375,14 +388,14 @@ Deno.test("process: health stays 0 through 100% throttling, is 1 after three int
   const { details } = JSON.parse(await Deno.readTextFile(s.statusFile));
   assert.ok(details.pollIntervalMs > 200, `the pace slowed under throttling: ${details.pollIntervalMs} ms`);
   await new Promise((r) => setTimeout(r, 3 * details.pollIntervalMs + 2_000 + 400));
-  const denied = await health(s.statusFile);
+  const denied = await health(s);
   assert.equal(denied.code, 1, denied.stdout);
   assert.match(denied.stdout, /permanent error \(AccessDenied\)/);
   s.world.elbv2.state.denied.clear();
   s.world.setState("draining", 1);
   await s.process.waitForLog(startsWith("drain started"));
   await new Promise((r) => setTimeout(r, 100));
-  const draining = await health(s.statusFile);
+  const draining = await health(s);
   assert.equal(draining.code, 0, draining.stdout);
   assert.equal(s.process.logs.filter((l) => l.level === "fatal").length, 0);
 });
@@ -395,7 +408,7 @@ Deno.test("process: throttling that outlasts DISCOVERY_TIMEOUT is retried, healt
   );
   await s.process.waitForLog(startsWith("elasticloadbalancing:DescribeTargetGroups failed (Throttling)"));
   await new Promise((r) => setTimeout(r, 1_000 + 2_000 + 5_000 + 500)); // past the deadline, timeout and slack
-  const retrying = await health(s.statusFile);
+  const retrying = await health(s);
   assert.equal(retrying.code, 0, `a throttled discovery must not make ECS replace the task: ${retrying.stdout}`);
   assert.match(retrying.stdout, /past DISCOVERY_TIMEOUT.*Throttling/);
   s.world.elbv2.faults.throttleRate = 0;
@@ -422,11 +435,90 @@ Deno.test({
     await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {}, readOnlyRoot("rw"));
     const warning = await s.process.waitForLog(includes("not writable"));
     assert.match(String(warning.detail), /read-only file system/i);
-    assert.equal(warning.fallback, "/dev/shm/status.json");
+    assert.equal(warning.fallback, fallbackStatusPath(s.statusFile, await containerKey(s.env)), "the container's own");
     await s.process.waitForLog(includes("is healthy"));
-    const verdict = await health(s.statusFile, s.process.pid);
+    const verdict = await health(s, s.process.pid);
     assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
     assert.match(verdict.stdout, /watching/);
+  },
+});
+
+/** A folder that stands in for the /dev/shm of containers, shared by all that mount it; removed at disposal. */
+async function devShmFolder(): Promise<AsyncDisposable & { readonly path: string }> {
+  const path = await Deno.makeTempDir({ prefix: "nlb-sidecar-shm-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
+/** A status an earlier sidecar process left: longer than any the daemon writes while it watches. */
+const STALE_STATUS = JSON.stringify({
+  role: "nlb-sidecar",
+  pid: 4_194_304, // above the kernel's largest pid_max: no process has it
+  updatedAt: 0,
+  state: "discovery-failed",
+  details: { cause: "an earlier process's failure ".repeat(200) },
+}) + "\n";
+
+Deno.test({
+  name:
+    "process: read-only root, a longer stale status left in /dev/shm by an earlier process -> health is 0 while watching",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    await using devShm = await devShmFolder();
+    await using s = await sidecar({ networkMode: "awsvpc" }, {}, async (world) => {
+      // Where this container's daemon writes its STATUS_FILE (<dir>/status.json) when unwritable (the
+      // daemon runs with this host's hostname), and where an older version wrote it.
+      const own = fallbackStatusPath("/tmp/status.json", await containerKey(world.env));
+      for (const path of [own, "/dev/shm/status.json"]) {
+        await Deno.writeTextFile(path.replace(/^\/dev\/shm/, devShm.path), STALE_STATUS);
+      }
+    }, readOnlyRoot({ sharedFolder: devShm.path }));
+    await s.process.waitForLog(includes("not writable"));
+    await s.process.waitForLog(includes("is healthy"));
+    await new Promise((r) => setTimeout(r, 500)); // a few more polls, each rewriting the status
+    const verdict = await health(s, s.process.pid);
+    assert.equal(verdict.code, 0, verdict.stdout + verdict.stderr);
+    assert.match(verdict.stdout, /watching/);
+  },
+});
+
+Deno.test({
+  name: "process: two sidecars with read-only roots share one /dev/shm -> each health reports its own state",
+  ignore: !canUnshareMounts,
+  fn: async () => {
+    await using devShm = await devShmFolder();
+    // ipcMode host: two tasks' sidecars on one instance, both with the default STATUS_FILE name.
+    await using watching = await sidecar(
+      { networkMode: "host" },
+      {},
+      () => {},
+      readOnlyRoot({ sharedFolder: devShm.path }),
+    );
+    await using failed = await sidecar(
+      { networkMode: "host", inService: false },
+      {},
+      () => {},
+      readOnlyRoot({ sharedFolder: devShm.path }),
+    );
+    await failed.process.waitForLog(startsWith("ON_DISCOVERY_FAILURE=idle"));
+    await watching.process.waitForLog(includes("is healthy"));
+    await new Promise((r) => setTimeout(r, 500)); // the watching one writes its status at every poll
+    const [healthy, unhealthy] = await Promise.all([
+      health(watching, watching.process.pid),
+      health(failed, failed.process.pid),
+    ]);
+    assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+    assert.match(healthy.stdout, /watching/);
+    assert.equal(unhealthy.code, 1, unhealthy.stdout + unhealthy.stderr);
+    assert.match(unhealthy.stdout, /discovery failed/);
+    const files = [...Deno.readDirSync(devShm.path)].map((entry) => entry.name).sort();
+    assert.deepEqual(
+      files,
+      [
+        basename(fallbackStatusPath(failed.statusFile, await containerKey(failed.env))),
+        basename(fallbackStatusPath(watching.statusFile, await containerKey(watching.env))),
+      ].sort(),
+      "one file each",
+    );
   },
 });
 
@@ -437,7 +529,7 @@ Deno.test({
     await using s = await sidecar({ networkMode: "awsvpc" }, {}, () => {}, readOnlyRoot("ro"));
     const error = await s.process.waitForLog(includes("cannot write the status file"));
     assert.match(String(error.fix), /mount a volume at .*STATUS_FILE/);
-    const verdict = await health(s.statusFile, s.process.pid);
+    const verdict = await health(s, s.process.pid);
     assert.equal(verdict.code, 1, verdict.stdout);
     assert.match(verdict.stdout, /not writable: read-only file system/i);
     assert.match(verdict.stdout, /mount a volume at .* or set STATUS_FILE/);
@@ -465,7 +557,11 @@ Deno.test("process: a DescribeTargetHealth answer that trickles costs one reques
 });
 
 Deno.test("process: health without a status file is 1", async () => {
-  const result = await health("/tmp/nlb-sidecar-test-does-not-exist/status.json");
+  const statusFile = "/tmp/nlb-sidecar-test-does-not-exist/status.json";
+  const result = await health({
+    statusFile,
+    env: { STATUS_FILE: statusFile, ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/x" },
+  });
   assert.equal(result.code, 1);
   assert.match(result.stdout, /no status file/);
 });
@@ -476,7 +572,7 @@ Deno.test("process: discovery failure with ON_DISCOVERY_FAILURE=idle reports unh
   assert.equal(failed.kind, "not-in-service");
   assert.match(String(failed.fix), /service/);
   await s.process.waitForLog(startsWith("ON_DISCOVERY_FAILURE=idle"));
-  const verdict = await health(s.statusFile);
+  const verdict = await health(s);
   assert.equal(verdict.code, 1);
   assert.match(verdict.stdout, /discovery failed/);
   await new Promise((r) => setTimeout(r, 300));

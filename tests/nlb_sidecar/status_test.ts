@@ -8,11 +8,20 @@ import { DrainMachine, type Observation } from "../../lib/nlb_sidecar/machine.ts
 import {
   checkHealth,
   DEADLINE_SLACK_MS,
+  fallbackStatusPath,
   healthVerdict,
   type SidecarState,
   type SidecarStatusDetails,
+  statusPlaces,
   StatusReporter,
 } from "../../lib/nlb_sidecar/status.ts";
+import {
+  containerKey,
+  notOwnStatus,
+  processStart,
+  type StatusWriter,
+  thisWriter,
+} from "../../lib/nlb_sidecar/status_writer.ts";
 import type { Status } from "../../lib/status_file.ts";
 import { A, B, drainMachine, INTERVAL, TG_A, TG_B } from "./machine_fixtures.ts";
 import { captureLog } from "./support.ts";
@@ -220,7 +229,8 @@ Deno.test("health across processes: a wall-clock step of an hour either way chan
   const realNow = Date.now;
   try {
     const { log } = captureLog();
-    const reporter = new StatusReporter(path, { pollIntervalMs: 1_000, requestTimeoutMs: 2_000 }, log);
+    const writer = await thisWriter({ ECS_CONTAINER_METADATA_URI_V4: "http://169.254.170.2/v4/clock-step" });
+    const reporter = new StatusReporter(path, { pollIntervalMs: 1_000, requestTimeoutMs: 2_000 }, log, writer);
     const m = drainMachine({ pollIntervalMs: 1_000, startedAt: monotonicNow() });
     m.step(monotonicNow());
     m.step(monotonicNow(), [healthy(monotonicNow())]);
@@ -228,12 +238,144 @@ Deno.test("health across processes: a wall-clock step of an hour either way chan
     await reporter.report(phase, details);
     for (const stepMs of [3_600_000, -3_600_000]) {
       Date.now = () => realNow() + stepMs;
-      const verdict = await checkHealth(path);
+      const verdict = await checkHealth(path, writer.container);
       assert.equal(verdict.healthy, true, `after a ${stepMs} ms step: ${verdict.reason}`);
       assert.match(verdict.reason, /last poll completed \d\.\d s ago/);
     }
   } finally {
     Date.now = realNow;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Two containers of one task: one metadata URI each (ECS injects a container-specific one), one hostname. */
+const URI_A = "http://169.254.170.2/v4/5f2b1a0c9e8d4f7a-1234567890";
+const URI_B = "http://169.254.170.2/v4/5f2b1a0c9e8d4f7a-0987654321";
+/** Above the kernel's largest pid_max (2^22): no process has it. */
+const NO_SUCH_PID = 4_194_304;
+
+Deno.test("status writer: the container key follows the metadata URI and the hostname, and names the fallback", async () => {
+  const a = await containerKey({ ECS_CONTAINER_METADATA_URI_V4: URI_A }, "ip-10-0-1-23.ec2.internal");
+  assert.match(a, /^[0-9a-f]{16}$/);
+  assert.equal(await containerKey({ ECS_CONTAINER_METADATA_URI_V4: URI_A }, "ip-10-0-1-23.ec2.internal"), a);
+  assert.notEqual(await containerKey({ ECS_CONTAINER_METADATA_URI_V4: URI_B }, "ip-10-0-1-23.ec2.internal"), a);
+  // Outside ECS every container may be given the same URI; Docker's default hostname is the container id.
+  const outside = (hostname: string) =>
+    containerKey({ ECS_CONTAINER_METADATA_URI_V4: "http://127.0.0.1:51679/v4" }, hostname);
+  assert.notEqual(await outside("3f4e1c2b9a8d"), await outside("7b6a5d4c3e2f"));
+  assert.notEqual(
+    await containerKey({}, "3f4e1c2b9a8d"),
+    await containerKey({}, "7b6a5d4c3e2f"),
+    "no URI: the hostname",
+  );
+
+  assert.equal(fallbackStatusPath("/tmp/ecs-nlb-sidecar.status.json", a), `/dev/shm/ecs-nlb-sidecar.status.${a}.json`);
+  assert.equal(fallbackStatusPath("/var/run/status", a), `/dev/shm/status.${a}`);
+  assert.deepEqual(statusPlaces("/tmp/status.json", a), ["/tmp/status.json", `/dev/shm/status.${a}.json`]);
+  assert.deepEqual(statusPlaces("/dev/shm/status.json", a), ["/dev/shm/status.json"], "already in /dev/shm");
+});
+
+Deno.test("status writer: a process's start is read from /proc, even under a name with spaces and parentheses", async () => {
+  const own = await processStart(Deno.pid);
+  assert.equal(typeof own, "number");
+  assert.equal(await processStart(Deno.pid), own);
+  assert.equal(await processStart(NO_SUCH_PID), "exited");
+  const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-comm-" });
+  try {
+    // The kernel names a process after the file it runs: this one's stat line reads `123 (a b) c) S ...`.
+    await Deno.symlink("/bin/sleep", `${dir}/a b) c`);
+    const child = new Deno.Command(`${dir}/a b) c`, { args: ["30"] }).spawn();
+    try {
+      const start = await processStart(child.pid);
+      assert.equal(typeof start, "number");
+      assert.ok((start as number) >= (own as number), `started after this process: ${start} < ${own}`);
+    } finally {
+      child.kill();
+      await child.status;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("health trusts a status only from its own container's running daemon, and says why not", () => {
+  const own = "0123456789abcdef";
+  const written = (writer?: Partial<StatusWriter>, pid = 7): Status => ({
+    ...status("watching"),
+    pid,
+    details: { ...status("watching").details, writer },
+  });
+  assert.equal(notOwnStatus(written({ container: own, startTicks: 500 }), own, 500), undefined);
+  assert.match(
+    notOwnStatus(written({ container: "fedcba9876543210", startTicks: 500 }), own, 500)!,
+    /written by the sidecar of another container \(fedcba9876543210; this one is 0123456789abcdef\).*STATUS_FILE of its own/,
+  );
+  assert.match(notOwnStatus(written(undefined), own, 500)!, /does not say which container wrote it/);
+  assert.match(
+    notOwnStatus(written({ container: own, startTicks: 500 }), own, "exited")!,
+    /process 7, which has exited/,
+  );
+  assert.match(
+    notOwnStatus(written({ container: own, startTicks: 500 }, 1), own, 900)!,
+    /earlier process 1 of this container/,
+    "pid 1 again after a restart",
+  );
+  // Where the process cannot be checked (no /proc), the container alone decides: never fail a healthy task.
+  assert.equal(notOwnStatus(written({ container: own, startTicks: 500 }), own, undefined), undefined);
+  assert.equal(notOwnStatus(written({ container: own }), own, "exited"), undefined);
+});
+
+Deno.test("health across processes: STATUS_FILE written by another container or an exited process is set aside", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-status-" });
+  const path = `${dir}/status.json`;
+  try {
+    const { log } = captureLog();
+    const writer = await thisWriter({ ECS_CONTAINER_METADATA_URI_V4: URI_A });
+    const reporter = new StatusReporter(path, { pollIntervalMs: 1_000, requestTimeoutMs: 2_000 }, log, writer);
+    await reporter.report("discovering", { discoveryDeadline: monotonicNow() + 60_000 });
+    const ownVerdict = await checkHealth(path, writer.container);
+    assert.equal(ownVerdict.healthy, true, ownVerdict.reason);
+    // The same file as another container's health sees it (one volume mounted into two tasks' sidecars).
+    const other = await containerKey({ ECS_CONTAINER_METADATA_URI_V4: URI_B });
+    const foreign = await checkHealth(path, other);
+    assert.equal(foreign.healthy, false);
+    assert.match(
+      foreign.reason,
+      /status\.json is not this sidecar's status: it was written by the sidecar of another container/,
+    );
+    // A status of a daemon that has exited since, in this container.
+    const left = JSON.parse(await Deno.readTextFile(path));
+    await Deno.writeTextFile(path, JSON.stringify({ ...left, pid: NO_SUCH_PID }));
+    const stale = await checkHealth(path, writer.container);
+    assert.equal(stale.healthy, false);
+    assert.match(stale.reason, /written by process 4194304, which has exited: a stale file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("health across processes: the /dev/shm fallback is the container's own, and a longer leftover there is overwritten", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "nlb-sidecar-status-" });
+  // A file where STATUS_FILE's folder should be: no process can write STATUS_FILE, not even root.
+  await Deno.writeTextFile(`${dir}/not-a-folder`, "");
+  const path = `${dir}/not-a-folder/status.json`;
+  const uri = `http://169.254.170.2/v4/status-test-${crypto.randomUUID()}`;
+  const writer = await thisWriter({ ECS_CONTAINER_METADATA_URI_V4: uri });
+  const fallback = fallbackStatusPath(path, writer.container);
+  try {
+    await Deno.writeTextFile(fallback, JSON.stringify(status("discovery-failed", { cause: "x".repeat(4_000) })));
+    const { log, lines } = captureLog();
+    using reporter = new StatusReporter(path, { pollIntervalMs: 1_000, requestTimeoutMs: 2_000 }, log, writer);
+    await reporter.report("discovering", { discoveryDeadline: monotonicNow() + 60_000 });
+    assert.equal(lines.find((line) => String(line.message).includes("not writable"))?.fallback, fallback);
+    const verdict = await checkHealth(path, writer.container);
+    assert.equal(verdict.healthy, true, verdict.reason);
+    assert.match(verdict.reason, /discovering/);
+    const other = await containerKey({ ECS_CONTAINER_METADATA_URI_V4: `${uri}-other` });
+    const elsewhere = await checkHealth(path, other);
+    assert.equal(elsewhere.healthy, false, `another container's health does not see it: ${elsewhere.reason}`);
+  } finally {
+    await Deno.remove(fallback).catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
 });
