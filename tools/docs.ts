@@ -1,11 +1,13 @@
 /**
  * `deno task docs` regenerates what must never drift from the code: the per-role sections of README.md
- * (from docs/<role>.md, with each settings table generated from the role's one settings declaration)
- * and the per-role tasks in deno.json (from lib/roles.ts). `--check` changes nothing and exits 1 when
- * anything is stale; the test suite runs that check.
+ * (from docs/<role>.md, with each settings table generated from the role's one settings declaration),
+ * the per-role tasks in deno.json (from lib/roles.ts) and BENCHMARKS.md (from bench/results.json).
+ * `--check` changes nothing and exits 1 when anything is stale; the test suite runs that check.
  * @module
  */
 import { settingRows, type SettingsSpec } from "../lib/config.ts";
+import { readRun, REPORT_FILE, reportText } from "../bench/report.ts";
+import { formatMarkdown } from "./markdown.ts";
 import { type RoleName, ROLES, taskCommand } from "../lib/roles.ts";
 import { nlbSidecarProgram } from "../lib/nlb_sidecar/program.ts";
 import { appmeshHelperProgram } from "../lib/appmesh_helper/program.ts";
@@ -63,6 +65,7 @@ export function expectedRoleTasks(): Record<string, { command: string; dependenc
 export interface Staleness {
   readonly readme: boolean;
   readonly tasks: string[];
+  readonly benchmarks: boolean;
 }
 
 export async function findStale(): Promise<Staleness> {
@@ -71,23 +74,8 @@ export async function findStale(): Promise<Staleness> {
   const tasks = Object.entries(expectedRoleTasks())
     .filter(([name, task]) => JSON.stringify(config.tasks?.[name]) !== JSON.stringify(task))
     .map(([name]) => name);
-  return { readme: (await formatMarkdown(await renderReadme(readme))) !== readme, tasks };
-}
-
-/** deno fmt's Markdown style, so the generated README is byte-identical to what `deno fmt` keeps. */
-async function formatMarkdown(text: string): Promise<string> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--ext", "md", "-"],
-    stdin: "piped",
-    stdout: "piped",
-    cwd: root.pathname,
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const output = await child.output();
-  if (!output.success) throw new Error("deno fmt could not format README.md");
-  return new TextDecoder().decode(output.stdout);
+  const benchmarks = await Deno.readTextFile(REPORT_FILE) !== await reportText(await readRun());
+  return { readme: (await formatMarkdown(await renderReadme(readme))) !== readme, tasks, benchmarks };
 }
 
 if (import.meta.main) {
@@ -95,7 +83,8 @@ if (import.meta.main) {
     const stale = await findStale();
     if (stale.readme) console.error("README.md is stale: run deno task docs");
     if (stale.tasks.length) console.error(`deno.json tasks are stale: ${stale.tasks.join(", ")}: run deno task docs`);
-    Deno.exit(stale.readme || stale.tasks.length ? 1 : 0);
+    if (stale.benchmarks) console.error("BENCHMARKS.md is stale: run deno task docs");
+    Deno.exit(stale.readme || stale.tasks.length || stale.benchmarks ? 1 : 0);
   }
   const readmeUrl = new URL("README.md", root);
   await Deno.writeTextFile(readmeUrl, await formatMarkdown(await renderReadme(await Deno.readTextFile(readmeUrl))));
@@ -103,5 +92,6 @@ if (import.meta.main) {
   const config = JSON.parse(await Deno.readTextFile(configUrl));
   config.tasks = { ...config.tasks, ...expectedRoleTasks() };
   await Deno.writeTextFile(configUrl, JSON.stringify(config, null, 2) + "\n");
-  console.log("README.md and deno.json tasks regenerated");
+  await Deno.writeTextFile(REPORT_FILE, await reportText(await readRun()));
+  console.log("README.md, deno.json tasks and BENCHMARKS.md regenerated");
 }
