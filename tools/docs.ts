@@ -1,13 +1,15 @@
 /**
  * `deno task docs` regenerates what must never drift from the code: the per-role sections of README.md
  * (from docs/<role>.md, with each settings table generated from the role's one settings declaration),
- * the per-role tasks in deno.json (from lib/roles.ts) and BENCHMARKS.md (from bench/results.json).
+ * the per-role tasks in deno.json (from lib/roles.ts), BENCHMARKS.md (from bench/results.json) and the
+ * CloudFormation and Terraform examples (from examples/*.taskdef.json, tools/examples.ts).
  * `--check` changes nothing and exits 1 when anything is stale; the test suite runs that check.
  * @module
  */
 import { settingRows, type SettingsSpec } from "../lib/config.ts";
 import { readRun, REPORT_FILE, reportText } from "../bench/report.ts";
 import { formatMarkdown } from "./markdown.ts";
+import { staleExamples, writeExamples } from "./examples.ts";
 import { type RoleName, ROLES, taskCommand } from "../lib/roles.ts";
 import { nlbSidecarProgram } from "../lib/nlb_sidecar/program.ts";
 import { appmeshHelperProgram } from "../lib/appmesh_helper/program.ts";
@@ -66,6 +68,8 @@ export interface Staleness {
   readonly readme: boolean;
   readonly tasks: string[];
   readonly benchmarks: boolean;
+  /** Generated CloudFormation and Terraform files that differ from what the examples give. */
+  readonly examples: string[];
 }
 
 export async function findStale(): Promise<Staleness> {
@@ -75,7 +79,8 @@ export async function findStale(): Promise<Staleness> {
     .filter(([name, task]) => JSON.stringify(config.tasks?.[name]) !== JSON.stringify(task))
     .map(([name]) => name);
   const benchmarks = await Deno.readTextFile(REPORT_FILE) !== await reportText(await readRun());
-  return { readme: (await formatMarkdown(await renderReadme(readme))) !== readme, tasks, benchmarks };
+  const readmeStale = (await formatMarkdown(await renderReadme(readme))) !== readme;
+  return { readme: readmeStale, tasks, benchmarks, examples: await staleExamples() };
 }
 
 if (import.meta.main) {
@@ -84,7 +89,8 @@ if (import.meta.main) {
     if (stale.readme) console.error("README.md is stale: run deno task docs");
     if (stale.tasks.length) console.error(`deno.json tasks are stale: ${stale.tasks.join(", ")}: run deno task docs`);
     if (stale.benchmarks) console.error("BENCHMARKS.md is stale: run deno task docs");
-    Deno.exit(stale.readme || stale.tasks.length || stale.benchmarks ? 1 : 0);
+    if (stale.examples.length) console.error(`${stale.examples.join(", ")}: stale, run deno task docs`);
+    Deno.exit(stale.readme || stale.tasks.length || stale.benchmarks || stale.examples.length ? 1 : 0);
   }
   const readmeUrl = new URL("README.md", root);
   await Deno.writeTextFile(readmeUrl, await formatMarkdown(await renderReadme(await Deno.readTextFile(readmeUrl))));
@@ -93,5 +99,6 @@ if (import.meta.main) {
   config.tasks = { ...config.tasks, ...expectedRoleTasks() };
   await Deno.writeTextFile(configUrl, JSON.stringify(config, null, 2) + "\n");
   await Deno.writeTextFile(REPORT_FILE, await reportText(await readRun()));
-  console.log("README.md, deno.json tasks and BENCHMARKS.md regenerated");
+  await writeExamples();
+  console.log("README.md, deno.json tasks, BENCHMARKS.md and the CloudFormation and Terraform examples regenerated");
 }
