@@ -15,9 +15,10 @@ async function deno(args: string[]) {
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
-Deno.test("README role sections, deno.json role tasks and BENCHMARKS.md are generated and up to date", async () => {
+Deno.test("generated docs, examples, BENCHMARKS.md and deno.json role tasks are up to date", async () => {
   const stale = await findStale();
-  assert.equal(stale.readme, false, "README.md is stale: run deno task docs");
+  assert.deepEqual(stale.docs, [], "stale docs: run deno task docs");
+  assert.deepEqual(stale.examples, [], "stale examples: run deno task docs");
   assert.deepEqual(stale.tasks, [], "deno.json tasks are stale: run deno task docs");
   assert.equal(stale.benchmarks, false, "BENCHMARKS.md is stale: run deno task docs");
 });
