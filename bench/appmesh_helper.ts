@@ -10,7 +10,7 @@
  * `deno run -A bench/appmesh_helper.ts` prints the figures.
  * @module
  */
-import { type BenchFigure, median, peakRssMiB } from "./result.ts";
+import { type BenchFigure, figureLine, median, peakRssMiB } from "./result.ts";
 import { DownstreamConnection } from "../sim/downstream.ts";
 import { startEnvoyEmulator } from "../sim/envoy_admin.ts";
 import { type RoleProcess, spawnRole } from "../sim/role_process.ts";
@@ -255,9 +255,6 @@ export async function appmeshHelperBenchmarks(): Promise<BenchFigure[]> {
 
 if (import.meta.main) {
   for (const figure of await appmeshHelperBenchmarks()) {
-    console.log(
-      `${figure.met ? "met " : "MISS"}  ${figure.name}: ${figure.value} ${figure.unit} (target ${figure.target}; ` +
-        `runs ${figure.runs.join(", ")})`,
-    );
+    console.log(figureLine(figure));
   }
 }

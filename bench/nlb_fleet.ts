@@ -8,7 +8,7 @@
  * Run alone: `deno run -A bench/nlb_fleet.ts`.
  * @module
  */
-import { type BenchFigure, median } from "./result.ts";
+import { type BenchFigure, figureLine, median } from "./result.ts";
 import { DrainMachine, type Observation, type WatchedTarget } from "../lib/nlb_sidecar/machine.ts";
 import { PollPacing } from "../lib/nlb_sidecar/pacing.ts";
 import { backoffDelay, defaultBackoff } from "../lib/retry.ts";
@@ -311,16 +311,8 @@ function figure(
   target?: { readonly text: string; readonly met: (worst: number) => boolean },
 ): BenchFigure {
   const values = runs.map((v) => round(v));
-  return {
-    role: ROLE,
-    name,
-    target: target?.text ?? "informational",
-    value: median(values),
-    unit,
-    met: target ? target.met(Math.max(...values)) : true,
-    runs: values,
-    method,
-  };
+  const facts: BenchFigure = { role: ROLE, name, value: median(values), unit, runs: values, method };
+  return target ? { ...facts, target: target.text, met: target.met(Math.max(...values)) } : facts;
 }
 
 function steadyFigures(size: number, pacing: Pacing): BenchFigure[] {
@@ -387,10 +379,7 @@ export function nlbFleetBenchmarks(): Promise<BenchFigure[]> {
 if (import.meta.main) {
   const startedAt = performance.now();
   for (const figure of await nlbFleetBenchmarks()) {
-    console.log(
-      `${figure.met ? "met " : "MISS"}  ${figure.name}: ${figure.value} ${figure.unit} (target ${figure.target}; ` +
-        `runs ${figure.runs.join(", ")})`,
-    );
+    console.log(figureLine(figure));
   }
   console.log(`${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
 }

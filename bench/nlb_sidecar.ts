@@ -9,7 +9,7 @@
  * Run alone: `deno run -A bench/nlb_sidecar.ts`.
  * @module
  */
-import { type BenchFigure, median, peakRssMiB } from "./result.ts";
+import { type BenchFigure, figureLine, median, peakRssMiB } from "./result.ts";
 import { startEcsWorld, type WorldOptions } from "../sim/ecs_world.ts";
 import { Faults, seededRandom } from "../sim/faults.ts";
 import { type LogEntry, type RoleProcess, spawnRole } from "../sim/role_process.ts";
@@ -368,9 +368,6 @@ export async function nlbSidecarBenchmarks(): Promise<BenchFigure[]> {
 
 if (import.meta.main) {
   for (const figure of await nlbSidecarBenchmarks()) {
-    console.log(
-      `${figure.met ? "met " : "MISS"}  ${figure.name}: ${figure.value} ${figure.unit} (target ${figure.target}; ` +
-        `runs ${figure.runs.join(", ")})\n      ${figure.method}`,
-    );
+    console.log(figureLine(figure));
   }
 }

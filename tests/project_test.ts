@@ -15,10 +15,12 @@ async function deno(args: string[]) {
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
-Deno.test("README role sections and deno.json role tasks are generated from the code and up to date", async () => {
+Deno.test("generated docs, examples, BENCHMARKS.md and deno.json role tasks are up to date", async () => {
   const stale = await findStale();
-  assert.equal(stale.readme, false, "README.md is stale: run deno task docs");
+  assert.deepEqual(stale.docs, [], "stale docs: run deno task docs");
+  assert.deepEqual(stale.examples, [], "stale examples: run deno task docs");
   assert.deepEqual(stale.tasks, [], "deno.json tasks are stale: run deno task docs");
+  assert.equal(stale.benchmarks, false, "BENCHMARKS.md is stale: run deno task docs");
 });
 
 Deno.test("main.ts --help names every role; an unknown role exits 2", async () => {
