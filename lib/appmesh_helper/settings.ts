@@ -130,21 +130,25 @@ export type AppmeshHelperConfig = ConfigOf<AppmeshHelperSettings>;
  * port or path that does not answer would make every shutdown look like "app already gone" and skip
  * draining.
  */
-export function validateSettings(config: AppmeshHelperConfig): void {
+export function validateSettings(config: AppmeshHelperConfig): ConfigError[] {
+  const errors: ConfigError[] = [];
   const pairGiven = config.port !== undefined || config.healthcheckPath !== undefined;
   if (config.appHealthcheckUrl !== undefined && pairGiven) {
-    throw new ConfigError(
-      "APP_HEALTHCHECK_URL",
-      config.appHealthcheckUrl,
-      "set either APP_HEALTHCHECK_URL or PORT with HEALTHCHECK_PATH, not both",
+    errors.push(
+      new ConfigError(
+        "APP_HEALTHCHECK_URL",
+        config.appHealthcheckUrl,
+        "set either APP_HEALTHCHECK_URL or PORT with HEALTHCHECK_PATH, not both",
+      ),
     );
   }
   if (config.port !== undefined && config.healthcheckPath === undefined) {
-    throw new ConfigError("HEALTHCHECK_PATH (or --healthcheck-path)", undefined, "is required when PORT is set");
+    errors.push(new ConfigError("HEALTHCHECK_PATH (or --healthcheck-path)", undefined, "is required when PORT is set"));
   }
   if (config.healthcheckPath !== undefined && config.port === undefined) {
-    throw new ConfigError("PORT (or --port)", undefined, "is required when HEALTHCHECK_PATH is set");
+    errors.push(new ConfigError("PORT (or --port)", undefined, "is required when HEALTHCHECK_PATH is set"));
   }
+  return errors;
 }
 
 /** The app's health check URL, or `undefined` when none is configured. */

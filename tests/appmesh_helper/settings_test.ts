@@ -12,7 +12,8 @@ import {
 
 function parse(env: Record<string, string>, args: string[] = []) {
   const { config } = parseSettings(appmeshHelperSettings, { args, env });
-  validateSettings(config);
+  const [first] = validateSettings(config);
+  if (first) throw first;
   return config;
 }
 

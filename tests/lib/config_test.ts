@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  checkSettings,
   ConfigError,
   integer,
   isRegionName,
@@ -148,4 +149,42 @@ Deno.test("help lists every setting with its env name and default", () => {
   }
   assert.match(help, /--wait <seconds>\s+env WAIT\s+default 120/);
   assert.match(help, /-r, --region <text>\s+env REGION\s+default \(required\)/);
+});
+
+Deno.test("checkSettings lists every bad flag and value, in order; a bad setting keeps its default", () => {
+  const checked = checkSettings(spec, {
+    args: ["--bogus", "-n", "12", "--dry-run=yes", "--admin-url", "-x", "--wait"],
+    env: { QUIET: "soon", MODE: "sometimes" },
+  });
+  assert.deepEqual(checked.errors.map((e) => e.message), [
+    "--bogus: unknown flag (see --help)",
+    "--dry-run: is a switch and takes no value",
+    "--admin-url: needs a value (write --admin-url=VALUE for one starting with -)",
+    "--wait: needs a value",
+    'QUIET="soon": expected a non-negative number of seconds',
+    '--retries="12": expected a whole number from 0 to 10',
+    'MODE="sometimes": expected one of fixed, connections',
+    "REGION (or --region): is required",
+  ]);
+  assert.deepEqual([...checked.failed].sort(), ["admin", "dryRun", "mode", "quiet", "region", "retries", "wait"]);
+  assert.equal(checked.config.wait, 120, "the default stands in for a bad value");
+  assert.equal(checked.config.mode, "fixed");
+});
+
+Deno.test("checkSettings: --help and --version answer whatever else is wrong", () => {
+  assert.deepEqual(checkSettings(spec, { args: ["--bogus", "--help"], env: {} }).errors, []);
+  assert.deepEqual(checkSettings(spec, { args: ["--version"], env: { WAIT: "x" } }).errors, []);
+});
+
+Deno.test("bounds: seconds above or from a floor are enforced", () => {
+  const bounded = {
+    interval: seconds({ flag: "interval", help: "probe interval", default: 20, above: 0 }),
+    period: seconds({ flag: "period", help: "at least one second", default: 5, min: 1 }),
+  };
+  const errors = checkSettings(bounded, { args: ["--interval", "0", "--period", "0.5"], env: {} }).errors;
+  assert.deepEqual(errors.map((e) => e.message), [
+    '--interval="0": expected more than 0 seconds',
+    '--period="0.5": expected at least 1 seconds',
+  ]);
+  assert.equal(checkSettings(bounded, { args: ["--interval", "0.1", "--period", "1"], env: {} }).errors.length, 0);
 });

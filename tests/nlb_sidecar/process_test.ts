@@ -205,7 +205,7 @@ Deno.test("process: bad settings -> exit 2 and a message naming the setting, bef
   const base = { ECS_CONTAINER_METADATA_URI_V4: "http://127.0.0.1:9/v4/x" };
   const cases: Array<[Record<string, string>, string[], RegExp]> = [
     [{ ...base, DEREGISTRATION_WAIT: "abc" }, [], /DEREGISTRATION_WAIT="abc"/],
-    [{ ...base, POLLING_FREQUENCY: "0" }, [], /POLLING_FREQUENCY.*greater than 0/],
+    [{ ...base, POLLING_FREQUENCY: "0" }, [], /POLLING_FREQUENCY="0": expected more than 0 seconds/],
     [{ ...base, POLLING_FREQUENCY: "0.01" }, [], /POLLING_FREQUENCY="0.01": .*at least 1 s.*ELB API/],
     [
       { ...base, POLLING_FREQUENCY: "0.5", AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2: VPC_ENDPOINT },
@@ -227,6 +227,26 @@ Deno.test("process: bad settings -> exit 2 and a message naming the setting, bef
     assert.match(result.stderr, cases[i][2]);
     assert.equal(result.stdout, "", "nothing started");
   }
+});
+
+Deno.test("process: several bad settings -> every one reported at once, one line each, exit 2", async () => {
+  const result = await runRoleToEnd("nlb-sidecar", {
+    env: { DEREGISTRATION_WAIT: "abc", DRAIN_MODE: "gentle", AWS_REGION: "mars", STATUS_FILE: "status.json" },
+    args: ["--polling-frequency", "soon"],
+  });
+  assert.equal(result.code, 2);
+  assert.equal(result.stdout, "", "nothing started");
+  const lines = result.stderr.trimEnd().split("\n");
+  const expected = [
+    /^ecs-nlb-sidecar: configuration error: DEREGISTRATION_WAIT="abc": /,
+    /^ecs-nlb-sidecar: configuration error: --polling-frequency="soon": /,
+    /^ecs-nlb-sidecar: configuration error: DRAIN_MODE="gentle": /,
+    /^ecs-nlb-sidecar: configuration error: ECS_CONTAINER_METADATA_URI_V4 \(or --metadata-uri\): is required$/,
+    /^ecs-nlb-sidecar: configuration error: AWS_REGION="mars": /,
+    /^ecs-nlb-sidecar: configuration error: STATUS_FILE="status.json": /,
+  ];
+  assert.equal(lines.length, expected.length, result.stderr);
+  for (const [i, pattern] of expected.entries()) assert.match(lines[i], pattern);
 });
 
 Deno.test("process: connections mode holds the drain while real TCP connections are open, exits once they close", async () => {
