@@ -486,6 +486,8 @@ export interface SettingRow {
   readonly env: string;
   readonly flag: string;
   readonly type: string;
+  /** The values accepted beyond the type (`>= 1 s`), or empty. */
+  readonly bounds: string;
   readonly defaultText: string;
   readonly help: string;
 }
@@ -495,26 +497,90 @@ export function settingRows(spec: SettingsSpec): SettingRow[] {
     env: s.env ?? "",
     flag: (s.short ? `-${s.short}, ` : "") + `--${s.flag}`,
     type: s.type,
+    bounds: s.bounds ?? "",
     defaultText: s.required ? "(required)" : s.default === undefined ? "(unset)" : String(s.default),
     help: s.help,
   }));
 }
 
-/** Plain-text help: usage line, then every setting with its flag, env name and default. */
+/** The narrowest help that is still readable: on a narrower terminal lines run over rather than break up. */
+const MIN_HELP_WIDTH = 40;
+
+/**
+ * `line` broken at spaces into lines of at most `width` columns where the words allow. Its head (the
+ * indent, and a leading name set off by two spaces, as in `  health  exit 0 ...`) is kept as written, and
+ * continuation lines start under the text after it, or at `indent` columns when given. A word longer than
+ * the width stays whole on a line of its own.
+ */
+export function wrapLine(line: string, width: number, indent?: number): string[] {
+  const head = line.match(/^ *(?:\S+ {2,}(?=\S))?/)![0];
+  const words = line.slice(head.length).split(/ +/).filter((word) => word !== "");
+  const lines: string[] = [];
+  let current = head;
+  let empty = true;
+  for (const word of words) {
+    if (!empty && current.length + 1 + word.length > width) {
+      lines.push(current);
+      current = " ".repeat(indent ?? head.length) + word;
+    } else {
+      current += (empty ? "" : " ") + word;
+    }
+    empty = false;
+  }
+  lines.push(current);
+  return lines;
+}
+
+/** Groups of words kept on one line when they fit, each group starting a new line when they do not. */
+function wrapSegments(segments: readonly string[], width: number, lead: number, indent: number): string[] {
+  const lines: string[] = [];
+  let current = " ".repeat(lead);
+  for (const segment of segments) {
+    const atStart = current.trim() === "";
+    if (!atStart && current.length + 2 + segment.length > width) {
+      lines.push(current);
+      current = " ".repeat(indent) + segment;
+    } else {
+      current += (atStart ? "" : "  ") + segment;
+    }
+  }
+  lines.push(current);
+  return lines;
+}
+
+/**
+ * Plain-text help: usage line, then every setting with its flag, env name, default and the values it
+ * accepts, wrapped to `width` columns (the terminal's; the runner passes 80 when stdout is not one).
+ */
 export function renderHelp(
   usage: string,
   summary: string,
   spec: SettingsSpec,
   extra = "",
+  width = 80,
 ): string {
-  const lines = [`usage: ${usage}`, "", summary, "", "settings (flags override environment):"];
+  const columns = Math.max(width, MIN_HELP_WIDTH);
+  const lines = [
+    ...wrapLine(`usage: ${usage}`, columns, 7),
+    "",
+    ...wrapLine(summary, columns, 0),
+    "",
+    "settings (flags override environment):",
+  ];
   for (const row of settingRows(spec)) {
-    const value = row.type === "bool" ? "" : ` <${row.type}>`;
-    const env = row.env ? `  env ${row.env}` : "";
-    lines.push(`  ${row.flag}${value}${env}  default ${row.defaultText}`);
-    lines.push(`      ${row.help}`);
+    const segments = [
+      `${row.flag}${row.type === "bool" ? "" : ` <${row.type}>`}`,
+      ...(row.env ? [`env ${row.env}`] : []),
+      `default ${row.defaultText}`,
+      ...(row.bounds ? [`(${row.bounds})`] : []),
+    ];
+    lines.push(...wrapSegments(segments, columns, 2, 6));
+    lines.push(...wrapLine(`      ${row.help}`, columns, 6));
   }
   lines.push("  -h, --help  show this help", "  --version  print the version");
-  if (extra) lines.push("", extra.trimEnd());
+  if (extra) {
+    lines.push("");
+    for (const line of extra.trimEnd().split("\n")) lines.push(...wrapLine(line, columns));
+  }
   return lines.join("\n") + "\n";
 }

@@ -203,8 +203,8 @@ export interface RoleProgram<Spec extends LoggingSettings> {
   run(context: RoleContext<Spec>): Promise<number>;
 }
 
-/** `--help` text for a role, also used by the README generator. */
-export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec>): string {
+/** `--help` text for a role, wrapped to `width` columns. */
+export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec>, width = 80): string {
   const subcommands = Object.entries(program.subcommands ?? {});
   const usage = `${program.info.binary}${
     subcommands.length ? ` [${subcommands.map(([n]) => n).join("|")}]` : ""
@@ -215,7 +215,7 @@ export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec
     exitCodesLine(),
     program.helpExtra ?? "",
   ].join("\n");
-  return renderHelp(usage, program.info.summary, program.spec, extra);
+  return renderHelp(usage, program.info.summary, program.spec, extra, width);
 }
 
 const SECRET_IN_URL = /\/\/[^/@\s]+@/;
@@ -257,6 +257,18 @@ export interface RunOptions {
   readonly logWrite?: (line: string) => void;
   /** Ends the run as SIGTERM would; for embedders that run a role in-process. */
   readonly stop?: AbortSignal;
+  /** Columns `--help` wraps to; default the terminal's width, 80 when stdout is not a terminal. */
+  readonly helpWidth?: number;
+}
+
+/** The terminal's width when stdout is one, else 80: help piped into a file or a pager reads the same everywhere. */
+function terminalColumns(): number {
+  try {
+    if (Deno.stdout.isTerminal()) return Deno.consoleSize().columns;
+  } catch {
+    // no console size to be had: the default below
+  }
+  return 80;
 }
 
 function printTo(text: string, stream: "stdout" | "stderr"): void {
@@ -298,7 +310,7 @@ export async function runRole<Spec extends LoggingSettings>(
   try {
     const parsed = checkSettings(program.spec, { args, env });
     if (parsed.help) {
-      print(roleHelp(program), "stdout");
+      print(roleHelp(program, options.helpWidth ?? terminalColumns()), "stdout");
       return ExitCode.Ok;
     }
     if (parsed.version) {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { findStale, ROLE_SPECS } from "../tools/docs.ts";
-import { roleInfo, type RoleName, ROLES } from "../lib/roles.ts";
+import { denoRunArgs, roleInfo, type RoleName, ROLES } from "../lib/roles.ts";
 import { runRoleToEnd } from "../sim/role_process.ts";
 
 const root = new URL("../", import.meta.url);
@@ -42,6 +42,53 @@ for (const role of ROLES) {
     }
   });
 }
+
+for (const role of ROLES) {
+  Deno.test(`${role.binary} --help, piped, fits 80 columns and states each setting's accepted values`, async () => {
+    const out = await runRoleToEnd(role.name, { args: ["--help"] });
+    assert.equal(out.code, 0, out.stderr);
+    for (const line of out.stdout.trimEnd().split("\n")) assert.ok(line.length <= 80, JSON.stringify(line));
+    for (const setting of Object.values(ROLE_SPECS[role.name])) {
+      if (setting.bounds) assert.ok(out.stdout.includes(`(${setting.bounds})`), `${setting.flag}: ${setting.bounds}`);
+    }
+  });
+}
+
+Deno.test("the usage POLLING_FREQUENCY states its 1 s minimum in --help and the README", async () => {
+  const help = await runRoleToEnd("nlb-sidecar", { args: ["--help"] });
+  assert.match(help.stdout, /--polling-frequency <seconds>\s+env POLLING_FREQUENCY\s+default 30\s+\(>= 1 s\)/);
+  const readme = await Deno.readTextFile(new URL("README.md", root));
+  assert.match(readme, /\|\s*`POLLING_FREQUENCY`\s*\|\s*`--polling-frequency`\s*\|\s*seconds \(>= 1 s\)\s*\|/);
+});
+
+/** `script` runs a command on a pseudo-terminal: how a test sees what an operator's terminal would show. */
+const hasScript =
+  new Deno.Command("sh", { args: ["-c", "command -v script stty"], stdout: "null" }).outputSync().success;
+
+Deno.test({
+  name: "--help on a terminal wraps to the terminal's width, not 80",
+  ignore: !hasScript,
+  fn: async () => {
+    const role = roleInfo("nlb-sidecar")!;
+    const command = [Deno.execPath(), ...denoRunArgs(role, ["--help"])].map((word) => `'${word}'`).join(" ");
+    const out = await new Deno.Command("script", {
+      args: ["-qec", `stty cols 120 rows 40; ${command}`, "/dev/null"],
+      cwd: root.pathname,
+      env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    // The terminal's line ends, and any cursor control the runtime writes first, are not the help's.
+    const escape = String.fromCharCode(0x1b);
+    const text = new TextDecoder().decode(out.stdout).replaceAll("\r", "")
+      .replace(new RegExp(`${escape}\\[[0-9;]*[A-Za-z]`, "g"), "");
+    const widths = text.trimEnd().split("\n").map((line) => line.length);
+    assert.match(text, /^usage: ecs-nlb-sidecar/m);
+    assert.ok(Math.max(...widths) > 80, `widest line ${Math.max(...widths)}: wrapped to 80, not to the terminal`);
+    assert.ok(Math.max(...widths) <= 120, `widest line ${Math.max(...widths)}`);
+  },
+});
 
 Deno.test("DEREGISTRATION_WAIT=abc: the sidecar exits 2 and names the setting", async () => {
   const out = await runRoleToEnd("nlb-sidecar", {

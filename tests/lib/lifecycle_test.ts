@@ -86,6 +86,16 @@ Deno.test("a cross-setting check about a setting that already failed is not repo
   assert.match(out.stderr, /WAIT="abc"/);
 });
 
+Deno.test("--help wraps to the width asked for", async () => {
+  const printed: string[] = [];
+  await runRole(program(() => Promise.resolve(0)), {
+    args: ["--help"],
+    helpWidth: 50,
+    print: (text) => printed.push(text),
+  });
+  for (const line of printed.join("").trimEnd().split("\n")) assert.ok(line.length <= 50, JSON.stringify(line));
+});
+
 Deno.test("unknown subcommands and extra words exit 2", async () => {
   assert.equal((await runCaptured(program(() => Promise.resolve(0)), ["bogus"])).code, ExitCode.Config);
   assert.equal((await runCaptured(program(() => Promise.resolve(0)), ["health", "extra"])).code, ExitCode.Config);

@@ -536,6 +536,6 @@ Deno.test("process: --help lists every setting by its environment name", async (
       "LOG_LEVEL",
       "LOG_FORMAT",
     ]
-  ) assert.match(result.stdout, new RegExp(`env ${name} `));
+  ) assert.match(result.stdout, new RegExp(`env ${name}\\b`));
   assert.match(result.stdout, /health/);
 });
