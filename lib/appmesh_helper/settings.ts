@@ -40,6 +40,9 @@ const ingressListener: Setting<string> = {
   },
 };
 
+/** The admin addresses the helper accepts, as its errors name them. */
+const ADMIN_URL_FORMS = "http://host:port, https://host:port or unix:///path/to/admin.sock (an admin on a unix socket)";
+
 /**
  * Envoy's admin address: `http(s)://host:port` (with an optional path prefix), or `unix:///path` for an
  * admin on a unix socket (App Mesh's `ENVOY_ADMIN_MODE=uds` puts it at /tmp/envoy_admin.sock). A query
@@ -56,11 +59,17 @@ const envoyAdminUrl: Setting<string> = {
     const value = raw.trim();
     if (value.startsWith("unix://")) {
       const path = value.slice("unix://".length);
-      if (!/^\/[^?#\0]*[^/?#\0]$/.test(path)) throw new Error("expected unix:// and an absolute socket path");
+      if (!/^\/[^?#\0]*[^/?#\0]$/.test(path)) {
+        throw new Error("expected unix:// and an absolute socket path, e.g. unix:///tmp/envoy_admin.sock");
+      }
       return value;
     }
     if (/[?#]/.test(value)) throw new Error("expected no query or fragment: the admin paths are appended to it");
-    return parseHttpUrl(value);
+    try {
+      return parseHttpUrl(value);
+    } catch {
+      throw new Error(`expected ${ADMIN_URL_FORMS}`);
+    }
   },
 };
 

@@ -79,6 +79,14 @@ Deno.test("bad values are configuration errors naming the setting", () => {
   for (const [env, message] of cases) assert.match(configError(env).message, message, JSON.stringify(env));
 });
 
+Deno.test("ENVOY_ADMIN_URL that is no URL names every form it accepts, the unix:// one included", () => {
+  for (const value of ["127.0.0.1:9901", "ftp://envoy:9901", "envoy_admin.sock"]) {
+    const error = configError({ ENVOY_ADMIN_URL: value });
+    assert.match(error.message, /http:\/\/host:port/, value);
+    assert.match(error.message, /unix:\/\/\/path\/to\/admin\.sock/, value);
+  }
+});
+
 Deno.test("ENVOY_ADMIN_URL: http(s) with an optional path prefix, or a unix socket path", () => {
   assert.equal(parse({ ENVOY_ADMIN_URL: "http://envoy:9901/" }).envoyAdminUrl, "http://envoy:9901");
   assert.equal(parse({ ENVOY_ADMIN_URL: "https://envoy/admin" }).envoyAdminUrl, "https://envoy/admin");
