@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { findStale, ROLE_SPECS } from "../tools/docs.ts";
 import { denoRunArgs, roleInfo, type RoleName, ROLES } from "../lib/roles.ts";
+import { VERSION } from "../lib/version.ts";
 import { runRoleToEnd } from "../sim/role_process.ts";
 
 const root = new URL("../", import.meta.url);
@@ -51,6 +52,17 @@ for (const role of ROLES) {
     for (const setting of Object.values(ROLE_SPECS[role.name])) {
       if (setting.bounds) assert.ok(out.stdout.includes(`(${setting.bounds})`), `${setting.flag}: ${setting.bounds}`);
     }
+  });
+  Deno.test(`${role.binary} --version and main.ts ${role.name} --version print the version, whatever else is set`, async () => {
+    const expected = `${role.binary} ${VERSION}\n`;
+    // A bad setting and a missing required one must not stop the answer.
+    const env = { LOG_LEVEL: "loud", DRAIN_DELAY: "soon" };
+    const binary = await runRoleToEnd(role.name, { args: ["--version"], env });
+    assert.equal(binary.code, 0, binary.stderr);
+    assert.equal(binary.stdout, expected);
+    const viaMain = await deno(["run", "-A", "main.ts", role.name, "--version"]);
+    assert.equal(viaMain.code, 0, viaMain.stderr);
+    assert.equal(viaMain.stdout, expected);
   });
 }
 
