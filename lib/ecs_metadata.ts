@@ -84,6 +84,14 @@ export interface ContainerMetadata {
   readonly Networks?: readonly ContainerNetwork[];
   /** Its published ports. */
   readonly Ports?: readonly PortMapping[];
+  /**
+   * How often ECS restarted it under its container restart policy. Present only for a container whose
+   * restart policy is enabled: the agent sets it when `RestartPolicyEnabled()` (amazon-ecs-agent
+   * agent/handlers/v4/response.go, `RestartCount *int` with omitempty), and "You can use the Amazon ECS task
+   * metadata endpoint ... to monitor the number of times a container has restarted" ("Restart individual
+   * containers in Amazon ECS tasks with container restart policies", Amazon ECS Developer Guide).
+   */
+  readonly RestartCount?: number;
 }
 
 /**

@@ -1,0 +1,49 @@
+/**
+ * The emulated ECS and task metadata answering as the real ones do about a container's own definition
+ * (DescribeTaskDefinition, RestartCount).
+ */
+import assert from "node:assert/strict";
+import { DescribeTaskDefinitionCommand, ECSClient } from "@aws-sdk/client-ecs";
+import { awsClientConfig } from "../../lib/aws.ts";
+import { metadataClient } from "../../lib/ecs_metadata.ts";
+import { startEcsWorld, WORLD } from "../../sim/ecs_world.ts";
+import { pointSdkAt } from "./support.ts";
+
+Deno.test("emulated ECS: DescribeTaskDefinition by family:revision, family (latest ACTIVE) or ARN; unknown and denied as ECS answers", async () => {
+  await using world = await startEcsWorld({
+    networkMode: "awsvpc",
+    sidecarDefinition: { essential: false, restartPolicy: { enabled: true, ignoredExitCodes: [0] } },
+  });
+  pointSdkAt(world);
+  const ecs = new ECSClient(awsClientConfig({ region: WORLD.region, timeoutMs: 2_000 }, world.env));
+  const describe = (taskDefinition: string) => ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition }));
+  const arn = `arn:aws:ecs:${WORLD.region}:${WORLD.account}:task-definition/${WORLD.family}:${WORLD.revision}`;
+  for (const wanted of [`${WORLD.family}:${WORLD.revision}`, WORLD.family, arn]) {
+    const out = await describe(wanted);
+    assert.equal(out.taskDefinition?.taskDefinitionArn, arn, wanted);
+    const sidecar = out.taskDefinition?.containerDefinitions?.find((c) => c.name === "sidecar");
+    assert.equal(sidecar?.essential, false);
+    assert.deepEqual(sidecar?.restartPolicy, { enabled: true, ignoredExitCodes: [0] });
+    const app = out.taskDefinition?.containerDefinitions?.find((c) => c.name === "app");
+    assert.equal(app?.essential, undefined, "left out, as a definition registered without it may answer");
+  }
+  await assert.rejects(describe(`${WORLD.family}:99`), (error: Error) => error.name === "ClientException");
+  world.ecs.state.denied.add("DescribeTaskDefinition");
+  await assert.rejects(describe(WORLD.family), (error: Error) => error.name === "AccessDeniedException");
+  ecs.destroy();
+});
+
+Deno.test("emulated task metadata: RestartCount only for a container whose restart policy is enabled, counting restarts", async () => {
+  await using world = await startEcsWorld({
+    networkMode: "awsvpc",
+    sidecarDefinition: { restartPolicy: { enabled: true } },
+  });
+  const metadata = metadataClient(world.env.ECS_CONTAINER_METADATA_URI_V4);
+  assert.equal((await metadata.self()).RestartCount, 0);
+  world.metadata.recordRestart("sidecar");
+  assert.equal((await metadata.self()).RestartCount, 1);
+  const task = await metadata.task();
+  assert.equal(task.Containers.find((c) => c.Name === "sidecar")?.RestartCount, 1);
+  assert.ok(!("RestartCount" in task.Containers.find((c) => c.Name === "app")!), "no policy, no field");
+  assert.throws(() => world.metadata.recordRestart("app"), /no restart policy/);
+});
