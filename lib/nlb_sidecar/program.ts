@@ -18,6 +18,7 @@ import { ConnectionTables } from "./connections.ts";
 import type { DiscoveryError, WatchPlan } from "./discovery.ts";
 import { effectiveDrainMode, loadBalancerType } from "./machine.ts";
 import { drainMinWaitSeconds, nlbSidecarSettings, validateSettings } from "./settings.ts";
+import { warnPermissionMissing } from "./permissions.ts";
 import { checkHealth, StatusReporter } from "./status.ts";
 
 type Context = RoleContext<typeof nlbSidecarSettings>;
@@ -143,7 +144,8 @@ async function runSidecar(context: Context): Promise<number> {
 /**
  * A connections drain ends at the latest when ELB ends the deregistration (ECS stops the task then anyway):
  * the longest deregistration delay of the task's groups when the role may read it (the permission is
- * optional), else DEREGISTRATION_WAIT, said once.
+ * optional), else DEREGISTRATION_WAIT, said once as a warning: a drain capped by a guess may end before ELB
+ * has ended the deregistration, or wait on after it.
  */
 async function connectionsDrainCap(
   { config, log, shutdown }: Context,
@@ -155,11 +157,14 @@ async function connectionsDrainCap(
   const arns = plan.targets.map((t) => t.targetGroupArn);
   const delay = await longestDeregistrationDelay(elbv2, arns, { ...retry, signal: shutdown.signal });
   if (delay.kind === "read") return delay.seconds;
-  log.info("cannot read the deregistration delay ({error}): a connections drain ends at DEREGISTRATION_WAIT", {
-    error: delay.error,
-    detail: delay.message,
-    deregistrationWaitSeconds: config.deregistrationWait,
-  });
+  const fields = { error: delay.error, detail: delay.message, deregistrationWaitSeconds: config.deregistrationWait };
+  const lost = "a connections drain cannot end when ELB ends the deregistration (the target groups' " +
+    `deregistration delay) and ends at DEREGISTRATION_WAIT (${config.deregistrationWait} s) at the latest instead`;
+  if (delay.denied) {
+    warnPermissionMissing(log, "elasticloadbalancing:DescribeTargetGroupAttributes", lost, fields);
+  } else {
+    log.warning("cannot read the deregistration delay ({error}): {lost}", { ...fields, lost });
+  }
   return config.deregistrationWait;
 }
 

@@ -333,9 +333,12 @@ Deno.test("process: connections mode with only an ALB group, attributes denied: 
     { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: "0.3", DEREGISTRATION_WAIT: "20" },
     (world) => world.elbv2.state.denied.add("DescribeTargetGroupAttributes"),
   );
-  const denied = await s.process.waitForLog(startsWith("cannot read the deregistration delay"));
+  const denied = await s.process.waitForLog(includes("DescribeTargetGroupAttributes is not allowed"));
   assert.equal(denied.error, "AccessDenied");
-  assert.equal(denied.level, "info", "an optional permission: not an error");
+  assert.equal(denied.level, "warning", "an optional permission: a warning, never an error, never silent");
+  assert.match(denied.message, /^elasticloadbalancing:DescribeTargetGroupAttributes is not allowed: /);
+  assert.match(denied.message, /ends at DEREGISTRATION_WAIT \(20 s\) at the latest/, "what is lost");
+  assert.match(denied.message, /Fix: allow it in the task role's policy \(examples\/iam\/nlb-sidecar-\*\.json\)/);
   await s.process.waitForLog(includes("is healthy"));
   s.world.setState("draining");
   const started = await s.process.waitForLog(startsWith("drain started"));
@@ -344,7 +347,7 @@ Deno.test("process: connections mode with only an ALB group, attributes denied: 
   const exit = await s.process.exited;
   assert.equal(exit.code, 0);
   assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "connections-quiet");
-  assert.equal(s.process.logs.filter(startsWith("cannot read the deregistration delay")).length, 1);
+  assert.equal(s.process.logs.filter(includes("DescribeTargetGroupAttributes is not allowed")).length, 1);
 });
 
 Deno.test("process: connections mode, attributes throttled for good: given up on after a bounded wait, DEREGISTRATION_WAIT caps", async () => {
