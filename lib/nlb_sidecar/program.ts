@@ -63,25 +63,19 @@ async function runSidecar(context: Context): Promise<number> {
   await status.report("discovering", { discoveryDeadline });
   dropEscalatingPermissions();
 
-  const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }] = await Promise.all([
-    import("./discovery.ts"),
-    import("./clients.ts"),
-    import("./watch.ts"),
-  ]);
+  const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }, { checkOwnContainer }] = await Promise
+    .all([
+      import("./discovery.ts"),
+      import("./clients.ts"),
+      import("./watch.ts"),
+      import("./preflight.ts"),
+    ]);
   const onRetry = (step: string, error: unknown, attempt: number, delayMs: number) => {
-    const { error: code, message, status: httpStatus } = describeError(error);
-    log.warning("{step} failed ({error}), retrying in {retryInSeconds} s", {
-      step,
-      error: code,
-      detail: message,
-      httpStatus,
-      attempt: attempt + 1,
-      retryInSeconds: delayMs / 1000,
-    });
+    logRetry(log, step, error, attempt, delayMs);
     // The health check tells a discovery that is retrying past DISCOVERY_TIMEOUT from a hung one.
     void status.report("discovering", {
       discoveryDeadline,
-      retrying: { step, error: code, nextAttemptAt: monotonicNow() + delayMs },
+      retrying: { step, error: describeError(error).error, nextAttemptAt: monotonicNow() + delayMs },
     });
   };
   const metadata: MetadataClient = metadataClient(config.metadataUri, {
@@ -105,6 +99,17 @@ async function runSidecar(context: Context): Promise<number> {
   }
   const { plan, clients } = discovered;
   logPlan(log, plan);
+  // Beside the watch, never before it: a check that waits out throttling must not delay seeing a drain.
+  const ownContainerChecked = checkOwnContainer({
+    metadata,
+    ecs: clients.ecs,
+    log,
+    signal: shutdown.signal,
+    deadline: monotonicNow() + 3 * requestTimeoutMs,
+    onRetry: (error, attempt, delayMs) => logRetry(log, "ecs:DescribeTaskDefinition", error, attempt, delayMs),
+  }).catch(() => {
+    // Only a shutdown ends the check early; the sidecar's own exit says why.
+  });
   const drain = effectiveDrainMode(config.drainMode, plan);
   if (drain.fallback) {
     log.warning("DRAIN_MODE=connections is not possible here ({fallback}): draining waits DEREGISTRATION_WAIT", {
@@ -137,8 +142,21 @@ async function runSidecar(context: Context): Promise<number> {
     signal: shutdown.signal,
     onStatus: ({ phase, ...details }) => status.report(phase, details),
   });
+  await ownContainerChecked;
   if (outcome.kind === "stopped") return stopped(context, outcome.phase);
   return ExitCode.Ok;
+}
+
+function logRetry(log: Logger, step: string, error: unknown, attempt: number, delayMs: number): void {
+  const { error: code, message, status: httpStatus } = describeError(error);
+  log.warning("{step} failed ({error}), retrying in {retryInSeconds} s", {
+    step,
+    error: code,
+    detail: message,
+    httpStatus,
+    attempt: attempt + 1,
+    retryInSeconds: delayMs / 1000,
+  });
 }
 
 /**

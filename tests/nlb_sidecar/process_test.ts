@@ -229,6 +229,95 @@ Deno.test("process: bad settings -> exit 2 and a message naming the setting, bef
   }
 });
 
+const ownContainerLine = (entry: LogEntry) => entry.step === "own-container";
+
+Deno.test("process: a restart policy that restarts exit 0 -> one error line at start with the fix; a drain still exits 0", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true, restartAttemptPeriod: 60 } } },
+    { DEREGISTRATION_WAIT: "0.3" },
+  );
+  const line = await s.process.waitForLog(ownContainerLine);
+  assert.equal(line.level, "error");
+  assert.equal(line.check, "restart-policy");
+  assert.match(
+    line.message,
+    /^container sidecar has an ECS restart policy that restarts exit 0 \(ignoredExitCodes: \[\]\)/,
+  );
+  assert.match(line.message, /Fix: add 0 to restartPolicy\.ignoredExitCodes of container sidecar/);
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  assert.equal((await s.process.exited).code, 0, "the sidecar still says the drain is over: ECS decides");
+  assert.equal(s.process.logs.filter((e) => e.level === "error").length, 1, "said once");
+});
+
+Deno.test("process: restarted after its drain by a restart policy, the sidecar waits for ECS instead of stopping a task", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true } } },
+    { DEREGISTRATION_WAIT: "0.3" },
+  );
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  assert.equal((await s.process.exited).code, 0);
+  // What the agent does with that exit 0: the same container runs again, with one more RestartCount.
+  s.world.metadata.recordRestart("sidecar");
+  await using restarted = spawnRole("nlb-sidecar", { env: { ...s.world.env, ...FAST, STATUS_FILE: s.statusFile } });
+  const line = await restarted.waitForLog(ownContainerLine);
+  assert.match(line.message, /restarts exit 0/);
+  await restarted.waitForLog(includes("is draining before this task was seen registered"));
+  const early = await Promise.race([restarted.exited, new Promise((resolve) => setTimeout(resolve, 2_000, "running"))]);
+  assert.equal(early, "running", "a first `draining` may be another task's drain on this IP: not taken as its own");
+  restarted.kill("SIGTERM");
+  assert.equal((await restarted.exited).code, 0, "ECS's stop at the end of the deregistration: exit 0");
+});
+
+Deno.test("process: a restart policy that ignores exit 0, or none at all -> no warning; not essential -> a warning", async () => {
+  {
+    await using s = await sidecar(
+      { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true, ignoredExitCodes: [0] } } },
+    );
+    const line = await s.process.waitForLog(ownContainerLine);
+    assert.equal(line.level, "info");
+    assert.match(line.message, /ignores exit 0: a drain still stops the task early/);
+  }
+  {
+    await using s = await sidecar({ networkMode: "awsvpc" });
+    await s.process.waitForLog(includes("is healthy"));
+    await s.process.waitForLog(startsWith("own container checked"));
+    assert.deepEqual(s.process.logs.filter((e) => e.level !== "info" && e.level !== "debug"), [], "no noise");
+  }
+  {
+    await using s = await sidecar({ networkMode: "bridge", sidecarDefinition: { essential: false } });
+    const line = await s.process.waitForLog(ownContainerLine);
+    assert.equal(line.level, "warning");
+    assert.equal(line.check, "essential");
+    assert.match(line.message, /^container sidecar is not essential: its exit after a drain stops nothing/);
+  }
+});
+
+Deno.test("process: DescribeTaskDefinition denied -> one warning naming it and what is lost; RestartCount still warns", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true } } },
+    {},
+    (world) => {
+      world.ecs.state.denied.add("DescribeTaskDefinition");
+      world.metadata.recordRestart("sidecar");
+    },
+  );
+  const denied = await s.process.waitForLog(includes("ecs:DescribeTaskDefinition is not allowed"));
+  assert.equal(denied.level, "warning");
+  assert.match(
+    denied.message,
+    /cannot check that its container is essential and that its restart policy, if any, ignores exit 0/,
+  );
+  const policy = await s.process.waitForLog((e) => ownContainerLine(e) && e.check === "restart-policy");
+  assert.equal(policy.level, "warning", "ignoredExitCodes unknown: it may be fine");
+  assert.match(policy.message, /task metadata reports RestartCount 1/);
+  await s.process.waitForLog(includes("is healthy"));
+  assert.equal(s.process.logs.filter(includes("DescribeTaskDefinition is not allowed")).length, 1);
+  assert.equal(s.world.ecs.calls.count("DescribeTaskDefinition"), 1, "a denial is not retried");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "watching");
+});
+
 Deno.test("process: several bad settings -> every one reported at once, one line each, exit 2", async () => {
   const result = await runRoleToEnd("nlb-sidecar", {
     env: { DEREGISTRATION_WAIT: "abc", DRAIN_MODE: "gentle", AWS_REGION: "mars", STATUS_FILE: "status.json" },
