@@ -127,6 +127,12 @@ export const appmeshHelperSettings = {
     help: "The original helper's app port; with HEALTHCHECK_PATH, the app's health check on 127.0.0.1.",
   }),
   healthcheckPath,
+  metadataUri: url({
+    env: "ECS_CONTAINER_METADATA_URI_V4",
+    flag: "metadata-uri",
+    help: "ECS task metadata endpoint v4 (ECS sets it): read once at start to see whether the task uses " +
+      "Service Connect. Unset: not read.",
+  }),
   logLevel: logLevelSetting(),
   logFormat: logFormatSetting(),
 };
