@@ -112,6 +112,11 @@ export class EcsState {
   readonly clusters = new Map<string, EcsCluster>();
   /** Operations that answer AccessDeniedException, as for a task role without the permission. */
   readonly denied = new Set<string>();
+  /**
+   * Operations answered with `ThrottlingException` (HTTP 400) for as long as they are listed: ECS's API rate
+   * limits are per account and region, shared with every other caller ("Amazon ECS API request throttling").
+   */
+  readonly throttled = new Set<string>();
   /** Task definitions are regional, not per cluster: one list for the account and region. */
   readonly taskDefinitions: EcsTaskDefinition[] = [];
 
@@ -149,6 +154,7 @@ export class EcsState {
   }
 
   #guard(operation: string): void {
+    if (this.throttled.has(operation)) throw new AwsError("ThrottlingException", "Rate exceeded", 400);
     if (this.denied.has(operation)) {
       throw new AwsError(
         "AccessDeniedException",

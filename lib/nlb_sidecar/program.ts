@@ -99,16 +99,18 @@ async function runSidecar(context: Context): Promise<number> {
   }
   const { plan, clients } = discovered;
   logPlan(log, plan);
-  // Beside the watch, never before it: a check that waits out throttling must not delay seeing a drain.
+  // Beside the watch, never before it: a check that waits out throttling must not delay seeing a drain,
+  // nor the exit after it (the watch's end stops it).
+  const watchEnded = new AbortController();
   const ownContainerChecked = checkOwnContainer({
     metadata,
     ecs: clients.ecs,
     log,
-    signal: shutdown.signal,
+    signal: AbortSignal.any([shutdown.signal, watchEnded.signal]),
     deadline: monotonicNow() + 3 * requestTimeoutMs,
     onRetry: (error, attempt, delayMs) => logRetry(log, "ecs:DescribeTaskDefinition", error, attempt, delayMs),
   }).catch(() => {
-    // Only a shutdown ends the check early; the sidecar's own exit says why.
+    // Only a shutdown or the watch's end stops the check early; the sidecar's own exit says why.
   });
   const drain = effectiveDrainMode(config.drainMode, plan);
   if (drain.fallback) {
@@ -142,6 +144,7 @@ async function runSidecar(context: Context): Promise<number> {
     signal: shutdown.signal,
     onStatus: ({ phase, ...details }) => status.report(phase, details),
   });
+  watchEnded.abort();
   await ownContainerChecked;
   if (outcome.kind === "stopped") return stopped(context, outcome.phase);
   return ExitCode.Ok;

@@ -270,6 +270,25 @@ Deno.test("process: restarted after its drain by a restart policy, the sidecar w
   assert.equal((await restarted.exited).code, 0, "ECS's stop at the end of the deregistration: exit 0");
 });
 
+Deno.test("process: a task definition read throttled for good holds up neither the drain nor the exit", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc" },
+    { POLLING_FREQUENCY: "5", DEREGISTRATION_WAIT: "0.3" },
+    (world) => world.ecs.state.throttled.add("DescribeTaskDefinition"),
+  );
+  // 5 s calls: the check may retry for 15 s, far past this drain.
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  const drained = await s.process.waitForLog(startsWith("drain started"));
+  const exit = await s.process.exited;
+  assert.equal(exit.code, 0);
+  assert.ok(
+    exit.at - Date.parse(drained.time) < 3_000,
+    `exit ${exit.at - Date.parse(drained.time)} ms after the drain began`,
+  );
+  assert.ok(s.process.logs.some(includes("DescribeTaskDefinition failed (ThrottlingException), retrying")));
+});
+
 Deno.test("process: a restart policy that ignores exit 0, or none at all -> no warning; not essential -> a warning", async () => {
   {
     await using s = await sidecar(
