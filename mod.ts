@@ -59,6 +59,8 @@ export {
   type ShutdownSignalName,
 } from "./lib/lifecycle.ts";
 export {
+  type Checked,
+  checkSettings,
   ConfigError,
   type ConfigOf,
   type Parsed,

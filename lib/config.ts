@@ -1,7 +1,8 @@
 /**
  * One declaration per setting (env name, flag, type, default, help), parsed strictly from flags and
- * environment. Flags win over env. Any bad input is a {@link ConfigError} naming the setting, which the
- * role runner turns into one stderr line and exit code 2.
+ * environment. Flags win over env. Every bad input is a {@link ConfigError} naming the setting;
+ * {@link checkSettings} lists them all, and the role runner prints each on a stderr line of its own and
+ * exits with code 2.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -72,6 +73,11 @@ export interface Setting<T> {
   readonly required?: boolean;
   /** Boolean switches take no value on the command line. */
   readonly isSwitch?: boolean;
+  /**
+   * The values accepted, as `--help` and the README state them (`>= 1 s`, `1-65535`): enforced by `parse`,
+   * or by the role's validate where the rule depends on other input.
+   */
+  readonly bounds?: string;
   /** Turns the raw flag or env value into the setting's value. */
   readonly parse: Parser<T>;
 }
@@ -125,6 +131,7 @@ interface Common<T> {
   help: string;
   default?: T;
   required?: boolean;
+  bounds?: string;
 }
 
 /**
@@ -133,16 +140,26 @@ interface Common<T> {
  */
 export const MAX_SECONDS = 1_000_000;
 
-/** Seconds as a non-negative decimal (`0.5` is allowed so tests can run fast), at most `MAX_SECONDS`. */
-export function seconds<const O extends Common<number>>(o: O): Setting<Present<O, number>> {
+/**
+ * Seconds as a non-negative decimal (`0.5` is allowed so tests can run fast), at most `MAX_SECONDS`;
+ * `above` (exclusive) and `min` (inclusive) raise the floor, and `--help` states it.
+ */
+export function seconds<const O extends Common<number> & { min?: number; above?: number }>(
+  o: O,
+): Setting<Present<O, number>> {
+  const { min, above, ...rest } = o;
+  const floor = above !== undefined ? `> ${above} s` : min !== undefined ? `>= ${min} s` : undefined;
   return <Setting<Present<O, number>>> {
-    ...o,
+    bounds: floor,
+    ...rest,
     type: "seconds",
     parse: (raw) => {
       const trimmed = raw.trim();
       if (!/^\d+(\.\d+)?$/.test(trimmed)) throw new Error("expected a non-negative number of seconds");
       const value = Number(trimmed);
       if (value > MAX_SECONDS) throw new Error(`expected at most ${MAX_SECONDS} seconds (about 11 days)`);
+      if (above !== undefined && value <= above) throw new Error(`expected more than ${above} seconds`);
+      if (min !== undefined && value < min) throw new Error(`expected at least ${min} seconds`);
       return value;
     },
   };
@@ -154,6 +171,7 @@ export function integer<const O extends Common<number> & { min?: number; max?: n
 ): Setting<Present<O, number>> {
   const { min = 0, max = Number.MAX_SAFE_INTEGER, ...rest } = o;
   return <Setting<Present<O, number>>> {
+    bounds: max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}-${max}`,
     ...rest,
     type: "integer",
     parse: (raw) => {
@@ -289,7 +307,29 @@ export interface Parsed<Spec extends SettingsSpec> {
 }
 
 /**
- * Parses flags and env against a spec. Throws {@link ConfigError} for every kind of bad input.
+ * The result of {@link checkSettings}: what {@link Parsed} holds, and every problem found.
+ *
+ * @example Print every problem of a command line, one line each
+ * ```ts
+ * import { nlbSidecar } from "../mod.ts";
+ *
+ * const checked: Checked<typeof nlbSidecar.nlbSidecarSettings> = checkSettings(nlbSidecar.nlbSidecarSettings, {
+ *   args: ["--polling-frequency", "soon"],
+ *   env: { DRAIN_MODE: "gentle" },
+ * });
+ * for (const error of checked.errors) console.error(error.message);
+ * ```
+ */
+export interface Checked<Spec extends SettingsSpec> extends Parsed<Spec> {
+  /** One per bad flag or setting, in the order of the spec; empty when all is well or `--help`/`--version` asks. */
+  readonly errors: readonly ConfigError[];
+  /** The keys of the settings that have an error (their `config` value is the default). */
+  readonly failed: ReadonlySet<string>;
+}
+
+/**
+ * Parses flags and env against a spec. Throws the first {@link ConfigError} when any input is bad
+ * ({@link checkSettings} lists every one).
  *
  * @example Read the nlb-sidecar's settings as it would at start
  * ```ts
@@ -300,7 +340,31 @@ export interface Parsed<Spec extends SettingsSpec> {
  * ```
  */
 export function parseSettings<Spec extends SettingsSpec>(spec: Spec, input: ParseInput): Parsed<Spec> {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+  const { errors, failed: _failed, ...parsed } = checkSettings(spec, input);
+  if (errors.length > 0) throw errors[0];
+  return parsed;
+}
+
+type ArgOptions = Record<string, { type: "string" | "boolean"; short?: string }>;
+
+/**
+ * Parses flags and env against a spec and collects every problem instead of stopping at the first: each
+ * bad flag or value is one {@link ConfigError}, and a setting that has one keeps its default. `--help` and
+ * `--version` answer whatever else is wrong, so they report no errors.
+ *
+ * @example
+ * ```ts
+ * import { appmeshHelper } from "../mod.ts";
+ *
+ * const { errors } = checkSettings(appmeshHelper.appmeshHelperSettings, {
+ *   args: [],
+ *   env: { DRAIN_DELAY: "soon", PORT: "99999" },
+ * });
+ * console.log(errors.length); // 2
+ * ```
+ */
+export function checkSettings<Spec extends SettingsSpec>(spec: Spec, input: ParseInput): Checked<Spec> {
+  const options: ArgOptions = {
     help: { type: "boolean", short: "h" },
     version: { type: "boolean" },
   };
@@ -308,30 +372,89 @@ export function parseSettings<Spec extends SettingsSpec>(spec: Spec, input: Pars
     options[setting.flag] = { type: setting.isSwitch ? "boolean" : "string" };
     if (setting.short) options[setting.flag].short = setting.short;
   }
-  let parsedArgs: ReturnType<typeof parseArgs>;
-  try {
-    parsedArgs = parseArgs({ args: [...input.args], options, strict: true, allowPositionals: true });
-  } catch (error) {
-    throw flagError(error);
+  // Not strict: node's strict mode stops at the first bad flag. The same checks, for every flag, are below.
+  const parsedArgs = parseArgs({ args: [...input.args], options, strict: false, allowPositionals: true, tokens: true });
+  const errors: ConfigError[] = [];
+  const badFlags = new Set<string>();
+  for (const token of parsedArgs.tokens) {
+    if (token.kind !== "option") continue;
+    const problem = flagProblem(token, options);
+    if (problem === undefined) continue;
+    errors.push(problem);
+    badFlags.add(token.name);
   }
   const flags = parsedArgs.values as Record<string, string | boolean | undefined>;
   const config: Record<string, unknown> = {};
-  // `--help` and `--version` must answer even when a required setting is missing or another is bad.
-  const answeringOnly = flags.help === true || flags.version === true;
+  const failed = new Set<string>();
   for (const [key, setting] of Object.entries(spec)) {
     try {
-      config[key] = resolveSetting(setting, flags[setting.flag], input.env);
+      // A flag that is itself wrong (`--wait` without a value) has said all there is to say.
+      if (!badFlags.has(setting.flag)) {
+        config[key] = resolveSetting(setting, flags[setting.flag], input.env);
+        continue;
+      }
     } catch (error) {
-      if (!answeringOnly) throw error;
-      config[key] = setting.default;
+      errors.push(error as ConfigError);
     }
+    failed.add(key);
+    config[key] = setting.default;
   }
+  const help = flags.help === true;
+  const version = flags.version === true;
   return {
     config: config as ConfigOf<Spec>,
     positionals: parsedArgs.positionals,
-    help: flags.help === true,
-    version: flags.version === true,
+    help,
+    version,
+    // `--help` and `--version` must answer even when a required setting is missing or another is bad.
+    errors: help || version ? [] : errors,
+    failed,
   };
+}
+
+/**
+ * The names an operator may have typed for the settings of `keys` (env, `--flag`, `-s`). A cross-setting
+ * check whose error names one of them reports a consequence of that setting's own error, not news.
+ */
+export function settingNames(spec: SettingsSpec, keys: Iterable<string>): Set<string> {
+  const names = new Set<string>();
+  for (const key of keys) {
+    const setting = spec[key];
+    if (setting === undefined) continue;
+    if (setting.env) names.add(setting.env);
+    names.add(`--${setting.flag}`);
+    if (setting.short) names.add(`-${setting.short}`);
+  }
+  return names;
+}
+
+/** Whether `error` names (as a whole word of its setting) one of `names`. */
+export function namesAny(error: ConfigError, names: ReadonlySet<string>): boolean {
+  return error.setting.split(/[\s(),]+/).some((word) => names.has(word));
+}
+
+/** The parts of one of parseArgs' option tokens that say what was typed. */
+interface OptionToken {
+  readonly name: string;
+  readonly rawName: string;
+  readonly value?: string;
+  readonly inlineValue?: boolean;
+}
+
+/** What node's strict mode would reject about one flag, in the words of a configuration error. */
+function flagProblem(token: OptionToken, options: ArgOptions): ConfigError | undefined {
+  const option = options[token.name];
+  const long = `--${token.name}`;
+  if (option === undefined) return new ConfigError(token.rawName, undefined, "unknown flag (see --help)");
+  if (option.type === "boolean") {
+    return token.value === undefined ? undefined : new ConfigError(long, undefined, "is a switch and takes no value");
+  }
+  if (token.value === undefined) return new ConfigError(long, undefined, "needs a value");
+  // As node's strict mode: `--flag -x` is more likely a forgotten value than a value starting with `-`.
+  if (!token.inlineValue && token.value.length > 1 && token.value.startsWith("-")) {
+    return new ConfigError(long, undefined, `needs a value (write ${long}=VALUE for one starting with -)`);
+  }
+  return undefined;
 }
 
 function resolveSetting<T>(
@@ -358,30 +481,13 @@ function resolveSetting<T>(
   }
 }
 
-function flagError(error: unknown): ConfigError {
-  const message = (error as Error).message;
-  const unknown = message.match(/Unknown option '([^']+)'/);
-  if (unknown) return new ConfigError(unknown[1], undefined, "unknown flag (see --help)");
-  const missing = message.match(/Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/);
-  if (missing) return new ConfigError(missing[1], undefined, "needs a value");
-  const ambiguous = message.match(/Option '(?:-\w, )?(--[\w-]+)[^']*' argument is ambiguous/);
-  if (ambiguous) {
-    return new ConfigError(
-      ambiguous[1],
-      undefined,
-      `needs a value (write ${ambiguous[1]}=VALUE for one starting with -)`,
-    );
-  }
-  const noValue = message.match(/Option '(--[\w-]+)' does not take an argument/);
-  if (noValue) return new ConfigError(noValue[1], undefined, "is a switch and takes no value");
-  return new ConfigError("command line", undefined, message);
-}
-
 /** One row per setting, for `--help` and the README's generated settings tables. */
 export interface SettingRow {
   readonly env: string;
   readonly flag: string;
   readonly type: string;
+  /** The values accepted beyond the type (`>= 1 s`), or empty. */
+  readonly bounds: string;
   readonly defaultText: string;
   readonly help: string;
 }
@@ -391,26 +497,90 @@ export function settingRows(spec: SettingsSpec): SettingRow[] {
     env: s.env ?? "",
     flag: (s.short ? `-${s.short}, ` : "") + `--${s.flag}`,
     type: s.type,
+    bounds: s.bounds ?? "",
     defaultText: s.required ? "(required)" : s.default === undefined ? "(unset)" : String(s.default),
     help: s.help,
   }));
 }
 
-/** Plain-text help: usage line, then every setting with its flag, env name and default. */
+/** The narrowest help that is still readable: on a narrower terminal lines run over rather than break up. */
+const MIN_HELP_WIDTH = 40;
+
+/**
+ * `line` broken at spaces into lines of at most `width` columns where the words allow. Its head (the
+ * indent, and a leading name set off by two spaces, as in `  health  exit 0 ...`) is kept as written, and
+ * continuation lines start under the text after it, or at `indent` columns when given. A word longer than
+ * the width stays whole on a line of its own.
+ */
+export function wrapLine(line: string, width: number, indent?: number): string[] {
+  const head = line.match(/^ *(?:\S+ {2,}(?=\S))?/)![0];
+  const words = line.slice(head.length).split(/ +/).filter((word) => word !== "");
+  const lines: string[] = [];
+  let current = head;
+  let empty = true;
+  for (const word of words) {
+    if (!empty && current.length + 1 + word.length > width) {
+      lines.push(current);
+      current = " ".repeat(indent ?? head.length) + word;
+    } else {
+      current += (empty ? "" : " ") + word;
+    }
+    empty = false;
+  }
+  lines.push(current);
+  return lines;
+}
+
+/** Groups of words kept on one line when they fit, each group starting a new line when they do not. */
+function wrapSegments(segments: readonly string[], width: number, lead: number, indent: number): string[] {
+  const lines: string[] = [];
+  let current = " ".repeat(lead);
+  for (const segment of segments) {
+    const atStart = current.trim() === "";
+    if (!atStart && current.length + 2 + segment.length > width) {
+      lines.push(current);
+      current = " ".repeat(indent) + segment;
+    } else {
+      current += (atStart ? "" : "  ") + segment;
+    }
+  }
+  lines.push(current);
+  return lines;
+}
+
+/**
+ * Plain-text help: usage line, then every setting with its flag, env name, default and the values it
+ * accepts, wrapped to `width` columns (the terminal's; the runner passes 80 when stdout is not one).
+ */
 export function renderHelp(
   usage: string,
   summary: string,
   spec: SettingsSpec,
   extra = "",
+  width = 80,
 ): string {
-  const lines = [`usage: ${usage}`, "", summary, "", "settings (flags override environment):"];
+  const columns = Math.max(width, MIN_HELP_WIDTH);
+  const lines = [
+    ...wrapLine(`usage: ${usage}`, columns, 7),
+    "",
+    ...wrapLine(summary, columns, 0),
+    "",
+    "settings (flags override environment):",
+  ];
   for (const row of settingRows(spec)) {
-    const value = row.type === "bool" ? "" : ` <${row.type}>`;
-    const env = row.env ? `  env ${row.env}` : "";
-    lines.push(`  ${row.flag}${value}${env}  default ${row.defaultText}`);
-    lines.push(`      ${row.help}`);
+    const segments = [
+      `${row.flag}${row.type === "bool" ? "" : ` <${row.type}>`}`,
+      ...(row.env ? [`env ${row.env}`] : []),
+      `default ${row.defaultText}`,
+      ...(row.bounds ? [`(${row.bounds})`] : []),
+    ];
+    lines.push(...wrapSegments(segments, columns, 2, 6));
+    lines.push(...wrapLine(`      ${row.help}`, columns, 6));
   }
   lines.push("  -h, --help  show this help", "  --version  print the version");
-  if (extra) lines.push("", extra.trimEnd());
+  if (extra) {
+    lines.push("");
+    for (const line of extra.trimEnd().split("\n")) lines.push(...wrapLine(line, columns));
+  }
   return lines.join("\n") + "\n";
 }

@@ -76,6 +76,8 @@ export interface ContainerMetadata {
   readonly Name: string;
   /** The name Docker knows it by. */
   readonly DockerName?: string;
+  /** The container's image. */
+  readonly Image?: string;
   /** Docker labels, the `com.amazonaws.ecs.*` ones included. */
   readonly Labels?: Readonly<Record<string, string>>;
   /** `PENDING`, `RUNNING` or `STOPPED`, as the agent last saw it. */
@@ -84,6 +86,14 @@ export interface ContainerMetadata {
   readonly Networks?: readonly ContainerNetwork[];
   /** Its published ports. */
   readonly Ports?: readonly PortMapping[];
+  /**
+   * How often ECS restarted it under its container restart policy. Present only for a container whose
+   * restart policy is enabled: the agent sets it when `RestartPolicyEnabled()` (amazon-ecs-agent
+   * agent/handlers/v4/response.go, `RestartCount *int` with omitempty), and "You can use the Amazon ECS task
+   * metadata endpoint ... to monitor the number of times a container has restarted" ("Restart individual
+   * containers in Amazon ECS tasks with container restart policies", Amazon ECS Developer Guide).
+   */
+  readonly RestartCount?: number;
 }
 
 /**
@@ -227,3 +237,24 @@ export function regionFromTaskArn(taskArn: string): string | undefined {
 export function clusterName(cluster: string): string {
   return cluster.startsWith("arn:") ? cluster.slice(cluster.lastIndexOf("/") + 1) : cluster;
 }
+
+/**
+ * The Service Connect proxy container ECS adds to every task of a service that uses Service Connect. It is
+ * not in the task definition; task metadata and DescribeTasks list it as `ecs-service-connect-` and six
+ * random characters (`ecs-service-connect-nconQf` in the agent's own log, aws/amazon-ecs-agent#4397), from
+ * the agent's `ecs-service-connect-agent` image (agent/engine/serviceconnect/manager_linux.go).
+ *
+ * @example
+ * ```ts
+ * const proxy = (task: TaskMetadata) => serviceConnectContainer(task)?.Name;
+ * ```
+ */
+export function serviceConnectContainer(task: TaskMetadata): ContainerMetadata | undefined {
+  return task.Containers.find((container) =>
+    container.Name.startsWith(SERVICE_CONNECT_CONTAINER_PREFIX) ||
+    /(^|\/)ecs-service-connect-agent(:|@|$)/.test(container.Image ?? "")
+  );
+}
+
+/** How ECS names the Service Connect proxy container it adds to a task. */
+export const SERVICE_CONNECT_CONTAINER_PREFIX = "ecs-service-connect-";

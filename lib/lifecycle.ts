@@ -3,7 +3,16 @@
  * code per outcome. Roles implement {@link RoleProgram}; `cmd/<role>.ts` only calls {@link runRole}.
  * @module
  */
-import { ConfigError, type ConfigOf, parseSettings, renderHelp, type Setting, type SettingsSpec } from "./config.ts";
+import {
+  checkSettings,
+  ConfigError,
+  type ConfigOf,
+  namesAny,
+  renderHelp,
+  type Setting,
+  settingNames,
+  type SettingsSpec,
+} from "./config.ts";
 import {
   closeLogging,
   type Level,
@@ -179,16 +188,23 @@ export interface RoleProgram<Spec extends LoggingSettings> {
   readonly subcommands?: Readonly<Record<string, string>>;
   /** Exit codes beyond the shared ones, and any other closing words for `--help`. */
   readonly helpExtra?: string;
-  /** Checks across settings; throws {@link ConfigError}. */
-  validate?(config: ConfigOf<Spec>, env: Readonly<Record<string, string | undefined>>, subcommand?: string): void;
+  /**
+   * Checks across settings: one {@link ConfigError} per problem, all of them (an empty list when all is
+   * well). A setting whose own value was bad holds its default here; errors that name it are dropped.
+   */
+  validate?(
+    config: ConfigOf<Spec>,
+    env: Readonly<Record<string, string | undefined>>,
+    subcommand?: string,
+  ): readonly ConfigError[];
   /** A rotating log file besides stdout, when the role keeps one. */
   logFile?(config: ConfigOf<Spec>, subcommand?: string): RotatingFile | undefined;
   /** The daemon or the subcommand; resolves to the exit code. */
   run(context: RoleContext<Spec>): Promise<number>;
 }
 
-/** `--help` text for a role, also used by the README generator. */
-export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec>): string {
+/** `--help` text for a role, wrapped to `width` columns. */
+export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec>, width = 80): string {
   const subcommands = Object.entries(program.subcommands ?? {});
   const usage = `${program.info.binary}${
     subcommands.length ? ` [${subcommands.map(([n]) => n).join("|")}]` : ""
@@ -199,7 +215,7 @@ export function roleHelp<Spec extends LoggingSettings>(program: RoleProgram<Spec
     exitCodesLine(),
     program.helpExtra ?? "",
   ].join("\n");
-  return renderHelp(usage, program.info.summary, program.spec, extra);
+  return renderHelp(usage, program.info.summary, program.spec, extra, width);
 }
 
 const SECRET_IN_URL = /\/\/[^/@\s]+@/;
@@ -241,6 +257,18 @@ export interface RunOptions {
   readonly logWrite?: (line: string) => void;
   /** Ends the run as SIGTERM would; for embedders that run a role in-process. */
   readonly stop?: AbortSignal;
+  /** Columns `--help` wraps to; default the terminal's width, 80 when stdout is not a terminal. */
+  readonly helpWidth?: number;
+}
+
+/** The terminal's width when stdout is one, else 80: help piped into a file or a pager reads the same everywhere. */
+function terminalColumns(): number {
+  try {
+    if (Deno.stdout.isTerminal()) return Deno.consoleSize().columns;
+  } catch {
+    // no console size to be had: the default below
+  }
+  return 80;
 }
 
 function printTo(text: string, stream: "stdout" | "stderr"): void {
@@ -275,34 +303,39 @@ export async function runRole<Spec extends LoggingSettings>(
   const print = options.print ?? printTo;
   let context: Omit<RoleContext<Spec>, "log" | "shutdown">;
   let file: RotatingFile | undefined;
+  const configErrors = (errors: readonly ConfigError[]) => {
+    for (const error of errors) print(`${program.info.binary}: configuration error: ${error.message}\n`, "stderr");
+    return ExitCode.Config;
+  };
   try {
-    const parsed = parseSettings(program.spec, { args, env });
+    const parsed = checkSettings(program.spec, { args, env });
     if (parsed.help) {
-      print(roleHelp(program), "stdout");
+      print(roleHelp(program, options.helpWidth ?? terminalColumns()), "stdout");
       return ExitCode.Ok;
     }
     if (parsed.version) {
       print(`${program.info.binary} ${VERSION}\n`, "stdout");
       return ExitCode.Ok;
     }
+    const errors = [...parsed.errors];
     const [subcommand, ...extra] = parsed.positionals;
-    if (subcommand !== undefined && !(subcommand in (program.subcommands ?? {}))) {
-      throw new ConfigError(subcommand, undefined, "unknown subcommand (see --help)");
-    }
-    if (extra.length > 0) throw new ConfigError(extra[0], undefined, "unexpected argument (see --help)");
-    program.validate?.(parsed.config, env, subcommand);
+    const known = subcommand === undefined || subcommand in (program.subcommands ?? {});
+    if (!known) errors.push(new ConfigError(subcommand, undefined, "unknown subcommand (see --help)"));
+    for (const word of extra) errors.push(new ConfigError(word, undefined, "unexpected argument (see --help)"));
+    // Checks across settings run on what parsed; a bad setting's consequences are not reported twice.
+    const failedNames = settingNames(program.spec, parsed.failed);
+    const crossChecks = program.validate?.(parsed.config, env, subcommand) ?? [];
+    errors.push(...crossChecks.filter((error) => !namesAny(error, failedNames)));
+    if (errors.length > 0) return configErrors(errors);
     file = program.logFile?.(parsed.config, subcommand);
     context = { config: parsed.config, subcommand, env };
   } catch (error) {
-    if (!(error instanceof ConfigError)) {
-      print(
-        `${program.info.binary}: unexpected error while reading settings: ${(error as Error)?.stack ?? error}\n`,
-        "stderr",
-      );
-      return ExitCode.Failure;
-    }
-    print(`${program.info.binary}: configuration error: ${error.message}\n`, "stderr");
-    return ExitCode.Config;
+    if (error instanceof ConfigError) return configErrors([error]);
+    print(
+      `${program.info.binary}: unexpected error while reading settings: ${(error as Error)?.stack ?? error}\n`,
+      "stderr",
+    );
+    return ExitCode.Failure;
   }
   let log: Logger;
   try {
@@ -328,10 +361,7 @@ export async function runRole<Spec extends LoggingSettings>(
     return await program.run({ ...context, log, shutdown });
   } catch (error) {
     // A setting only the run can check (a file it reads once to use it) fails as any bad setting does.
-    if (error instanceof ConfigError) {
-      print(`${program.info.binary}: configuration error: ${error.message}\n`, "stderr");
-      return ExitCode.Config;
-    }
+    if (error instanceof ConfigError) return configErrors([error]);
     log.fatal("stopped by an unexpected error: {error}", {
       error: (error as Error)?.message ?? String(error),
       stack: (error as Error)?.stack,

@@ -155,6 +155,21 @@ export function describeError(error: unknown): { error: string; message: string;
 }
 
 /**
+ * Whether `error` is AWS refusing the caller's permissions (AccessDenied, AccessDeniedException,
+ * UnauthorizedOperation, or an HTTP 403), as opposed to a missing resource or a bad request.
+ *
+ * @example
+ * ```ts
+ * const refused = Object.assign(new Error("not authorized"), { name: "AccessDeniedException" });
+ * console.log(isAccessDenied(refused)); // true
+ * ```
+ */
+export function isAccessDenied(error: unknown): boolean {
+  const { error: code, status } = describeError(error);
+  return /AccessDenied|UnauthorizedOperation|NotAuthorized/i.test(code) || status === 403;
+}
+
+/**
  * When {@link retry} stops and what it tells on the way.
  *
  * @example Retry for at most a minute and log every retry

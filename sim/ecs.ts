@@ -1,8 +1,9 @@
 /**
- * Amazon ECS emulator (AWS JSON 1.1): the three read calls the nlb-sidecar makes, `DescribeTasks`,
- * `DescribeServices` and `DescribeContainerInstances`, over a state the test edits directly. Unknown
- * resources come back as `failures` with reason `MISSING`, as ECS answers; an unknown cluster is
- * `ClusterNotFoundException`; denied operations answer `AccessDeniedException`.
+ * Amazon ECS emulator (AWS JSON 1.1): the read calls the nlb-sidecar makes, `DescribeTasks`,
+ * `DescribeServices`, `DescribeContainerInstances` and `DescribeTaskDefinition`, over a state the test
+ * edits directly. Unknown resources come back as `failures` with reason `MISSING`, as ECS answers; an
+ * unknown cluster is `ClusterNotFoundException`; an unknown task definition `ClientException`; denied
+ * operations answer `AccessDeniedException`.
  * @module
  */
 import { type AwsEmulator, startAwsEmulator } from "./aws_emulator.ts";
@@ -19,6 +20,8 @@ export interface EcsLoadBalancer {
 
 export interface EcsTask {
   readonly taskArn: string;
+  /** The task definition it runs, as DescribeTasks gives it (API_Task `taskDefinitionArn`). */
+  readonly taskDefinitionArn?: string;
   /** `service:<name>` for a service's task, `family:<name>` for RunTask. */
   readonly group: string;
   /**
@@ -63,6 +66,41 @@ export interface EcsContainerInstance {
   readonly ec2InstanceId?: string;
 }
 
+/**
+ * A container's restart policy as DescribeTaskDefinition returns it (API_ContainerRestartPolicy: `enabled`
+ * required; `ignoredExitCodes` none by default, "By default, Amazon ECS does not ignore any exit codes";
+ * `restartAttemptPeriod` 60-1800 s, 300 by default). Unkind by default: the optional fields are left out
+ * when the test does not give them, as a task definition registered without them may answer.
+ */
+export interface EcsRestartPolicy {
+  readonly enabled: boolean;
+  readonly ignoredExitCodes?: readonly number[];
+  readonly restartAttemptPeriod?: number;
+}
+
+/** One container definition, with the fields the roles read (API_ContainerDefinition). */
+export interface EcsContainerDefinition {
+  readonly name: string;
+  readonly image: string;
+  /**
+   * "If the essential parameter of a container is marked as true, and that container fails or stops for
+   * any reason, all other containers that are part of the task are stopped. ... If this parameter is
+   * omitted, a container is assumed to be essential" (API_ContainerDefinition). Left out unless the test
+   * sets it, so a reader must take absence as `true`.
+   */
+  readonly essential?: boolean;
+  readonly restartPolicy?: EcsRestartPolicy;
+}
+
+/** A registered task definition revision (API_TaskDefinition). */
+export interface EcsTaskDefinition {
+  readonly family: string;
+  readonly revision: number;
+  readonly status?: "ACTIVE" | "INACTIVE";
+  readonly networkMode?: string;
+  readonly containerDefinitions: readonly EcsContainerDefinition[];
+}
+
 export interface EcsCluster {
   readonly clusterArn: string;
   readonly tasks: EcsTask[];
@@ -74,6 +112,13 @@ export class EcsState {
   readonly clusters = new Map<string, EcsCluster>();
   /** Operations that answer AccessDeniedException, as for a task role without the permission. */
   readonly denied = new Set<string>();
+  /**
+   * Operations answered with `ThrottlingException` (HTTP 400) for as long as they are listed: ECS's API rate
+   * limits are per account and region, shared with every other caller ("Amazon ECS API request throttling").
+   */
+  readonly throttled = new Set<string>();
+  /** Task definitions are regional, not per cluster: one list for the account and region. */
+  readonly taskDefinitions: EcsTaskDefinition[] = [];
 
   constructor(readonly region = "eu-west-1", readonly account = "123456789012") {}
 
@@ -92,6 +137,10 @@ export class EcsState {
     return cluster;
   }
 
+  taskDefinitionArn(definition: Pick<EcsTaskDefinition, "family" | "revision">): string {
+    return `arn:aws:ecs:${this.region}:${this.account}:task-definition/${definition.family}:${definition.revision}`;
+  }
+
   serviceArn(cluster: string, service: string): string {
     return `arn:aws:ecs:${this.region}:${this.account}:service/${cluster}/${service}`;
   }
@@ -105,6 +154,7 @@ export class EcsState {
   }
 
   #guard(operation: string): void {
+    if (this.throttled.has(operation)) throw new AwsError("ThrottlingException", "Rate exceeded", 400);
     if (this.denied.has(operation)) {
       throw new AwsError(
         "AccessDeniedException",
@@ -173,6 +223,37 @@ export class EcsState {
         .map((arn) => ({ arn, reason: "MISSING" })),
     };
   }
+
+  /**
+   * DescribeTaskDefinition (API_DescribeTaskDefinition): `taskDefinition` is "The family for the latest
+   * ACTIVE revision, family and revision (family:revision) for a specific revision in the family, or full
+   * Amazon Resource Name (ARN)"; tags only with `include: ["TAGS"]`. An unknown one is a ClientException
+   * ("Unable to describe task definition.", the real API's answer, HTTP 400).
+   */
+  describeTaskDefinition(input: Record<string, unknown>) {
+    this.#guard("DescribeTaskDefinition");
+    const wanted = String(input.taskDefinition ?? "");
+    if (wanted === "") throw new AwsError("InvalidParameterException", "Task Definition can not be blank.");
+    const name = wanted.startsWith("arn:") ? wanted.slice(wanted.lastIndexOf("/") + 1) : wanted;
+    const [family, revision] = name.split(":");
+    const candidates = this.taskDefinitions.filter((d) =>
+      d.family === family &&
+      (revision === undefined ? (d.status ?? "ACTIVE") === "ACTIVE" : String(d.revision) === revision)
+    );
+    const found = candidates.sort((a, b) => b.revision - a.revision)[0];
+    if (!found) throw new AwsError("ClientException", "Unable to describe task definition.");
+    return {
+      taskDefinition: {
+        taskDefinitionArn: this.taskDefinitionArn(found),
+        family: found.family,
+        revision: found.revision,
+        status: found.status ?? "ACTIVE",
+        ...(found.networkMode ? { networkMode: found.networkMode } : {}),
+        containerDefinitions: found.containerDefinitions,
+      },
+      ...((input.include as string[] | undefined)?.includes("TAGS") ? { tags: [] } : {}),
+    };
+  }
 }
 
 function shortId(arn: string): string {
@@ -188,6 +269,7 @@ export function startEcsEmulator(state: EcsState = new EcsState(), faults?: Faul
       DescribeTasks: (input) => state.describeTasks(input),
       DescribeServices: (input) => state.describeServices(input),
       DescribeContainerInstances: (input) => state.describeContainerInstances(input),
+      DescribeTaskDefinition: (input) => state.describeTaskDefinition(input),
     },
   });
   return startAwsEmulator(framing, state, faults);

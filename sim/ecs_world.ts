@@ -6,7 +6,14 @@
  */
 import type { ContainerMetadata, NetworkMode, PortMapping, TaskMetadata } from "../lib/ecs_metadata.ts";
 import { mappingProtocols } from "../lib/nlb_sidecar/port_mappings.ts";
-import { type EcsEmulator, type EcsLoadBalancer, EcsState, startEcsEmulator } from "./ecs.ts";
+import {
+  type EcsContainerDefinition,
+  type EcsEmulator,
+  type EcsLoadBalancer,
+  type EcsRestartPolicy,
+  EcsState,
+  startEcsEmulator,
+} from "./ecs.ts";
 import { type Ec2Emulator, Ec2State, startEc2Emulator } from "./ec2.ts";
 import { type Elbv2Emulator, Elbv2State, startElbv2Emulator, type TargetState } from "./elbv2.ts";
 import type { Faults } from "./faults.ts";
@@ -49,6 +56,11 @@ export interface WorldOptions {
   readonly codeDeploy?: boolean;
   /** Containers besides the application (`app`) and the sidecar (`sidecar`). */
   readonly extraContainers?: readonly string[];
+  /**
+   * The sidecar's container definition as registered: `essential` (left out by default, which ECS takes
+   * as true) and its ECS restart policy, which the task metadata then reflects with `RestartCount`.
+   */
+  readonly sidecarDefinition?: { readonly essential?: boolean; readonly restartPolicy?: EcsRestartPolicy };
   /** How long the NLB keeps sending new flows to a deregistered target (default: the measured 120 s). */
   readonly nlbPropagationMs?: number;
   readonly faults?: {
@@ -95,6 +107,8 @@ export const WORLD = {
   instanceId: "i-0abc1234def567890",
   instanceIpv4: "10.0.5.17",
   instanceIpv6: "2600:1f18:abcd:1205::5",
+  family: "web-app",
+  revision: 7,
   /** Bridge mode: the first dynamic host port; each load-balanced port takes the next one for tcp, then udp. */
   firstHostPort: 32768,
 } as const;
@@ -151,8 +165,8 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
   const task: TaskMetadata = {
     Cluster: `arn:aws:ecs:${WORLD.region}:${WORLD.account}:cluster/${WORLD.cluster}`,
     TaskARN: taskArn,
-    Family: "web-app",
-    Revision: "7",
+    Family: WORLD.family,
+    Revision: String(WORLD.revision),
     LaunchType: launchType,
     AvailabilityZone: `${WORLD.region}a`,
     ...((options.serviceNameInMetadata ?? launchType === "EC2") && options.inService !== false
@@ -206,6 +220,20 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
       containerPort: groups[0].containerPort,
     });
   }
+  const sidecarDefinition: EcsContainerDefinition = {
+    name: "sidecar",
+    image: "ecs-lifecycle/nlb-sidecar:0.1.0",
+    ...options.sidecarDefinition,
+  };
+  ecsState.taskDefinitions.push({
+    family: WORLD.family,
+    revision: WORLD.revision,
+    networkMode: mode,
+    containerDefinitions: [
+      ...containerNames.filter((name) => name !== "sidecar").map((name) => ({ name, image: `example/${name}:1` })),
+      sidecarDefinition,
+    ],
+  });
   const cluster = ecsState.cluster(WORLD.cluster);
   const green = { id: "ecs-svc/2222222222222222222", status: "ACTIVE" as const, loadBalancers };
   if (options.codeDeploy) {
@@ -237,6 +265,7 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
   }
   cluster.tasks.push({
     taskArn,
+    taskDefinitionArn: ecsState.taskDefinitionArn({ family: WORLD.family, revision: WORLD.revision }),
     ...(options.codeDeploy ? { startedBy: green.id } : {}),
     group: options.inService === false ? "family:web-app" : `service:${WORLD.service}`,
     launchType,
@@ -252,7 +281,12 @@ export async function startEcsWorld(options: WorldOptions): Promise<EcsWorld> {
   }
 
   const [metadata, ecs, elbv2, ec2] = await Promise.all([
-    startTaskMetadataEmulator({ task, selfName: "sidecar", faults: options.faults?.metadata }),
+    startTaskMetadataEmulator({
+      task,
+      selfName: "sidecar",
+      restartPolicyEnabled: options.sidecarDefinition?.restartPolicy?.enabled ? ["sidecar"] : [],
+      faults: options.faults?.metadata,
+    }),
     startEcsEmulator(ecsState, options.faults?.ecs),
     startElbv2Emulator(elbv2State, options.faults?.elbv2),
     startEc2Emulator(ec2State, options.faults?.ec2),

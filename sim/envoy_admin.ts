@@ -61,6 +61,13 @@ export interface EnvoyEmulatorOptions {
   readonly adminSocketPath?: string;
   /** `stats_flush_interval` (Envoy's default 5 s): how often the `server.*` gauges are set. */
   readonly statsFlushIntervalMs?: number;
+  /**
+   * The bootstrap's `node.id`, as `/server_info` reports it. App Mesh's agent uses the virtual node's or
+   * gateway's ARN (APPMESH_RESOURCE_ARN); for ECS Service Connect it is the service's task set ARN,
+   * `arn:aws:ecs:<region>:<account>:task-set/<cluster>/<service>/ecs-svc/<id>`
+   * (aws/amazon-ecs-service-connect-agent agent/envoy_bootstrap/envoy_bootstrap.go, `appendStats`).
+   */
+  readonly nodeId?: string;
 }
 
 export interface EnvoyEmulator extends AsyncDisposable {
@@ -124,6 +131,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const ingressAddress = options.ingressStatAddress ?? "0.0.0.0_15000";
   const version = options.version ?? "0000000000000000000000000000000000000000/1.34.1/Clean/RELEASE/BoringSSL";
   const drainTimeMs = options.drainTimeMs ?? 600_000;
+  const nodeId = options.nodeId ?? "emulated-envoy";
   const drainStrategy = options.drainStrategy ?? "Gradual";
   const random = options.random ?? Math.random;
   const calls: AdminCall[] = [];
@@ -252,7 +260,8 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
       },
       uptime_current_epoch: seconds(state.startedAt),
       uptime_all_epochs: seconds(state.firstStartedAt),
-      node: { id: "emulated-envoy", cluster: "emulated" },
+      // The agent defaults the cluster to the node id (envoy_bootstrap.go getNodeCluster).
+      node: { id: nodeId, cluster: nodeId },
     };
   };
 

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { findStale, ROLE_SPECS } from "../tools/docs.ts";
-import { roleInfo, type RoleName, ROLES } from "../lib/roles.ts";
+import { denoRunArgs, roleInfo, type RoleName, ROLES } from "../lib/roles.ts";
+import { VERSION } from "../lib/version.ts";
 import { runRoleToEnd } from "../sim/role_process.ts";
 
 const root = new URL("../", import.meta.url);
@@ -44,6 +45,64 @@ for (const role of ROLES) {
     }
   });
 }
+
+for (const role of ROLES) {
+  Deno.test(`${role.binary} --help, piped, fits 80 columns and states each setting's accepted values`, async () => {
+    const out = await runRoleToEnd(role.name, { args: ["--help"] });
+    assert.equal(out.code, 0, out.stderr);
+    for (const line of out.stdout.trimEnd().split("\n")) assert.ok(line.length <= 80, JSON.stringify(line));
+    for (const setting of Object.values(ROLE_SPECS[role.name])) {
+      if (setting.bounds) assert.ok(out.stdout.includes(`(${setting.bounds})`), `${setting.flag}: ${setting.bounds}`);
+    }
+  });
+  Deno.test(`${role.binary} --version and main.ts ${role.name} --version print the version, whatever else is set`, async () => {
+    const expected = `${role.binary} ${VERSION}\n`;
+    // A bad setting and a missing required one must not stop the answer.
+    const env = { LOG_LEVEL: "loud", DRAIN_DELAY: "soon" };
+    const binary = await runRoleToEnd(role.name, { args: ["--version"], env });
+    assert.equal(binary.code, 0, binary.stderr);
+    assert.equal(binary.stdout, expected);
+    const viaMain = await deno(["run", "-A", "main.ts", role.name, "--version"]);
+    assert.equal(viaMain.code, 0, viaMain.stderr);
+    assert.equal(viaMain.stdout, expected);
+  });
+}
+
+Deno.test("the usage POLLING_FREQUENCY states its 1 s minimum in --help and the settings reference", async () => {
+  const help = await runRoleToEnd("nlb-sidecar", { args: ["--help"] });
+  assert.match(help.stdout, /--polling-frequency <seconds>\s+env POLLING_FREQUENCY\s+default 30\s+\(>= 1 s\)/);
+  const reference = await Deno.readTextFile(new URL("docs/nlb-sidecar.md", root));
+  assert.match(reference, /\|\s*`POLLING_FREQUENCY`\s*\|\s*`--polling-frequency`\s*\|\s*seconds \(>= 1 s\)\s*\|/);
+});
+
+/** `script` runs a command on a pseudo-terminal: how a test sees what an operator's terminal would show. */
+const hasScript =
+  new Deno.Command("sh", { args: ["-c", "command -v script stty"], stdout: "null" }).outputSync().success;
+
+Deno.test({
+  name: "--help on a terminal wraps to the terminal's width, not 80",
+  ignore: !hasScript,
+  fn: async () => {
+    const role = roleInfo("nlb-sidecar")!;
+    const command = [Deno.execPath(), ...denoRunArgs(role, ["--help"])].map((word) => `'${word}'`).join(" ");
+    const out = await new Deno.Command("script", {
+      args: ["-qec", `stty cols 120 rows 40; ${command}`, "/dev/null"],
+      cwd: root.pathname,
+      env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    // The terminal's line ends, and any cursor control the runtime writes first, are not the help's.
+    const escape = String.fromCharCode(0x1b);
+    const text = new TextDecoder().decode(out.stdout).replaceAll("\r", "")
+      .replace(new RegExp(`${escape}\\[[0-9;]*[A-Za-z]`, "g"), "");
+    const widths = text.trimEnd().split("\n").map((line) => line.length);
+    assert.match(text, /^usage: ecs-nlb-sidecar/m);
+    assert.ok(Math.max(...widths) > 80, `widest line ${Math.max(...widths)}: wrapped to 80, not to the terminal`);
+    assert.ok(Math.max(...widths) <= 120, `widest line ${Math.max(...widths)}`);
+  },
+});
 
 Deno.test("DEREGISTRATION_WAIT=abc: the sidecar exits 2 and names the setting", async () => {
   const out = await runRoleToEnd("nlb-sidecar", {
@@ -129,7 +188,7 @@ Deno.test("IAM policy examples are well-formed and grant only what the sidecar c
     "ec2:DescribeInstances",
   ]);
   // Actions the sidecar does without (it falls back), granted in a statement of their own that says so.
-  const optional = new Set(["elasticloadbalancing:DescribeTargetGroupAttributes"]);
+  const optional = new Set(["elasticloadbalancing:DescribeTargetGroupAttributes", "ecs:DescribeTaskDefinition"]);
   const files = await examples("examples/iam/", ".json");
   assert.ok(files.length >= 2, `expected IAM policies per network mode, found ${files}`);
   for (const file of files) {

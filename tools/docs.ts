@@ -14,7 +14,7 @@
  * `--check` changes nothing and exits 1 naming what is stale; the test suite runs the same check.
  * @module
  */
-import { settingRows, type SettingsSpec } from "../lib/config.ts";
+import { type SettingRow, settingRows, type SettingsSpec } from "../lib/config.ts";
 import { type RoleName, ROLES, taskCommand } from "../lib/roles.ts";
 import { nlbSidecarProgram } from "../lib/nlb_sidecar/program.ts";
 import { appmeshHelperProgram } from "../lib/appmesh_helper/program.ts";
@@ -56,10 +56,13 @@ export const DOC_FILES = [
 
 const escapeCell = (text: string) => text.replaceAll("|", "\\|");
 
+/** The type and, where a setting has them, the values it accepts: `seconds (>= 1 s)`. */
+const typeCell = (row: SettingRow) => row.bounds ? `${row.type} (${row.bounds})` : row.type;
+
 /** The Markdown settings table of one role. */
 export function settingsTable(spec: SettingsSpec): string {
   const rows = settingRows(spec).map((row) =>
-    `| ${row.env ? `\`${row.env}\`` : ""} | \`${row.flag}\` | ${escapeCell(row.type)} | ${
+    `| ${row.env ? `\`${row.env}\`` : ""} | \`${row.flag}\` | ${escapeCell(typeCell(row))} | ${
       escapeCell(row.defaultText)
     } | ${escapeCell(row.help)} |`
   );

@@ -43,6 +43,12 @@ resource "aws_iam_role_policy" "nlb_sidecar_fargate_task" {
         Action   = ["elasticloadbalancing:DescribeTargetGroupAttributes"]
         Resource = "*"
       },
+      {
+        Sid      = "OptionalOwnContainerChecks"
+        Effect   = "Allow"
+        Action   = ["ecs:DescribeTaskDefinition"]
+        Resource = "*"
+      },
     ]
   })
 }

@@ -23,6 +23,8 @@ export interface ServerInfo {
   readonly drainTimeSeconds: number | undefined;
   /** `uptime_current_epoch`: seconds since this Envoy process started. */
   readonly uptimeSeconds: number | undefined;
+  /** `node.id` of its bootstrap: who configured this Envoy (an App Mesh node ARN, an ECS task set ARN, ...). */
+  readonly nodeId: string | undefined;
 }
 
 /** The two counters of a listener that tell whether it is quiet. */
@@ -105,12 +107,14 @@ export class EnvoyAdmin {
       version?: unknown;
       uptime_current_epoch?: unknown;
       command_line_options?: { drain_time?: unknown };
+      node?: { id?: unknown };
     }>(`${this.#httpBase}/server_info`, this.#options(options));
     return {
       state: typeof info.state === "string" ? info.state : "unknown",
       version: typeof info.version === "string" ? info.version : undefined,
       drainTimeSeconds: durationSeconds(info.command_line_options?.drain_time),
       uptimeSeconds: durationSeconds(info.uptime_current_epoch),
+      nodeId: typeof info.node?.id === "string" ? info.node.id : undefined,
     };
   }
 

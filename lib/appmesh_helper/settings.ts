@@ -40,6 +40,9 @@ const ingressListener: Setting<string> = {
   },
 };
 
+/** The admin addresses the helper accepts, as its errors name them. */
+const ADMIN_URL_FORMS = "http://host:port, https://host:port or unix:///path/to/admin.sock (an admin on a unix socket)";
+
 /**
  * Envoy's admin address: `http(s)://host:port` (with an optional path prefix), or `unix:///path` for an
  * admin on a unix socket (App Mesh's `ENVOY_ADMIN_MODE=uds` puts it at /tmp/envoy_admin.sock). A query
@@ -56,11 +59,17 @@ const envoyAdminUrl: Setting<string> = {
     const value = raw.trim();
     if (value.startsWith("unix://")) {
       const path = value.slice("unix://".length);
-      if (!/^\/[^?#\0]*[^/?#\0]$/.test(path)) throw new Error("expected unix:// and an absolute socket path");
+      if (!/^\/[^?#\0]*[^/?#\0]$/.test(path)) {
+        throw new Error("expected unix:// and an absolute socket path, e.g. unix:///tmp/envoy_admin.sock");
+      }
       return value;
     }
     if (/[?#]/.test(value)) throw new Error("expected no query or fragment: the admin paths are appended to it");
-    return parseHttpUrl(value);
+    try {
+      return parseHttpUrl(value);
+    } catch {
+      throw new Error(`expected ${ADMIN_URL_FORMS}`);
+    }
   },
 };
 
@@ -118,6 +127,12 @@ export const appmeshHelperSettings = {
     help: "The original helper's app port; with HEALTHCHECK_PATH, the app's health check on 127.0.0.1.",
   }),
   healthcheckPath,
+  metadataUri: url({
+    env: "ECS_CONTAINER_METADATA_URI_V4",
+    flag: "metadata-uri",
+    help: "ECS task metadata endpoint v4 (ECS sets it): read once at start to see whether the task uses " +
+      "Service Connect. Unset: not read.",
+  }),
   logLevel: logLevelSetting(),
   logFormat: logFormatSetting(),
 };
@@ -130,21 +145,25 @@ export type AppmeshHelperConfig = ConfigOf<AppmeshHelperSettings>;
  * port or path that does not answer would make every shutdown look like "app already gone" and skip
  * draining.
  */
-export function validateSettings(config: AppmeshHelperConfig): void {
+export function validateSettings(config: AppmeshHelperConfig): ConfigError[] {
+  const errors: ConfigError[] = [];
   const pairGiven = config.port !== undefined || config.healthcheckPath !== undefined;
   if (config.appHealthcheckUrl !== undefined && pairGiven) {
-    throw new ConfigError(
-      "APP_HEALTHCHECK_URL",
-      config.appHealthcheckUrl,
-      "set either APP_HEALTHCHECK_URL or PORT with HEALTHCHECK_PATH, not both",
+    errors.push(
+      new ConfigError(
+        "APP_HEALTHCHECK_URL",
+        config.appHealthcheckUrl,
+        "set either APP_HEALTHCHECK_URL or PORT with HEALTHCHECK_PATH, not both",
+      ),
     );
   }
   if (config.port !== undefined && config.healthcheckPath === undefined) {
-    throw new ConfigError("HEALTHCHECK_PATH (or --healthcheck-path)", undefined, "is required when PORT is set");
+    errors.push(new ConfigError("HEALTHCHECK_PATH (or --healthcheck-path)", undefined, "is required when PORT is set"));
   }
   if (config.healthcheckPath !== undefined && config.port === undefined) {
-    throw new ConfigError("PORT (or --port)", undefined, "is required when HEALTHCHECK_PATH is set");
+    errors.push(new ConfigError("PORT (or --port)", undefined, "is required when HEALTHCHECK_PATH is set"));
   }
+  return errors;
 }
 
 /** The app's health check URL, or `undefined` when none is configured. */

@@ -10,7 +10,7 @@ import type { Logger } from "../log.ts";
 import { describeError } from "../retry.ts";
 import { describeAppAnswer, isServing, probeApp } from "./app_health.ts";
 import { secondsSince } from "./elapsed.ts";
-import type { EnvoyAdmin, IngressListener } from "./envoy_admin.ts";
+import type { EnvoyAdmin, IngressListener, ServerInfo } from "./envoy_admin.ts";
 
 /** Local endpoints are cheap to ask; once a second keeps the "ready" line within a second of the truth. */
 export const STARTUP_POLL_INTERVAL_MS = 1_000;
@@ -49,6 +49,8 @@ export interface StartupWatch {
   readonly signal: AbortSignal;
   /** Connections mode: check Envoy's drain time and the ingress listener once Envoy is LIVE. */
   readonly drainChecks?: DrainChecks;
+  /** Told every `/server_info` answer: who this Envoy is. */
+  readonly onServerInfo?: (info: ServerInfo) => void;
 }
 
 function dependencies(watch: StartupWatch): Dependency[] {
@@ -62,6 +64,7 @@ function dependencies(watch: StartupWatch): Dependency[] {
       try {
         const info = await watch.envoy.serverInfo({ signal });
         drainTimeSeconds = info.drainTimeSeconds;
+        watch.onServerInfo?.(info);
         return { ready: info.state === "LIVE", answer: info.state, fields: { envoyVersion: info.version } };
       } catch (error) {
         if (signal.aborted) throw error;

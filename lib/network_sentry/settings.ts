@@ -34,6 +34,7 @@ export const networkSentrySettings = {
     flag: "interval",
     short: "i",
     default: 20,
+    above: 0,
     help: "Seconds between connectivity probes.",
   }),
   retries: integer({
@@ -59,6 +60,7 @@ export const networkSentrySettings = {
   timeout: seconds({
     flag: "timeout",
     default: 5,
+    above: 0,
     help: "Seconds a probe may take in all (DNS, connect, proxy tunnel, TLS, answer) before it counts as failed.",
   }),
   caFile: text({
@@ -182,28 +184,38 @@ function fromLowerCaseEnv<T>(setting: Setting<T>, env: Environment): T | undefin
 }
 
 /**
- * Checks across settings, run before anything starts; every problem names its flag. `subcommand` is
+ * Checks across settings, run before anything starts: every problem, one error each, naming its flag. `subcommand` is
  * `undefined` for the daemon, the only form that probes a region.
  */
-export function validateSettings(config: NetworkSentryConfig, env: Environment = {}, subcommand?: string): void {
+export function validateSettings(
+  config: NetworkSentryConfig,
+  env: Environment = {},
+  subcommand?: string,
+): ConfigError[] {
+  const errors: ConfigError[] = [];
   if (config.region === undefined) {
-    if (subcommand === undefined) throw new ConfigError("--region", undefined, "is required");
+    if (subcommand === undefined) errors.push(new ConfigError("--region", undefined, "is required"));
   } else if (!isRegionName(config.region)) {
-    throw new ConfigError("--region", config.region, "expected an AWS region name such as eu-west-1");
+    errors.push(new ConfigError("--region", config.region, "expected an AWS region name such as eu-west-1"));
   }
-  if (config.interval <= 0) throw new ConfigError("--interval", String(config.interval), "must be above 0");
-  if (config.timeout <= 0) throw new ConfigError("--timeout", String(config.timeout), "must be above 0");
   if (config.endpoint !== undefined && !config.endpoint.startsWith("https://")) {
-    throw new ConfigError("--endpoint", config.endpoint, "must be an https:// URL (the probe checks TLS)");
+    errors.push(new ConfigError("--endpoint", config.endpoint, "must be an https:// URL (the probe checks TLS)"));
   }
-  const { httpsProxy } = proxySettings(config, env);
-  if (httpsProxy !== undefined && !httpsProxy.startsWith("http://")) {
-    const source = config.httpsProxy === undefined ? "https_proxy" : "--https-proxy";
-    throw new ConfigError(source, httpsProxy, "only http:// proxies are supported");
+  try {
+    const { httpsProxy } = proxySettings(config, env);
+    if (httpsProxy !== undefined && !httpsProxy.startsWith("http://")) {
+      const source = config.httpsProxy === undefined ? "https_proxy" : "--https-proxy";
+      errors.push(new ConfigError(source, httpsProxy, "only http:// proxies are supported"));
+    }
+  } catch (error) {
+    // A lower-case https_proxy or no_proxy that does not parse.
+    if (!(error instanceof ConfigError)) throw error;
+    errors.push(error);
   }
   try {
     parseDockerHost(config.dockerHost);
   } catch (error) {
-    throw new ConfigError("--docker-host", config.dockerHost, (error as Error).message);
+    errors.push(new ConfigError("--docker-host", config.dockerHost, (error as Error).message));
   }
+  return errors;
 }

@@ -9,15 +9,15 @@ import {
   DescribeTargetGroupAttributesCommand,
   type ElasticLoadBalancingV2Client,
 } from "@aws-sdk/client-elastic-load-balancing-v2";
-import { describeError, retry, type RetryOptions } from "../retry.ts";
+import { describeError, isAccessDenied, retry, type RetryOptions } from "../retry.ts";
 
 const DELAY_KEY = "deregistration_delay.timeout_seconds";
 
 export type DeregistrationDelay =
   /** The longest delay of the groups, in seconds: ECS waits for the last group to finish. */
   | { readonly kind: "read"; readonly seconds: number }
-  /** Access denied, or any error that outlived the retries: the caller falls back to its own cap. */
-  | { readonly kind: "unreadable"; readonly error: string; readonly message: string };
+  /** Access denied (`denied`), or any error that outlived the retries: the caller falls back to its own cap. */
+  | { readonly kind: "unreadable"; readonly denied: boolean; readonly error: string; readonly message: string };
 
 /** Reads every group's delay, retrying transient errors as `options` say; never throws for AWS errors. */
 export async function longestDeregistrationDelay(
@@ -37,7 +37,7 @@ export async function longestDeregistrationDelay(
   } catch (error) {
     if (options.signal?.aborted) throw error;
     const { error: code, message } = describeError(error);
-    return { kind: "unreadable", error: code, message };
+    return { kind: "unreadable", denied: isAccessDenied(error), error: code, message };
   } finally {
     givenUp.abort();
   }

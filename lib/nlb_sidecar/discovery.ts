@@ -36,9 +36,10 @@ import {
   type TaskMetadata,
 } from "../ecs_metadata.ts";
 import { monotonicNow } from "../clock.ts";
-import { classifyError, describeError, retry, type RetryOptions } from "../retry.ts";
+import { classifyError, describeError, isAccessDenied, retry, type RetryOptions } from "../retry.ts";
 import type { SidecarClients } from "./clients.ts";
 import type { WatchedTarget } from "./machine.ts";
+import { IAM_FIX } from "./permissions.ts";
 import { mappingProtocols } from "./port_mappings.ts";
 
 export interface PlannedTarget extends WatchedTarget {
@@ -115,7 +116,6 @@ export interface Discovered {
 
 const START_AFTER_APPLICATION =
   "start the sidecar after the application container (dependsOn condition START) and check its portMappings";
-const IAM_FIX = "allow it in the task role's policy (examples/iam/nlb-sidecar-*.json)";
 
 export async function discover(options: DiscoveryOptions): Promise<Discovered> {
   const attempt = <T>(step: string, operation: () => Promise<T>) => retryStep(options, step, operation);
@@ -188,7 +188,7 @@ async function retryStep<T>(
 const isNotReadyYet = (error: unknown) => error instanceof NotReadyYet || error instanceof IncompleteMetadataError;
 
 function asDiscoveryError(step: string, error: unknown): DiscoveryError {
-  const { error: code, message, status } = describeError(error);
+  const { error: code, message } = describeError(error);
   if (isNotReadyYet(error)) {
     return new DiscoveryError(
       "timeout",
@@ -199,7 +199,7 @@ function asDiscoveryError(step: string, error: unknown): DiscoveryError {
       { cause: error },
     );
   }
-  if (/AccessDenied|UnauthorizedOperation|NotAuthorized/i.test(code) || status === 403) {
+  if (isAccessDenied(error)) {
     return new DiscoveryError("access-denied", `${step} was refused: ${code}: ${message}`, IAM_FIX, { cause: error });
   }
   return new DiscoveryError(

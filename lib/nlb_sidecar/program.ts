@@ -18,6 +18,7 @@ import { ConnectionTables } from "./connections.ts";
 import type { DiscoveryError, WatchPlan } from "./discovery.ts";
 import { effectiveDrainMode, loadBalancerType } from "./machine.ts";
 import { drainMinWaitSeconds, nlbSidecarSettings, validateSettings } from "./settings.ts";
+import { warnPermissionMissing } from "./permissions.ts";
 import { checkHealth, StatusReporter } from "./status.ts";
 import { containerKey, thisWriter } from "./status_writer.ts";
 
@@ -65,25 +66,19 @@ async function runSidecar(context: Context): Promise<number> {
   await status.report("discovering", { discoveryDeadline });
   dropEscalatingPermissions();
 
-  const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }] = await Promise.all([
-    import("./discovery.ts"),
-    import("./clients.ts"),
-    import("./watch.ts"),
-  ]);
+  const [{ discover, DiscoveryError }, { sidecarClients }, { watchTargets }, { checkOwnContainer }] = await Promise
+    .all([
+      import("./discovery.ts"),
+      import("./clients.ts"),
+      import("./watch.ts"),
+      import("./preflight.ts"),
+    ]);
   const onRetry = (step: string, error: unknown, attempt: number, delayMs: number) => {
-    const { error: code, message, status: httpStatus } = describeError(error);
-    log.warning("{step} failed ({error}), retrying in {retryInSeconds} s", {
-      step,
-      error: code,
-      detail: message,
-      httpStatus,
-      attempt: attempt + 1,
-      retryInSeconds: delayMs / 1000,
-    });
+    logRetry(log, step, error, attempt, delayMs);
     // The health check tells a discovery that is retrying past DISCOVERY_TIMEOUT from a hung one.
     void status.report("discovering", {
       discoveryDeadline,
-      retrying: { step, error: code, nextAttemptAt: monotonicNow() + delayMs },
+      retrying: { step, error: describeError(error).error, nextAttemptAt: monotonicNow() + delayMs },
     });
   };
   const metadata: MetadataClient = metadataClient(config.metadataUri, {
@@ -107,6 +102,19 @@ async function runSidecar(context: Context): Promise<number> {
   }
   const { plan, clients } = discovered;
   logPlan(log, plan);
+  // Beside the watch, never before it: a check that waits out throttling must not delay seeing a drain,
+  // nor the exit after it (the watch's end stops it).
+  const watchEnded = new AbortController();
+  const ownContainerChecked = checkOwnContainer({
+    metadata,
+    ecs: clients.ecs,
+    log,
+    signal: AbortSignal.any([shutdown.signal, watchEnded.signal]),
+    deadline: monotonicNow() + 3 * requestTimeoutMs,
+    onRetry: (error, attempt, delayMs) => logRetry(log, "ecs:DescribeTaskDefinition", error, attempt, delayMs),
+  }).catch(() => {
+    // Only a shutdown or the watch's end stops the check early; the sidecar's own exit says why.
+  });
   const drain = effectiveDrainMode(config.drainMode, plan);
   if (drain.fallback) {
     log.warning("DRAIN_MODE=connections is not possible here ({fallback}): draining waits DEREGISTRATION_WAIT", {
@@ -139,14 +147,29 @@ async function runSidecar(context: Context): Promise<number> {
     signal: shutdown.signal,
     onStatus: ({ phase, ...details }) => status.report(phase, details),
   });
+  watchEnded.abort();
+  await ownContainerChecked;
   if (outcome.kind === "stopped") return stopped(context, outcome.phase);
   return ExitCode.Ok;
+}
+
+function logRetry(log: Logger, step: string, error: unknown, attempt: number, delayMs: number): void {
+  const { error: code, message, status: httpStatus } = describeError(error);
+  log.warning("{step} failed ({error}), retrying in {retryInSeconds} s", {
+    step,
+    error: code,
+    detail: message,
+    httpStatus,
+    attempt: attempt + 1,
+    retryInSeconds: delayMs / 1000,
+  });
 }
 
 /**
  * A connections drain ends at the latest when ELB ends the deregistration (ECS stops the task then anyway):
  * the longest deregistration delay of the task's groups when the role may read it (the permission is
- * optional), else DEREGISTRATION_WAIT, said once.
+ * optional), else DEREGISTRATION_WAIT, said once as a warning: a drain capped by a guess may end before ELB
+ * has ended the deregistration, or wait on after it.
  */
 async function connectionsDrainCap(
   { config, log, shutdown }: Context,
@@ -158,11 +181,14 @@ async function connectionsDrainCap(
   const arns = plan.targets.map((t) => t.targetGroupArn);
   const delay = await longestDeregistrationDelay(elbv2, arns, { ...retry, signal: shutdown.signal });
   if (delay.kind === "read") return delay.seconds;
-  log.info("cannot read the deregistration delay ({error}): a connections drain ends at DEREGISTRATION_WAIT", {
-    error: delay.error,
-    detail: delay.message,
-    deregistrationWaitSeconds: config.deregistrationWait,
-  });
+  const fields = { error: delay.error, detail: delay.message, deregistrationWaitSeconds: config.deregistrationWait };
+  const lost = "a connections drain cannot end when ELB ends the deregistration (the target groups' " +
+    `deregistration delay) and ends at DEREGISTRATION_WAIT (${config.deregistrationWait} s) at the latest instead`;
+  if (delay.denied) {
+    warnPermissionMissing(log, "elasticloadbalancing:DescribeTargetGroupAttributes", lost, fields);
+  } else {
+    log.warning("cannot read the deregistration delay ({error}): {lost}", { ...fields, lost });
+  }
   return config.deregistrationWait;
 }
 

@@ -18,6 +18,16 @@ import { DRAIN_MODES, type LoadBalancerType } from "./machine.ts";
  */
 export const DRAIN_MIN_WAIT_DEFAULTS: Readonly<Record<LoadBalancerType, number>> = { network: 120, application: 0 };
 
+/**
+ * The shortest polling interval against AWS. ELB's read calls share one token bucket per account and
+ * region: 40 tokens, refilled at 10 a second, also used by the console and tooling
+ * (docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html). Each task makes one
+ * DescribeTargetHealth per target group per interval, so at 1 s one task-group pair takes a tenth of the
+ * account's refill and ten of them take it all; at 0.01 s a single task would make 100 calls a second,
+ * ten times the whole account's rate. Below 1 s the setting is a typo, never a tuning.
+ */
+export const MIN_POLLING_SECONDS = 1;
+
 /** The role's settings, each declared once below; parsed values are `ConfigOf<NlbSidecarSettings>`. */
 export type NlbSidecarSettings = typeof nlbSidecarSettings;
 
@@ -33,6 +43,9 @@ export const nlbSidecarSettings = {
     env: "POLLING_FREQUENCY",
     flag: "polling-frequency",
     default: 30,
+    above: 0,
+    // Enforced by validateSettings: an emulator on loopback may be polled faster.
+    bounds: `>= ${MIN_POLLING_SECONDS} s`,
     help: "Seconds between DescribeTargetHealth calls (one per target group, +-10% jitter).",
   }),
   targetContainerName: text({
@@ -105,16 +118,6 @@ export function drainMinWaitSeconds(configured: number | undefined, types: Itera
   return configured ?? Math.max(0, ...[...types].map((type) => DRAIN_MIN_WAIT_DEFAULTS[type]));
 }
 
-/**
- * The shortest polling interval against AWS. ELB's read calls share one token bucket per account and
- * region: 40 tokens, refilled at 10 a second, also used by the console and tooling
- * (docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html). Each task makes one
- * DescribeTargetHealth per target group per interval, so at 1 s one task-group pair takes a tenth of the
- * account's refill and ten of them take it all; at 0.01 s a single task would make 100 calls a second,
- * ten times the whole account's rate. Below 1 s the setting is a typo, never a tuning.
- */
-export const MIN_POLLING_SECONDS = 1;
-
 /** The ELB endpoint the SDK will call, when the environment overrides it. */
 function elbEndpoint(env: Readonly<Record<string, string | undefined>>): string | undefined {
   return env.AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2 ?? env.AWS_ENDPOINT_URL;
@@ -127,26 +130,27 @@ function isLoopback(endpoint: string | undefined): boolean {
   return host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/** Checks that one setting alone cannot express. */
+/** Checks that one setting alone cannot express: every problem, one {@link ConfigError} each. */
 export function validateSettings(
   config: NlbSidecarConfig,
   env: Readonly<Record<string, string | undefined>> = {},
-): void {
-  if (config.pollingFrequency <= 0) {
-    throw new ConfigError("POLLING_FREQUENCY", String(config.pollingFrequency), "must be greater than 0");
-  }
+): ConfigError[] {
+  const errors: ConfigError[] = [];
   if (config.pollingFrequency < MIN_POLLING_SECONDS && !isLoopback(elbEndpoint(env))) {
-    throw new ConfigError(
-      "POLLING_FREQUENCY",
-      String(config.pollingFrequency),
-      `must be at least ${MIN_POLLING_SECONDS} s: every task polls each target group this often, and the ` +
-        "account's ELB API budget (10 calls a second per region) is shared by all of them and the console",
+    errors.push(
+      new ConfigError(
+        "POLLING_FREQUENCY",
+        String(config.pollingFrequency),
+        `must be at least ${MIN_POLLING_SECONDS} s: every task polls each target group this often, and the ` +
+          "account's ELB API budget (10 calls a second per region) is shared by all of them and the console",
+      ),
     );
   }
   if (config.region !== undefined && !isRegionName(config.region)) {
-    throw new ConfigError("AWS_REGION", config.region, "expected a region name such as eu-west-1");
+    errors.push(new ConfigError("AWS_REGION", config.region, "expected a region name such as eu-west-1"));
   }
   if (!config.statusFile.startsWith("/")) {
-    throw new ConfigError("STATUS_FILE", config.statusFile, "expected an absolute path");
+    errors.push(new ConfigError("STATUS_FILE", config.statusFile, "expected an absolute path"));
   }
+  return errors;
 }

@@ -12,7 +12,8 @@ import {
 
 function parse(env: Record<string, string>, args: string[] = []) {
   const { config } = parseSettings(appmeshHelperSettings, { args, env });
-  validateSettings(config);
+  const [first] = validateSettings(config);
+  if (first) throw first;
   return config;
 }
 
@@ -76,6 +77,14 @@ Deno.test("bad values are configuration errors naming the setting", () => {
     [{ PORT: "8080", HEALTHCHECK_PATH: "health" }, /^HEALTHCHECK_PATH="health": expected a path starting with \//],
   ];
   for (const [env, message] of cases) assert.match(configError(env).message, message, JSON.stringify(env));
+});
+
+Deno.test("ENVOY_ADMIN_URL that is no URL names every form it accepts, the unix:// one included", () => {
+  for (const value of ["127.0.0.1:9901", "ftp://envoy:9901", "envoy_admin.sock"]) {
+    const error = configError({ ENVOY_ADMIN_URL: value });
+    assert.match(error.message, /http:\/\/host:port/, value);
+    assert.match(error.message, /unix:\/\/\/path\/to\/admin\.sock/, value);
+  }
 });
 
 Deno.test("ENVOY_ADMIN_URL: http(s) with an optional path prefix, or a unix socket path", () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  checkSettings,
   ConfigError,
   integer,
   isRegionName,
@@ -11,6 +12,7 @@ import {
   text,
   toggle,
   url,
+  wrapLine,
 } from "../../lib/config.ts";
 import { logLevelSetting } from "../../lib/log.ts";
 
@@ -148,4 +150,85 @@ Deno.test("help lists every setting with its env name and default", () => {
   }
   assert.match(help, /--wait <seconds>\s+env WAIT\s+default 120/);
   assert.match(help, /-r, --region <text>\s+env REGION\s+default \(required\)/);
+});
+
+Deno.test("checkSettings lists every bad flag and value, in order; a bad setting keeps its default", () => {
+  const checked = checkSettings(spec, {
+    args: ["--bogus", "-n", "12", "--dry-run=yes", "--admin-url", "-x", "--wait"],
+    env: { QUIET: "soon", MODE: "sometimes" },
+  });
+  assert.deepEqual(checked.errors.map((e) => e.message), [
+    "--bogus: unknown flag (see --help)",
+    "--dry-run: is a switch and takes no value",
+    "--admin-url: needs a value (write --admin-url=VALUE for one starting with -)",
+    "--wait: needs a value",
+    'QUIET="soon": expected a non-negative number of seconds',
+    '--retries="12": expected a whole number from 0 to 10',
+    'MODE="sometimes": expected one of fixed, connections',
+    "REGION (or --region): is required",
+  ]);
+  assert.deepEqual([...checked.failed].sort(), ["admin", "dryRun", "mode", "quiet", "region", "retries", "wait"]);
+  assert.equal(checked.config.wait, 120, "the default stands in for a bad value");
+  assert.equal(checked.config.mode, "fixed");
+});
+
+Deno.test("checkSettings: --help and --version answer whatever else is wrong", () => {
+  assert.deepEqual(checkSettings(spec, { args: ["--bogus", "--help"], env: {} }).errors, []);
+  assert.deepEqual(checkSettings(spec, { args: ["--version"], env: { WAIT: "x" } }).errors, []);
+});
+
+Deno.test("bounds: seconds above or from a floor and integer ranges are enforced and stated", () => {
+  const bounded = {
+    interval: seconds({ flag: "interval", help: "probe interval", default: 20, above: 0 }),
+    period: seconds({ flag: "period", help: "at least one second", default: 5, min: 1 }),
+    port: integer({ flag: "port", help: "a port", min: 1, max: 65535 }),
+    count: integer({ flag: "count", help: "any count", default: 0 }),
+  };
+  const errors = checkSettings(bounded, { args: ["--interval", "0", "--period", "0.5"], env: {} }).errors;
+  assert.deepEqual(errors.map((e) => e.message), [
+    '--interval="0": expected more than 0 seconds',
+    '--period="0.5": expected at least 1 seconds',
+  ]);
+  assert.equal(checkSettings(bounded, { args: ["--interval", "0.1", "--period", "1"], env: {} }).errors.length, 0);
+  const help = renderHelp("x", "summary", bounded);
+  const lines = help.split("\n");
+  assert.ok(lines.includes("  --interval <seconds>  default 20  (> 0 s)"), help);
+  assert.ok(lines.includes("  --period <seconds>  default 5  (>= 1 s)"), help);
+  assert.ok(lines.includes("  --port <integer>  default (unset)  (1-65535)"), help);
+  assert.ok(lines.includes("  --count <integer>  default 0  (>= 0)"), help);
+});
+
+Deno.test("help wraps to the width it is given, continuation lines indented under their text", () => {
+  const long = {
+    wait: seconds({
+      env: "A_LONG_ENVIRONMENT_NAME",
+      flag: "a-rather-long-flag-name",
+      default: 120,
+      min: 1,
+      help: "Seconds to wait after the target starts draining before exiting, said in far more words than fit.",
+    }),
+  };
+  for (const width of [40, 60, 80, 120]) {
+    const help = renderHelp(
+      "x [flags]",
+      "A summary that is long enough to need wrapping at forty columns.",
+      long,
+      [
+        "subcommands:",
+        "  health  exit 0 while discovering, while polls complete with an answer, or while draining",
+      ].join("\n"),
+      width,
+    );
+    for (const line of help.trimEnd().split("\n")) assert.ok(line.length <= width, `${width}: ${JSON.stringify(line)}`);
+    assert.ok(help.includes("(>= 1 s)"), "the minimum is stated");
+  }
+  const narrow = renderHelp("x", "s", long, "  health  exit 0 while discovering, while polls complete", 40);
+  assert.ok(narrow.split("\n").includes("  health  exit 0 while discovering,"), narrow);
+  assert.match(narrow, /^ {10}while polls complete$/m, "continued under the text, not under the name");
+  assert.match(narrow, /^ {6}Seconds to wait after the target/m);
+});
+
+Deno.test("wrapLine keeps a word longer than the width whole, and never returns an empty line for text", () => {
+  assert.deepEqual(wrapLine("aaaa bbbbbbbbbbbbbbbbbbbb cc", 10, 2), ["aaaa", "  bbbbbbbbbbbbbbbbbbbb", "  cc"]);
+  assert.deepEqual(wrapLine("  one two", 80), ["  one two"]);
 });

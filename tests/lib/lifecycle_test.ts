@@ -16,9 +16,7 @@ function program(run: RoleProgram<typeof spec>["run"]): RoleProgram<typeof spec>
     info: ROLES[0],
     spec,
     subcommands: { health: "exit 0 when healthy" },
-    validate: (config) => {
-      if (config.name === "forbidden") throw new ConfigError("NAME", config.name, "is not allowed");
-    },
+    validate: (config) => config.name === "forbidden" ? [new ConfigError("NAME", config.name, "is not allowed")] : [],
     run,
   };
 }
@@ -56,6 +54,46 @@ Deno.test("cross-setting validation errors also exit 2", async () => {
   const out = await runCaptured(program(() => Promise.resolve(0)), ["--name", "forbidden"]);
   assert.equal(out.code, ExitCode.Config);
   assert.match(out.stderr, /NAME="forbidden": is not allowed/);
+});
+
+Deno.test("every configuration error is printed at once, one line each, and the exit is still 2", async () => {
+  let ran = false;
+  const out = await runCaptured(
+    program(() => (ran = true, Promise.resolve(0))),
+    ["bogus", "--nope", "--name", "forbidden"],
+    { WAIT: "abc", LOG_LEVEL: "loud" },
+  );
+  assert.equal(out.code, ExitCode.Config);
+  assert.deepEqual(out.stderr.trimEnd().split("\n"), [
+    "ecs-nlb-sidecar: configuration error: --nope: unknown flag (see --help)",
+    'ecs-nlb-sidecar: configuration error: WAIT="abc": expected a non-negative number of seconds',
+    'ecs-nlb-sidecar: configuration error: LOG_LEVEL="loud": expected one of debug, info, warning, error',
+    "ecs-nlb-sidecar: configuration error: bogus: unknown subcommand (see --help)",
+    'ecs-nlb-sidecar: configuration error: NAME="forbidden": is not allowed',
+  ]);
+  assert.equal(ran, false);
+});
+
+Deno.test("a cross-setting check about a setting that already failed is not reported a second time", async () => {
+  const checked: RoleProgram<typeof spec> = {
+    ...program(() => Promise.resolve(0)),
+    validate: (config) =>
+      config.wait === 0 ? [new ConfigError("WAIT (or --wait)", undefined, "must be set with NAME")] : [],
+  };
+  const out = await runCaptured(checked, [], { WAIT: "abc" });
+  assert.equal(out.code, ExitCode.Config);
+  assert.equal(out.stderr.trimEnd().split("\n").length, 1, out.stderr);
+  assert.match(out.stderr, /WAIT="abc"/);
+});
+
+Deno.test("--help wraps to the width asked for", async () => {
+  const printed: string[] = [];
+  await runRole(program(() => Promise.resolve(0)), {
+    args: ["--help"],
+    helpWidth: 50,
+    print: (text) => printed.push(text),
+  });
+  for (const line of printed.join("").trimEnd().split("\n")) assert.ok(line.length <= 50, JSON.stringify(line));
 });
 
 Deno.test("unknown subcommands and extra words exit 2", async () => {

@@ -10,7 +10,8 @@ import { runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 
 function parse(args: string[], env: Record<string, string> = {}, subcommand?: string) {
   const { config } = parseSettings(networkSentrySettings, { args, env });
-  validateSettings(config, env, subcommand);
+  const [first] = validateSettings(config, env, subcommand);
+  if (first) throw first;
   return config;
 }
 
@@ -91,7 +92,7 @@ Deno.test("bad settings name the flag", () => {
   const cases: Array<[string[], RegExp]> = [
     [[], /--region: is required/],
     [["-r", "Europe"], /--region="Europe": expected an AWS region name/],
-    [["-r", "eu-west-1", "-i", "0"], /--interval="0": must be above 0/],
+    [["-r", "eu-west-1", "-i", "0"], /--interval="0": expected more than 0 seconds/],
     [["-r", "eu-west-1", "--timeout", "soon"], /--timeout="soon"/],
     [["-r", "eu-west-1", "--failure-threshold", "0"], /--failure-threshold="0": expected a whole number from 1/],
     [

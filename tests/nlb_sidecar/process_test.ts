@@ -218,7 +218,7 @@ Deno.test("process: bad settings -> exit 2 and a message naming the setting, bef
   const base = { ECS_CONTAINER_METADATA_URI_V4: "http://127.0.0.1:9/v4/x" };
   const cases: Array<[Record<string, string>, string[], RegExp]> = [
     [{ ...base, DEREGISTRATION_WAIT: "abc" }, [], /DEREGISTRATION_WAIT="abc"/],
-    [{ ...base, POLLING_FREQUENCY: "0" }, [], /POLLING_FREQUENCY.*greater than 0/],
+    [{ ...base, POLLING_FREQUENCY: "0" }, [], /POLLING_FREQUENCY="0": expected more than 0 seconds/],
     [{ ...base, POLLING_FREQUENCY: "0.01" }, [], /POLLING_FREQUENCY="0.01": .*at least 1 s.*ELB API/],
     [
       { ...base, POLLING_FREQUENCY: "0.5", AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2: VPC_ENDPOINT },
@@ -240,6 +240,134 @@ Deno.test("process: bad settings -> exit 2 and a message naming the setting, bef
     assert.match(result.stderr, cases[i][2]);
     assert.equal(result.stdout, "", "nothing started");
   }
+});
+
+const ownContainerLine = (entry: LogEntry) => entry.step === "own-container";
+
+Deno.test("process: a restart policy that restarts exit 0 -> one error line at start with the fix; a drain still exits 0", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true, restartAttemptPeriod: 60 } } },
+    { DEREGISTRATION_WAIT: "0.3" },
+  );
+  const line = await s.process.waitForLog(ownContainerLine);
+  assert.equal(line.level, "error");
+  assert.equal(line.check, "restart-policy");
+  assert.match(
+    line.message,
+    /^container sidecar has an ECS restart policy that restarts exit 0 \(ignoredExitCodes: \[\]\)/,
+  );
+  assert.match(line.message, /Fix: add 0 to restartPolicy\.ignoredExitCodes of container sidecar/);
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  assert.equal((await s.process.exited).code, 0, "the sidecar still says the drain is over: ECS decides");
+  assert.equal(s.process.logs.filter((e) => e.level === "error").length, 1, "said once");
+});
+
+Deno.test("process: restarted after its drain by a restart policy, the sidecar waits for ECS instead of stopping a task", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true } } },
+    { DEREGISTRATION_WAIT: "0.3" },
+  );
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  assert.equal((await s.process.exited).code, 0);
+  // What the agent does with that exit 0: the same container runs again, with one more RestartCount.
+  s.world.metadata.recordRestart("sidecar");
+  await using restarted = spawnRole("nlb-sidecar", { env: { ...s.world.env, ...FAST, STATUS_FILE: s.statusFile } });
+  const line = await restarted.waitForLog(ownContainerLine);
+  assert.match(line.message, /restarts exit 0/);
+  await restarted.waitForLog(includes("is draining before this task was seen registered"));
+  const early = await Promise.race([restarted.exited, new Promise((resolve) => setTimeout(resolve, 2_000, "running"))]);
+  assert.equal(early, "running", "a first `draining` may be another task's drain on this IP: not taken as its own");
+  restarted.kill("SIGTERM");
+  assert.equal((await restarted.exited).code, 0, "ECS's stop at the end of the deregistration: exit 0");
+});
+
+Deno.test("process: a task definition read throttled for good holds up neither the drain nor the exit", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc" },
+    { POLLING_FREQUENCY: "5", DEREGISTRATION_WAIT: "0.3" },
+    (world) => world.ecs.state.throttled.add("DescribeTaskDefinition"),
+  );
+  // 5 s calls: the check may retry for 15 s, far past this drain.
+  await s.process.waitForLog(includes("is healthy"));
+  s.world.setState("draining");
+  const drained = await s.process.waitForLog(startsWith("drain started"));
+  const exit = await s.process.exited;
+  assert.equal(exit.code, 0);
+  assert.ok(
+    exit.at - Date.parse(drained.time) < 3_000,
+    `exit ${exit.at - Date.parse(drained.time)} ms after the drain began`,
+  );
+  assert.ok(s.process.logs.some(includes("DescribeTaskDefinition failed (ThrottlingException), retrying")));
+});
+
+Deno.test("process: a restart policy that ignores exit 0, or none at all -> no warning; not essential -> a warning", async () => {
+  {
+    await using s = await sidecar(
+      { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true, ignoredExitCodes: [0] } } },
+    );
+    const line = await s.process.waitForLog(ownContainerLine);
+    assert.equal(line.level, "info");
+    assert.match(line.message, /ignores exit 0: a drain still stops the task early/);
+  }
+  {
+    await using s = await sidecar({ networkMode: "awsvpc" });
+    await s.process.waitForLog(includes("is healthy"));
+    await s.process.waitForLog(startsWith("own container checked"));
+    assert.deepEqual(s.process.logs.filter((e) => e.level !== "info" && e.level !== "debug"), [], "no noise");
+  }
+  {
+    await using s = await sidecar({ networkMode: "bridge", sidecarDefinition: { essential: false } });
+    const line = await s.process.waitForLog(ownContainerLine);
+    assert.equal(line.level, "warning");
+    assert.equal(line.check, "essential");
+    assert.match(line.message, /^container sidecar is not essential: its exit after a drain stops nothing/);
+  }
+});
+
+Deno.test("process: DescribeTaskDefinition denied -> one warning naming it and what is lost; RestartCount still warns", async () => {
+  await using s = await sidecar(
+    { networkMode: "awsvpc", sidecarDefinition: { restartPolicy: { enabled: true } } },
+    {},
+    (world) => {
+      world.ecs.state.denied.add("DescribeTaskDefinition");
+      world.metadata.recordRestart("sidecar");
+    },
+  );
+  const denied = await s.process.waitForLog(includes("ecs:DescribeTaskDefinition is not allowed"));
+  assert.equal(denied.level, "warning");
+  assert.match(
+    denied.message,
+    /cannot check that its container is essential and that its restart policy, if any, ignores exit 0/,
+  );
+  const policy = await s.process.waitForLog((e) => ownContainerLine(e) && e.check === "restart-policy");
+  assert.equal(policy.level, "warning", "ignoredExitCodes unknown: it may be fine");
+  assert.match(policy.message, /task metadata reports RestartCount 1/);
+  await s.process.waitForLog(includes("is healthy"));
+  assert.equal(s.process.logs.filter(includes("DescribeTaskDefinition is not allowed")).length, 1);
+  assert.equal(s.world.ecs.calls.count("DescribeTaskDefinition"), 1, "a denial is not retried");
+  assert.equal((await stopWith(s, "SIGTERM"))?.state, "watching");
+});
+
+Deno.test("process: several bad settings -> every one reported at once, one line each, exit 2", async () => {
+  const result = await runRoleToEnd("nlb-sidecar", {
+    env: { DEREGISTRATION_WAIT: "abc", DRAIN_MODE: "gentle", AWS_REGION: "mars", STATUS_FILE: "status.json" },
+    args: ["--polling-frequency", "soon"],
+  });
+  assert.equal(result.code, 2);
+  assert.equal(result.stdout, "", "nothing started");
+  const lines = result.stderr.trimEnd().split("\n");
+  const expected = [
+    /^ecs-nlb-sidecar: configuration error: DEREGISTRATION_WAIT="abc": /,
+    /^ecs-nlb-sidecar: configuration error: --polling-frequency="soon": /,
+    /^ecs-nlb-sidecar: configuration error: DRAIN_MODE="gentle": /,
+    /^ecs-nlb-sidecar: configuration error: ECS_CONTAINER_METADATA_URI_V4 \(or --metadata-uri\): is required$/,
+    /^ecs-nlb-sidecar: configuration error: AWS_REGION="mars": /,
+    /^ecs-nlb-sidecar: configuration error: STATUS_FILE="status.json": /,
+  ];
+  assert.equal(lines.length, expected.length, result.stderr);
+  for (const [i, pattern] of expected.entries()) assert.match(lines[i], pattern);
 });
 
 Deno.test("process: connections mode holds the drain while real TCP connections are open, exits once they close", async () => {
@@ -326,9 +454,12 @@ Deno.test("process: connections mode with only an ALB group, attributes denied: 
     { DRAIN_MODE: "connections", DRAIN_QUIET_PERIOD: "0.3", DEREGISTRATION_WAIT: "20" },
     (world) => world.elbv2.state.denied.add("DescribeTargetGroupAttributes"),
   );
-  const denied = await s.process.waitForLog(startsWith("cannot read the deregistration delay"));
+  const denied = await s.process.waitForLog(includes("DescribeTargetGroupAttributes is not allowed"));
   assert.equal(denied.error, "AccessDenied");
-  assert.equal(denied.level, "info", "an optional permission: not an error");
+  assert.equal(denied.level, "warning", "an optional permission: a warning, never an error, never silent");
+  assert.match(denied.message, /^elasticloadbalancing:DescribeTargetGroupAttributes is not allowed: /);
+  assert.match(denied.message, /ends at DEREGISTRATION_WAIT \(20 s\) at the latest/, "what is lost");
+  assert.match(denied.message, /Fix: allow it in the task role's policy \(examples\/iam\/nlb-sidecar-\*\.json\)/);
   await s.process.waitForLog(includes("is healthy"));
   s.world.setState("draining");
   const started = await s.process.waitForLog(startsWith("drain started"));
@@ -337,7 +468,7 @@ Deno.test("process: connections mode with only an ALB group, attributes denied: 
   const exit = await s.process.exited;
   assert.equal(exit.code, 0);
   assert.equal(s.process.logs.find(startsWith("finished"))?.reason, "connections-quiet");
-  assert.equal(s.process.logs.filter(startsWith("cannot read the deregistration delay")).length, 1);
+  assert.equal(s.process.logs.filter(includes("DescribeTargetGroupAttributes is not allowed")).length, 1);
 });
 
 Deno.test("process: connections mode, attributes throttled for good: given up on after a bounded wait, DEREGISTRATION_WAIT caps", async () => {
@@ -612,6 +743,6 @@ Deno.test("process: --help lists every setting by its environment name", async (
       "LOG_LEVEL",
       "LOG_FORMAT",
     ]
-  ) assert.match(result.stdout, new RegExp(`env ${name} `));
+  ) assert.match(result.stdout, new RegExp(`env ${name}\\b`));
   assert.match(result.stdout, /health/);
 });
