@@ -61,6 +61,15 @@ export interface EnvoyEmulatorOptions {
   readonly adminSocketPath?: string;
   /** `stats_flush_interval` (Envoy's default 5 s): how often the `server.*` gauges are set. */
   readonly statsFlushIntervalMs?: number;
+  /**
+   * The host's wall clock, ms since the epoch (default `Date.now`). Envoy computes its uptime on it
+   * (source/server/admin/server_info_handler.cc `handlerServerInfo`: `systemTime()` minus the epoch's start
+   * time; source/server/server.cc `updateServerStats`: `time(nullptr) - original_start_time_`), so a step of
+   * the host's clock moves its uptime by the step: back past its start, `uptime_current_epoch` is negative
+   * (its ASSERT is compiled out of release builds) and the `server.uptime` gauge, a uint64, wraps. A test that
+   * steps a role's clock passes the same clock here: every container of a task reads the host's one CLOCK_REALTIME.
+   */
+  readonly wallClock?: () => number;
 }
 
 export interface EnvoyEmulator extends AsyncDisposable {
@@ -126,12 +135,14 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const drainTimeMs = options.drainTimeMs ?? 600_000;
   const drainStrategy = options.drainStrategy ?? "Gradual";
   const random = options.random ?? Math.random;
+  const wallClock = options.wallClock ?? Date.now;
   const calls: AdminCall[] = [];
   const state = {
     init: options.init ?? "INITIALIZED" as EnvoyInitState,
     healthcheckFailed: false,
-    startedAt: Date.now(),
-    firstStartedAt: Date.now(),
+    /** On {@link EnvoyEmulatorOptions.wallClock}, as Envoy keeps its start times. */
+    startedAt: wallClock(),
+    firstStartedAt: wallClock(),
     /** When the inbound drain sequence began; `undefined` while not draining. */
     drainStartedAt: undefined as number | undefined,
     drainTimer: undefined as ReturnType<typeof setTimeout> | undefined,
@@ -169,7 +180,8 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const flushed = { state: serverState(), uptimeSeconds: 0 };
   const flush = () => {
     flushed.state = serverState();
-    flushed.uptimeSeconds = Math.floor((Date.now() - state.startedAt) / 1000);
+    const uptimeSeconds = Math.floor((wallClock() - state.startedAt) / 1000);
+    flushed.uptimeSeconds = uptimeSeconds < 0 ? 2 ** 64 + uptimeSeconds : uptimeSeconds;
   };
   const flushTimer = setInterval(flush, options.statsFlushIntervalMs ?? 5_000);
 
@@ -237,7 +249,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
 
   const serverInfo = () => {
     // source/server/admin/server_info_handler.cc handlerServerInfo: protobuf JSON, durations as "<n>s".
-    const seconds = (since: number) => `${Math.floor((Date.now() - since) / 1000)}s`;
+    const seconds = (since: number) => `${Math.floor((wallClock() - since) / 1000)}s`;
     return {
       version,
       state: serverState(),
@@ -347,8 +359,8 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
       Object.assign(state, {
         init: "INITIALIZED",
         healthcheckFailed: false,
-        startedAt: Date.now(),
-        firstStartedAt: Date.now(),
+        startedAt: wallClock(),
+        firstStartedAt: wallClock(),
         listenersStopped: 0,
         usedGauges: new Set<string>(),
       });
