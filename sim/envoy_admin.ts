@@ -119,6 +119,11 @@ const ADMIN_HANDLERS: readonly AdminHandler[] = [
   ["/stats", false, "print server stats"],
 ];
 
+/** Envoy's uptime arithmetic: `std::time_t` values, whole seconds since the epoch, subtracted. */
+function secondsBetween(fromMs: number, toMs: number): number {
+  return Math.floor(toMs / 1000) - Math.floor(fromMs / 1000);
+}
+
 const STATE_GAUGE: Record<EnvoyState, number> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
 
 /** Envoy's default quantiles (source/common/stats/histogram_impl.cc), as `/stats?format=json` lists them. */
@@ -135,7 +140,8 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const drainTimeMs = options.drainTimeMs ?? 600_000;
   const drainStrategy = options.drainStrategy ?? "Gradual";
   const random = options.random ?? Math.random;
-  const wallClock = options.wallClock ?? Date.now;
+  // Looked up at each call, so that a test replacing Date.now steps this Envoy's clock too.
+  const wallClock = options.wallClock ?? (() => Date.now());
   const calls: AdminCall[] = [];
   const state = {
     init: options.init ?? "INITIALIZED" as EnvoyInitState,
@@ -180,7 +186,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const flushed = { state: serverState(), uptimeSeconds: 0 };
   const flush = () => {
     flushed.state = serverState();
-    const uptimeSeconds = Math.floor((wallClock() - state.startedAt) / 1000);
+    const uptimeSeconds = secondsBetween(state.startedAt, wallClock());
     flushed.uptimeSeconds = uptimeSeconds < 0 ? 2 ** 64 + uptimeSeconds : uptimeSeconds;
   };
   const flushTimer = setInterval(flush, options.statsFlushIntervalMs ?? 5_000);
@@ -249,7 +255,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
 
   const serverInfo = () => {
     // source/server/admin/server_info_handler.cc handlerServerInfo: protobuf JSON, durations as "<n>s".
-    const seconds = (since: number) => `${Math.floor((wallClock() - since) / 1000)}s`;
+    const seconds = (since: number) => `${secondsBetween(since, wallClock())}s`;
     return {
       version,
       state: serverState(),
