@@ -34,6 +34,16 @@ export function ecsLabels(cluster: string, family: string, containerName: string
   };
 }
 
+/** A container as ECS leaves one running: restart policy `no`, never restarted, started at `startedAt`. */
+export function runningContainer(
+  id: string,
+  name: string,
+  labels: Readonly<Record<string, string>>,
+  startedAt: string,
+): FakeContainer {
+  return { id, name, status: "running", restartCount: 0, startedAt, restartPolicy: "no", labels };
+}
+
 export interface DockerApiEmulatorOptions {
   /** Runs before each request is answered, which waits for it: how a test acts while the sentry is mid-call. */
   readonly beforeAnswer?: (request: SimRequest) => Promise<void> | void;

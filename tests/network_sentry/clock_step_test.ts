@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { readStatus } from "../../lib/status_file.ts";
 import { statusFileFor } from "../../lib/network_sentry/sentry.ts";
-import { ecsLabels, type FakeContainer, startDockerApiEmulator } from "../../sim/docker_api.ts";
+import { ecsLabels, type FakeContainer, runningContainer, startDockerApiEmulator } from "../../sim/docker_api.ts";
 import { createTestCa, startRegionEndpoint } from "../../sim/region_endpoint.ts";
 import { type LogEntry, runRoleToEnd, spawnRole } from "../../sim/role_process.ts";
 import { waitUntil } from "../../sim/wait.ts";
@@ -32,16 +32,10 @@ if (library !== undefined) Deno.test.afterAll(() => Deno.remove(dir, { recursive
 
 function containers(): FakeContainer[] {
   const started = new Date().toISOString();
-  const container = (id: string, name: string, labels: Record<string, string>): FakeContainer => ({
-    id,
-    name,
-    status: "running",
-    restartCount: 0,
-    startedAt: started,
-    restartPolicy: "no",
-    labels,
-  });
-  return [container("a1", "ecs-agent", {}), container("b2", "web", ecsLabels("clock", "web", "web"))];
+  return [
+    runningContainer("a1", "ecs-agent", {}, started),
+    runningContainer("b2", "web", ecsLabels("clock", "web", "web"), started),
+  ];
 }
 
 const pauses = (logs: readonly LogEntry[]) =>
