@@ -212,7 +212,8 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
       if (outcome.handedBack) counters.transitions.online++;
       await record(deps, { journal, memory, findings, counters });
       if (options.once || signal.aborted) break;
-      pauseMs = Math.max(0, options.intervalMs - (monotonicNow() - tickStarted));
+      // Whole milliseconds, as the log line shows them: the monotonic clock has fractions.
+      pauseMs = Math.max(0, Math.round(options.intervalMs - (monotonicNow() - tickStarted)));
       log.info("[end] sleeping for {seconds} seconds..", { seconds: pauseMs / 1000 });
     } while (await sleep(pauseMs, signal));
   } catch (error) {
