@@ -10,7 +10,7 @@
  */
 import type { Narrator, Scenario, ScenarioOutcome } from "./scenario.ts";
 import { type DockerEngine, dockerUnavailableReason, startDockerEngine } from "../sim/docker_engine.ts";
-import { type DockerApiEmulator, ecsLabels, startDockerApiEmulator } from "../sim/docker_api.ts";
+import { type DockerApiEmulator, ecsLabels, runningContainer, startDockerApiEmulator } from "../sim/docker_api.ts";
 import { createTestCa, startRegionEndpoint } from "../sim/region_endpoint.ts";
 import { type LogEntry, type RoleProcess, spawnRole } from "../sim/role_process.ts";
 import { waitUntil } from "../sim/wait.ts";
@@ -51,15 +51,8 @@ async function realHost(engine: DockerEngine): Promise<Host> {
 
 async function emulatedHost(): Promise<Host> {
   const started = new Date(Date.now() - 3_600_000).toISOString();
-  const container = (id: string, name: string, labels: Record<string, string>) => ({
-    id,
-    name,
-    status: "running",
-    restartCount: 0,
-    startedAt: started,
-    restartPolicy: "no",
-    labels,
-  });
+  const container = (id: string, name: string, labels: Record<string, string>) =>
+    runningContainer(id, name, labels, started);
   const api: DockerApiEmulator = await startDockerApiEmulator([
     container("a9e1", "ecs-agent", {}),
     container("b7c2", "web", ecsLabels("demo", "shop-web", "web")),

@@ -371,3 +371,14 @@ export async function runRole<Spec extends LoggingSettings>(
     closeLogging();
   }
 }
+
+/**
+ * Gives up, for the rest of the process, the two permissions that would let compromised code escape the
+ * runtime: starting programs and loading native libraries. The nlb-sidecar and the network sentry are
+ * built with every permission because Deno opens files under /proc only for such a process; each calls
+ * this once what it needs from /proc is open or read.
+ */
+export function dropEscalatingPermissions(): void {
+  Deno.permissions.revokeSync({ name: "run" });
+  Deno.permissions.revokeSync({ name: "ffi" });
+}

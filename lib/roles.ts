@@ -85,10 +85,12 @@ export const ROLES: readonly RoleInfo[] = [
     binary: "ecs-network-sentry",
     entry: "cmd/network_sentry.ts",
     summary: "ECS Anywhere host daemon: keeps ECS containers alive through control-plane outages, hands back cleanly.",
-    // Env: whole (runRole reads Deno.env.toObject). Net: the probe (any endpoint or proxy) and tcp:// Docker hosts.
-    // Read/write anywhere: the log file, state file, CA file and Docker socket are operator-chosen paths.
-    // No run, ffi or sys: the Docker API is spoken over the socket directly.
-    permissions: ["--allow-env", "--allow-net", "--allow-read", "--allow-write"],
+    // Every permission: the journal and status file keep the boot clock with the boot's id, and Deno reads
+    // /proc/uptime and /proc/sys/kernel/random/boot_id only for a process holding all. At start the sentry reads
+    // both and revokes run and ffi (lib/network_sentry/program.ts): the Docker API is spoken over the socket
+    // directly. What it uses besides: the whole env (runRole reads Deno.env.toObject), the network (the probe, any
+    // endpoint or proxy, tcp:// Docker hosts), read/write anywhere (log, state, CA file, Docker socket: operator-chosen).
+    permissions: ["--allow-all"],
     // Young generation 1 MiB, old space 32 MiB, lite mode (no optimizing JIT; the sentry mostly sleeps). Peak RSS in
     // bench/network_sentry.ts (50 containers through both transitions), median of 5: 75.4 MiB without these flags,
     // 62.6 MiB with them.

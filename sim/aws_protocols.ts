@@ -17,6 +17,7 @@ export class AwsError extends Error {
 
 export interface CallRecord {
   readonly operation: string;
+  /** When it arrived, on this process's monotonic clock (`performance.now()`): a step of the wall clock moves no gap. */
   readonly at: number;
 }
 
@@ -25,7 +26,7 @@ export class CallLog {
   readonly records: CallRecord[] = [];
 
   add(operation: string): void {
-    this.records.push({ operation, at: Date.now() });
+    this.records.push({ operation, at: performance.now() });
   }
 
   count(operation?: string): number {

@@ -5,7 +5,7 @@
  * @module
  */
 import { ECS_LABELS } from "../lib/network_sentry/docker.ts";
-import { json, type SimServer, startSimServer } from "./http_server.ts";
+import { json, type SimRequest, type SimServer, startSimServer } from "./http_server.ts";
 
 export interface FakeContainer {
   readonly id: string;
@@ -34,10 +34,29 @@ export function ecsLabels(cluster: string, family: string, containerName: string
   };
 }
 
-export async function startDockerApiEmulator(containers: FakeContainer[]): Promise<DockerApiEmulator> {
+/** A container as ECS leaves one running: restart policy `no`, never restarted, started at `startedAt`. */
+export function runningContainer(
+  id: string,
+  name: string,
+  labels: Readonly<Record<string, string>>,
+  startedAt: string,
+): FakeContainer {
+  return { id, name, status: "running", restartCount: 0, startedAt, restartPolicy: "no", labels };
+}
+
+export interface DockerApiEmulatorOptions {
+  /** Runs before each request is answered, which waits for it: how a test acts while the sentry is mid-call. */
+  readonly beforeAnswer?: (request: SimRequest) => Promise<void> | void;
+}
+
+export async function startDockerApiEmulator(
+  containers: FakeContainer[],
+  options: DockerApiEmulatorOptions = {},
+): Promise<DockerApiEmulator> {
   const find = (idOrName: string) => containers.find((c) => c.id === idOrName || c.name === idOrName);
   const server = await startSimServer({
-    handle: (request) => {
+    handle: async (request) => {
+      await options.beforeAnswer?.(request);
       if (request.method !== "GET") return json(501, { message: "read-only Docker API emulator" });
       if (request.path === "/containers/json") {
         const filters = JSON.parse(request.query.get("filters") ?? "{}") as { label?: string[] };

@@ -68,6 +68,15 @@ export interface EnvoyEmulatorOptions {
    * (aws/amazon-ecs-service-connect-agent agent/envoy_bootstrap/envoy_bootstrap.go, `appendStats`).
    */
   readonly nodeId?: string;
+  /**
+   * The host's wall clock, ms since the epoch (default `Date.now`). Envoy computes its uptime on it
+   * (source/server/admin/server_info_handler.cc `handlerServerInfo`: `systemTime()` minus the epoch's start
+   * time; source/server/server.cc `updateServerStats`: `time(nullptr) - original_start_time_`), so a step of
+   * the host's clock moves its uptime by the step: back past its start, `uptime_current_epoch` is negative
+   * (its ASSERT is compiled out of release builds) and the `server.uptime` gauge, a uint64, wraps. A test that
+   * steps a role's clock passes the same clock here: every container of a task reads the host's one CLOCK_REALTIME.
+   */
+  readonly wallClock?: () => number;
 }
 
 export interface EnvoyEmulator extends AsyncDisposable {
@@ -117,6 +126,11 @@ const ADMIN_HANDLERS: readonly AdminHandler[] = [
   ["/stats", false, "print server stats"],
 ];
 
+/** Envoy's uptime arithmetic: `std::time_t` values, whole seconds since the epoch, subtracted. */
+function secondsBetween(fromMs: number, toMs: number): number {
+  return Math.floor(toMs / 1000) - Math.floor(fromMs / 1000);
+}
+
 const STATE_GAUGE: Record<EnvoyState, number> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
 
 /** Envoy's default quantiles (source/common/stats/histogram_impl.cc), as `/stats?format=json` lists them. */
@@ -134,12 +148,15 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const nodeId = options.nodeId ?? "emulated-envoy";
   const drainStrategy = options.drainStrategy ?? "Gradual";
   const random = options.random ?? Math.random;
+  // Looked up at each call, so that a test replacing Date.now steps this Envoy's clock too.
+  const wallClock = options.wallClock ?? (() => Date.now());
   const calls: AdminCall[] = [];
   const state = {
     init: options.init ?? "INITIALIZED" as EnvoyInitState,
     healthcheckFailed: false,
-    startedAt: Date.now(),
-    firstStartedAt: Date.now(),
+    /** On {@link EnvoyEmulatorOptions.wallClock}, as Envoy keeps its start times. */
+    startedAt: wallClock(),
+    firstStartedAt: wallClock(),
     /** When the inbound drain sequence began; `undefined` while not draining. */
     drainStartedAt: undefined as number | undefined,
     drainTimer: undefined as ReturnType<typeof setTimeout> | undefined,
@@ -177,7 +194,8 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
   const flushed = { state: serverState(), uptimeSeconds: 0 };
   const flush = () => {
     flushed.state = serverState();
-    flushed.uptimeSeconds = Math.floor((Date.now() - state.startedAt) / 1000);
+    const uptimeSeconds = secondsBetween(state.startedAt, wallClock());
+    flushed.uptimeSeconds = uptimeSeconds < 0 ? 2 ** 64 + uptimeSeconds : uptimeSeconds;
   };
   const flushTimer = setInterval(flush, options.statsFlushIntervalMs ?? 5_000);
 
@@ -245,7 +263,7 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
 
   const serverInfo = () => {
     // source/server/admin/server_info_handler.cc handlerServerInfo: protobuf JSON, durations as "<n>s".
-    const seconds = (since: number) => `${Math.floor((Date.now() - since) / 1000)}s`;
+    const seconds = (since: number) => `${secondsBetween(since, wallClock())}s`;
     return {
       version,
       state: serverState(),
@@ -356,8 +374,8 @@ export async function startEnvoyEmulator(options: EnvoyEmulatorOptions = {}): Pr
       Object.assign(state, {
         init: "INITIALIZED",
         healthcheckFailed: false,
-        startedAt: Date.now(),
-        firstStartedAt: Date.now(),
+        startedAt: wallClock(),
+        firstStartedAt: wallClock(),
         listenersStopped: 0,
         usedGauges: new Set<string>(),
       });

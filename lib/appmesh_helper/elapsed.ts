@@ -2,8 +2,9 @@
  * Elapsed time as the log lines give it (`waitedSeconds`), shared by the startup and shutdown stages.
  * @module
  */
+import { monotonicNow } from "../clock.ts";
 
-/** Seconds since the epoch-ms `epochMs`, to the millisecond. */
-export function secondsSince(epochMs: number): number {
-  return (Date.now() - epochMs) / 1000;
+/** Seconds since `startMs` on {@link monotonicNow}'s clock, to the millisecond: a wall-clock step changes none. */
+export function secondsSince(startMs: number): number {
+  return Math.round(monotonicNow() - startMs) / 1000;
 }

@@ -75,7 +75,8 @@ interface StatsAnswer {
 
 /** `"20s"` (protobuf JSON of a Duration) in seconds; `undefined` for anything else. */
 function durationSeconds(value: unknown): number | undefined {
-  const match = typeof value === "string" ? /^(\d+(?:\.\d+)?)s$/.exec(value) : null;
+  // Negative too: Envoy's uptime is negative once the host's clock was stepped back past its start.
+  const match = typeof value === "string" ? /^(-?\d+(?:\.\d+)?)s$/.exec(value) : null;
   return match ? Number(match[1]) : undefined;
 }
 
@@ -133,7 +134,7 @@ export class EnvoyAdmin {
   }
 
   /**
-   * What the drain watches. The state and uptime come from `/server_info`, which computes them per
+   * What the drain watches. The state and uptime (from which Envoy's start) come from `/server_info`, which computes them per
    * request: the `server.state` and `server.uptime` gauges are only set at each stats flush (every 5 s
    * by default; source/server/server.cc `updateServerStats`), too late to tell a restart from a fail
    * call just taken. With `listener` (connections mode), one `/stats` call also reads the listeners
@@ -141,11 +142,18 @@ export class EnvoyAdmin {
    * `undefined` when no listener matches), so that both counters describe the same moment.
    */
   async drainReading(listener: IngressListener | undefined, options: CallOptions = {}): Promise<EnvoyReading> {
+    // The wall clock, on purpose: Envoy's uptime is its wall clock minus its start, both in whole seconds
+    // (server_info_handler.cc), and the host's clock read around the call undoes that to bound the start.
+    const askedAt = Date.now();
     const info = await this.serverInfo(options);
-    if (info.uptimeSeconds === undefined) {
+    const answeredAt = Date.now();
+    const uptime = info.uptimeSeconds;
+    if (uptime === undefined) {
       throw new HttpStatusError(this.#shown(`${this.#httpBase}/server_info`), 200, "no uptime_current_epoch");
     }
-    const base = { live: info.state === "LIVE", uptimeSeconds: info.uptimeSeconds };
+    const startSecond = (wallMs: number) => Math.floor(wallMs / 1000) - uptime;
+    const started = { earliestMs: startSecond(askedAt) * 1000, latestMs: (startSecond(answeredAt) + 1) * 1000 };
+    const base = { live: info.state === "LIVE", started };
     if (listener === undefined) return { ...base, listenersStopped: 0, ingress: undefined };
     const values = await this.#stats(`^(?:${listener.pattern}|${escapeRegex(LISTENER_STOPPED)})$`, options);
     const sums = new Map<ListenerCounter, number>();

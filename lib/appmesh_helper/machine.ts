@@ -1,7 +1,7 @@
 /**
- * The shutdown stage as a pure state machine: the driver feeds it the current current time and
- * what it observed, `step(now, observation)`, and it answers with the one action to take next. No I/O
- * and no clock of its own, so every path (app gone, Envoy down or restarted, connections that never
+ * The shutdown stage as a pure state machine: the driver feeds it the time now, in milliseconds on a
+ * monotonic clock that a wall-clock step does not move, and what it observed, `step(now, observation)`;
+ * it answers with the one action to take next. No I/O and no clock of its own, so every path (app gone, Envoy down or restarted, connections that never
  * close) is tested without waiting. A leaf of the import graph.
  *
  * Timeline, from the first SIGTERM/SIGINT at `t0`:
@@ -9,7 +9,7 @@
  *   once, nothing to drain. Any other failure (DNS, TLS, reset) proves nothing, so the drain goes on;
  * - `t0 + drainDelay`: fail Envoy's health check (and, in connections mode, drain its inbound listeners);
  * - from then on Envoy is read every poll interval: an Envoy LIVE again (restarted by its agent, or its
- *   health check reset) or whose uptime went back is failed again;
+ *   health check reset) or that started again since the previous read is failed again;
  * - fixed mode: exit at the deadline `t0 + drainDelay + drainTimeout`;
  * - connections mode: exit once the ingress listener has been quiet (no connection open, none accepted)
  *   for the quiet period, or at the deadline, whichever comes first. If Envoy did not take the fail call,
@@ -55,8 +55,15 @@ export interface IngressCount {
 export interface EnvoyReading {
   /** `server.state` is LIVE: its health check passes (a restarted Envoy, or one whose fail was undone). */
   readonly live: boolean;
-  /** `server.uptime`: seconds since this Envoy process started; it goes back when the agent restarts Envoy. */
-  readonly uptimeSeconds: number;
+  /**
+   * When this Envoy process started, on the host's wall clock, as closely as its uptime (whole seconds) and
+   * the read's own duration tell: no earlier than `earliestMs`, no later than `latestMs`. Envoy computes its
+   * uptime on the wall clock (source/server/admin/server_info_handler.cc), so a step of the host's clock moves
+   * its uptime and the helper's reading of the clock alike and leaves its start where it was; a restart by its
+   * agent moves the start later. A step during the read itself makes the bounds wider, or cross (then they
+   * bound nothing).
+   */
+  readonly started: { readonly earliestMs: number; readonly latestMs: number };
   /** `listener_manager.listener_stopped`: listeners Envoy has stopped (they refuse new connections). */
   readonly listenersStopped: number;
   /** The ingress listener's counters; `undefined` when Envoy has no stats for it. */
@@ -84,7 +91,7 @@ export type HoldReason = "listener-stopped" | "listener-stats-gone";
 export type Action =
   /** Ask the app's health check (once more after a check that timed out, to confirm it). */
   | { readonly kind: "check-app" }
-  /** Sleep until the epoch-ms `untilMs`, then report `waited`. */
+  /** Sleep until `untilMs` (on the clock `step` is driven with), then report `waited`. */
   | { readonly kind: "wait"; readonly untilMs: number; readonly purpose: WaitPurpose }
   /** Fail Envoy's health check; give up on retries at `deadlineMs`. */
   | {
@@ -119,7 +126,8 @@ export class ShutdownMachine {
   #lastCount: number | undefined;
   #envoyAccepted = false;
   #failCalls = 0;
-  #lastUptime: number | undefined;
+  /** The latest Envoy process's start as the previous read bounded it. */
+  #lastStart: EnvoyReading["started"] | undefined;
   /** `listener_stopped` at the first read after the latest fail call: a rise means Envoy stopped a listener. */
   #stoppedBefore: number | undefined;
   #holdReason: HoldReason | undefined;
@@ -215,9 +223,13 @@ export class ShutdownMachine {
 
   #afterRead(reading: EnvoyReading | undefined, now: number): Action {
     if (reading !== undefined) {
-      const uptimeWentBack = this.#lastUptime !== undefined && reading.uptimeSeconds < this.#lastUptime;
-      this.#lastUptime = reading.uptimeSeconds;
-      if (now < this.deadline && (uptimeWentBack || (reading.live && this.#envoyAccepted))) {
+      // Bounds that cross were read across a step of the clock: they say nothing about the start.
+      const bounded = reading.started.earliestMs <= reading.started.latestMs;
+      // Started after the previous process certainly had: a new one (even one not yet LIVE).
+      const startedAgain = bounded && this.#lastStart !== undefined &&
+        reading.started.earliestMs > this.#lastStart.latestMs;
+      if (bounded) this.#lastStart = reading.started;
+      if (now < this.deadline && (startedAgain || (reading.live && this.#envoyAccepted))) {
         this.#restarts++;
         return this.#fail("envoy-restarted");
       }

@@ -2,10 +2,11 @@
  * The shutdown stage's I/O: carries out the actions of {@link ShutdownMachine} against Envoy and the
  * app and feeds back what it saw, one log line per step. Nothing here fails the stage: an Envoy that
  * does not answer is logged and the waits still happen, so the task's containers are never stopped
- * earlier than the operator asked.
+ * earlier than the operator asked. Every wait and deadline is on {@link monotonicNow}: a step of the wall
+ * clock (NTP, a resumed VM) neither stretches DRAIN_DELAY or DRAIN_TIMEOUT nor cuts them short.
  * @module
  */
-import { sleep } from "../clock.ts";
+import { monotonicNow, sleep } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { describeError, retry } from "../retry.ts";
 import { type AppAnswer, describeAppAnswer, probeApp } from "./app_health.ts";
@@ -39,7 +40,7 @@ export interface ShutdownStage {
 /** Runs the stage to its end and returns why it ended. Never throws for Envoy or app failures. */
 export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
   const { log, plan } = stage;
-  const machine = new ShutdownMachine(plan, Date.now());
+  const machine = new ShutdownMachine(plan, monotonicNow());
   const waited = () => secondsSince(machine.startedAt);
   log.info("{signal} received: shutdown stage begins", {
     step: "signal",
@@ -57,7 +58,7 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
     switch (action.kind) {
       case "check-app": {
         const answer = await probeApp(stage.appUrl!, stage.appTimeoutMs);
-        const next = machine.step(Date.now(), { kind: "app-checked", result: answer.kind });
+        const next = machine.step(monotonicNow(), { kind: "app-checked", result: answer.kind });
         const fields = { step: "app-check", waitedSeconds: waited(), appAnswer: describeAppAnswer(answer) };
         if (answer.kind === "failed") log.warning(appCheckMessage(answer, next), fields);
         else log.info(appCheckMessage(answer, next), fields);
@@ -65,10 +66,12 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
         break;
       }
       case "wait": {
-        if (action.purpose === "drain-delay") logWait(log, action.purpose, waited(), action.untilMs - Date.now());
-        if (action.purpose === "drain-timeout") logWait(log, action.purpose, waited(), machine.deadline - Date.now());
-        await sleep(action.untilMs - Date.now());
-        action = machine.step(Date.now(), { kind: "waited" });
+        if (action.purpose === "drain-delay") logWait(log, action.purpose, waited(), action.untilMs - monotonicNow());
+        if (action.purpose === "drain-timeout") {
+          logWait(log, action.purpose, waited(), machine.deadline - monotonicNow());
+        }
+        await sleep(action.untilMs - monotonicNow());
+        action = machine.step(monotonicNow(), { kind: "waited" });
         break;
       }
       case "fail-envoy": {
@@ -81,12 +84,12 @@ export async function runShutdown(stage: ShutdownStage): Promise<ExitReason> {
         }
         const told = await tellEnvoy(stage, action, waited);
         listenersDrained = told.listenersDrained;
-        action = machine.step(Date.now(), { kind: "envoy-failed", accepted: told.healthcheckFailed });
+        action = machine.step(monotonicNow(), { kind: "envoy-failed", accepted: told.healthcheckFailed });
         break;
       }
       case "read-envoy": {
         const reading = await reader(action.deadlineMs, plan.mode === "connections" && machine.envoyAccepted);
-        action = machine.step(Date.now(), { kind: "envoy-read", reading });
+        action = machine.step(monotonicNow(), { kind: "envoy-read", reading });
         if (machine.holdReason !== holdReason) {
           holdReason = machine.holdReason;
           if (holdReason !== undefined) {
@@ -154,12 +157,10 @@ async function tellEnvoy(
   waited: () => number,
 ): Promise<EnvoyTold> {
   const call = async (step: string, message: string, send: (options: CallOptions) => Promise<string>) => {
-    const giveUpAt = Math.min(Date.now() + ENVOY_CALL_BUDGET_MS, action.deadlineMs);
+    const giveUpAt = Math.min(monotonicNow() + ENVOY_CALL_BUDGET_MS, action.deadlineMs);
     try {
       const answer = await retry(() => send({ timeoutMs: timeLeft(stage.envoy, giveUpAt) }), {
         deadline: giveUpAt,
-        // The helper's waits are on the wall clock (giveUpAt above); retry's own default is monotonicNow.
-        now: Date.now,
         backoff: ENVOY_BACKOFF,
         onRetry: (error, _attempt, delayMs) =>
           stage.log.warning("Envoy did not take the call, retrying", {
@@ -195,7 +196,7 @@ async function tellEnvoy(
 
 /** A per-call timeout that never runs past `deadline` (and is never zero, which would abort at once). */
 function timeLeft(envoy: EnvoyAdmin, deadline: number): number {
-  return Math.max(50, Math.min(envoy.timeoutMs, deadline - Date.now()));
+  return Math.max(50, Math.min(envoy.timeoutMs, deadline - monotonicNow()));
 }
 
 /**

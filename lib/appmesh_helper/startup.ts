@@ -5,7 +5,7 @@
  * is not healthy yet.
  * @module
  */
-import { sleep } from "../clock.ts";
+import { monotonicNow, sleep } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import { describeError } from "../retry.ts";
 import { describeAppAnswer, isServing, probeApp } from "./app_health.ts";
@@ -92,7 +92,7 @@ function dependencies(watch: StartupWatch): Dependency[] {
 
 /** Returns once every dependency has been ready once, or as soon as `signal` aborts. */
 export async function watchStartup(watch: StartupWatch): Promise<void> {
-  const started = Date.now();
+  const started = monotonicNow();
   const pending = dependencies(watch);
   const lastAnswers = new Map<Dependency, string>();
   try {

@@ -81,8 +81,13 @@ export type Mode = typeof MODES[number];
 export interface Journal {
   readonly version: 1;
   readonly mode: Mode;
-  /** When the current mode began (ms since the epoch). */
+  /** When the current mode began (ms since the epoch): for people, and Docker's own timestamps. */
   readonly since?: number;
+  /**
+   * When the current mode began on the boot clock: what time has passed since is measured on it, so
+   * that a wall-clock step moves no timeout. Absent in journals written before it was kept.
+   */
+  readonly sinceBootClock?: BootClockReading;
   /** The strategy of the hand-back in progress, fixed when it begins so a restart finishes it the same way. */
   readonly strategy?: Strategy;
   /**
@@ -134,6 +139,57 @@ export interface Step {
   /** Written (atomically) before any action of the step runs. */
   readonly journal: Journal;
   readonly actions: readonly Action[];
+}
+
+// --- time ---
+
+/**
+ * A reading of the boot clock (milliseconds since boot, which a wall-clock step does not move) with the
+ * kernel's id of that boot: two readings are comparable only within one boot.
+ */
+export interface BootClockReading {
+  readonly bootId: string;
+  readonly ms: number;
+}
+
+/** The time as the sentry's decisions take it and its journal keeps it. */
+export interface Moment {
+  /** Ms since the epoch: for people, and the clock Docker's timestamps (`StartedAt`) are on. */
+  readonly wallMs: number;
+  /** `undefined` where the boot clock cannot be read: times passed then fall back to the wall clock. */
+  readonly bootClock?: BootClockReading;
+}
+
+/** How long ago something was, as far as the clocks can tell: at least, and at most. */
+export interface Elapsed {
+  readonly atLeastMs: number;
+  readonly atMostMs: number;
+}
+
+/**
+ * The time passed from `then` to `now`. Within one boot, the boot clock's difference, exactly. Across a
+ * reboot, at least all of the current boot (`now`'s boot-clock reading), with no upper bound. Where either
+ * has no boot-clock reading (a journal or status file from before they were kept), the wall clock's
+ * difference as a lower estimate, which a step can move, and no upper bound.
+ */
+export function elapsedSince(then: Moment, now: Moment): Elapsed {
+  const [before, after] = [then.bootClock, now.bootClock];
+  if (before !== undefined && after !== undefined) {
+    if (before.bootId !== after.bootId) return { atLeastMs: after.ms, atMostMs: Infinity };
+    const ms = Math.max(0, after.ms - before.ms);
+    return { atLeastMs: ms, atMostMs: ms };
+  }
+  return { atLeastMs: Math.max(0, now.wallMs - then.wallMs), atMostMs: Infinity };
+}
+
+/** The journal's record of a mode beginning `now`. */
+function began(now: Moment): Pick<Journal, "since" | "sinceBootClock"> {
+  return { since: now.wallMs, sinceBootClock: now.bootClock };
+}
+
+/** When the journal's current mode began, as a {@link Moment}. */
+function modeBegan(journal: Journal, now: Moment): Moment {
+  return journal.since === undefined ? now : { wallMs: journal.since, bootClock: journal.sinceBootClock };
 }
 
 // --- probes and thresholds ---
@@ -219,15 +275,16 @@ export interface Reading {
 
 /**
  * The sentry's decisions, driven like the other roles' machines: `step(now, reading)`, time first. Unlike
- * theirs, `now` is wall-clock milliseconds: it is journaled across restarts and reboots and compared with
- * Docker's `StartedAt`, which a monotonic clock cannot be. The machine holds only its settings; the
+ * theirs, `now` is a {@link Moment}, both clocks: the journal keeps it across restarts and reboots, times
+ * passed are measured on the boot clock (see {@link elapsedSince}), and Docker's `StartedAt` can only be
+ * compared with the wall clock. The machine holds only its settings; the
  * journal it is given is all it remembers, so a restarted process decides exactly as the one before would have.
  */
 export class SentryMachine {
   constructor(readonly settings: SentryMachineSettings) {}
 
   /** The ordered steps that move Docker and the journal towards what the verdict asks for. */
-  step(now: number, reading: Reading): Step[] {
+  step(now: Moment, reading: Reading): Step[] {
     return planTick({ ...reading, settings: this.settings, now });
   }
 }
@@ -235,7 +292,7 @@ export class SentryMachine {
 /** One tick's reading with the settings and the time: what every planning function below works from. */
 interface Tick extends Reading {
   readonly settings: SentryMachineSettings;
-  readonly now: number;
+  readonly now: Moment;
 }
 
 function planTick(input: Tick): Step[] {
@@ -247,14 +304,14 @@ function planTick(input: Tick): Step[] {
     if (verdict !== "down") return [];
     // A paused agent beside leftover containers was paused by a sentry: the pause is ours to undo.
     const agentPausedBefore = leftovers.agentPaused && leftovers.containers.length === 0;
-    return offlineSteps({ version: 1, mode: "offline", since: now, agentPausedBefore, containers: [] }, input);
+    return offlineSteps({ version: 1, mode: "offline", ...began(now), agentPausedBefore, containers: [] }, input);
   }
   if (current.mode === "offline") {
     return verdict === "up" ? handBackSteps(beginHandBack(current, input), input) : offlineSteps(current, input);
   }
   if (verdict === "down") {
     // Back offline in the middle of a hand-back: what was recorded (and found restarted) stays recorded.
-    return offlineSteps({ ...current, mode: "offline", since: now, strategy: undefined }, input);
+    return offlineSteps({ ...current, mode: "offline", ...began(now), strategy: undefined }, input);
   }
   return handBackSteps(current, input);
 }
@@ -386,10 +443,10 @@ function adoptionSteps(leftovers: Leftovers, input: Tick): Step[] {
   const adopted: Journal = {
     version: 1,
     mode: strategy === "cutover" ? "cutover" : "handing-back",
-    since: now,
+    ...began(now),
     strategy,
     agentPausedBefore: false,
-    handBackStartedAt: now,
+    handBackStartedAt: now.wallMs,
     containers: leftovers.containers.map(managed),
   };
   const steps = new StepList("ecs-online", input.journal);
@@ -403,9 +460,9 @@ function beginHandBack(journal: Journal, input: Tick): Journal {
   return {
     ...journal,
     mode: strategy === "cutover" ? "cutover" : "handing-back",
-    since: input.now,
+    ...began(input.now),
     strategy,
-    handBackStartedAt: journal.handBackStartedAt ?? input.now,
+    handBackStartedAt: journal.handBackStartedAt ?? input.now.wallMs,
     containers: journal.containers.map((c) => ({
       ...c,
       restarted: c.restarted === true || wasRestarted(c, observed.get(c.id)!),
@@ -452,7 +509,7 @@ function handBackSteps(journal: Journal, input: Tick): Step[] {
       // Re-asserted on every probe until `resume`: a reboot or a dockerd restart brings the agent back running.
       const waiting: Journal = journal.mode === "awaiting-resume"
         ? journal
-        : { ...journal, mode: "awaiting-resume", since: now };
+        : { ...journal, mode: "awaiting-resume", ...began(now) };
       const [held, pause] = holdAgentPaused(waiting, observation);
       steps.add("keep the ECS agent paused until an operator runs resume", held, pause);
       break;
@@ -460,7 +517,7 @@ function handBackSteps(journal: Journal, input: Tick): Step[] {
     case "cutover": {
       steps.add("restore the recorded restart policies", journal, restore(journal.containers));
       steps.add("unpause the ECS agent", journal, unpause(journal, observation));
-      if (now - (journal.since ?? now) >= settings.cutoverTimeoutMs) {
+      if (elapsedSince(modeBegan(journal, now), now).atLeastMs >= settings.cutoverTimeoutMs) {
         steps.add(
           "remove restarted containers: --cutover-timeout passed",
           journal,
@@ -519,15 +576,16 @@ function replacementsOf(
   journal: Journal,
   observation: Observation,
   settings: SentryMachineSettings,
-  now: number,
+  now: Moment,
 ): Array<[ManagedContainer, ObservedContainer]> {
+  // Docker gives a container's start only on the wall clock: these two comparisons are on it too.
   // `since` stands in for a journal written before the hand-back's start was kept.
-  const began = journal.handBackStartedAt ?? journal.since ?? now;
+  const handBackBegan = journal.handBackStartedAt ?? journal.since ?? now.wallMs;
   const taken = new Set([...restarted.map((c) => c.id), ...(journal.claimedReplacements ?? [])]);
   const candidates = observation.containers.filter((c) => {
     const started = Date.parse(c.startedAt);
-    return c.state === "running" && !taken.has(c.id) && started >= began &&
-      (c.health === "healthy" || now - started >= settings.replacementSettleMs);
+    return c.state === "running" && !taken.has(c.id) && started >= handBackBegan &&
+      (c.health === "healthy" || now.wallMs - started >= settings.replacementSettleMs);
   });
   const pairs: Array<[ManagedContainer, ObservedContainer]> = [];
   for (const original of restarted) {

@@ -2,7 +2,8 @@
  * The network sentry as a role program: the daemon, and the `status` and `resume` subcommands.
  * @module
  */
-import { ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
+import { readBootClock } from "../clock.ts";
+import { dropEscalatingPermissions, ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
 import type { RotatingFile } from "../log.ts";
 import { roleInfo } from "../roles.ts";
 import { readStatus } from "../status_file.ts";
@@ -49,6 +50,9 @@ export const networkSentryProgram: RoleProgram<NetworkSentrySettings> = {
   logFile: (config, subcommand?: string): RotatingFile | undefined =>
     subcommand === "status" ? undefined : { path: config.logFile, maxBytes: 5 * 1024 * 1024, maxFiles: 5 },
   run(context) {
+    // Read while the process holds every permission (Deno's price for /proc), then give up the escalating ones.
+    readBootClock();
+    dropEscalatingPermissions();
     switch (context.subcommand) {
       case "status":
         return printStatus(context.config);

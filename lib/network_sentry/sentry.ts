@@ -2,11 +2,13 @@
  * The daemon loop: probe (the monitor), then, under the journal's lock, observe Docker, plan and act
  * (the actuator). Docker is read every probe, so that changes no journal accounts for (eINS stopped
  * mid-outage, a lost journal) are seen at once; it is changed only when something of the sentry's is or
- * must be in effect. Nothing here decides; machine.ts does.
+ * must be in effect. Nothing here decides; machine.ts does. The loop is paced on the monotonic clock, so a
+ * step of the wall clock neither holds a probe back nor brings one forward; the journal and the status file
+ * keep both clocks (see {@link Moment}).
  * @module
  */
 import { removeStaleTempFiles } from "../atomic_file.ts";
-import { sleep } from "../clock.ts";
+import { bootClockNow, monotonicNow, sleep } from "../clock.ts";
 import { ExitCode } from "../lifecycle.ts";
 import type { Logger } from "../log.ts";
 import { readStatus, writeStatus } from "../status_file.ts";
@@ -15,11 +17,14 @@ import { type DockerHost, errorFields } from "./docker.ts";
 import type { JournalStore } from "./journal.ts";
 import {
   ADOPT_LEFTOVERS,
+  type BootClockReading,
   countProbe,
+  elapsedSince,
   HAND_BACK_COMPLETE,
   type Journal,
   type Leftovers,
   leftoversOf,
+  type Moment,
   NO_PROBES,
   type Observation,
   type ProbeCounters,
@@ -77,6 +82,7 @@ export interface ProbeMemory {
   readonly lastProbe?: {
     readonly reachable: boolean;
     readonly latencyMs: number;
+    /** When it ended, ms since the epoch: a timestamp for people and Prometheus, never a duration's start. */
     readonly at: number;
     readonly reason?: string;
   };
@@ -93,20 +99,37 @@ export function statusFileFor(journalFile: string): string {
   return journalFile.replace(/(\.json)?$/, ".status.json");
 }
 
+/** Both clocks now: the wall clock for people and Docker, the boot clock for times passed. */
+export function momentNow(): Moment {
+  return { wallMs: Date.now(), bootClock: bootClockNow() };
+}
+
 /**
- * Probe streaks survive a restart when they are recent (within two probe periods), so thresholds also
- * hold across `--once` runs from a timer; an older streak says nothing about the network now.
+ * Probe streaks survive a restart when they are provably recent (within two probe periods on the boot
+ * clock), so thresholds also hold across `--once` runs from a timer; an older streak says nothing about the
+ * network now, and neither does one whose age only the wall clock tells (a step can make any streak look
+ * recent), nor one from before a reboot.
  */
 export function resumedCounters(
   saved: { updatedAt: number; details: Readonly<Record<string, unknown>> } | undefined,
   periodMs: number,
-  now: number,
+  now: Moment,
 ): ProbeCounters {
-  if (!saved || now - saved.updatedAt > 2 * periodMs) return NO_PROBES;
+  if (!saved) return NO_PROBES;
+  const written: Moment = { wallMs: saved.updatedAt, bootClock: bootClockOf(saved.details.bootClock) };
+  if (elapsedSince(written, now).atMostMs > 2 * periodMs) return NO_PROBES;
   const counters = saved.details.counters as ProbeCounters | undefined;
   return typeof counters?.consecutiveFailures === "number" && typeof counters?.consecutiveSuccesses === "number"
     ? { consecutiveFailures: counters.consecutiveFailures, consecutiveSuccesses: counters.consecutiveSuccesses }
     : NO_PROBES;
+}
+
+/** A boot-clock reading as read back from a file, where anything may be. */
+function bootClockOf(value: unknown): BootClockReading | undefined {
+  const reading = value as Partial<BootClockReading> | undefined;
+  return typeof reading?.bootId === "string" && typeof reading.ms === "number"
+    ? { bootId: reading.bootId, ms: reading.ms }
+    : undefined;
 }
 
 /** Counters kept over the process's life, for the metrics file. */
@@ -147,7 +170,7 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
   await removeStaleTemps(deps);
   const periodMs = options.intervalMs + options.probeTimeoutMs;
   const saved = deps.statusFile ? await readStatus(deps.statusFile).catch(() => undefined) : undefined;
-  let memory: ProbeMemory = { counters: resumedCounters(saved, periodMs, Date.now()) };
+  let memory: ProbeMemory = { counters: resumedCounters(saved, periodMs, momentNow()) };
   let journal = await deps.journal.load();
   let findings: HostFindings | undefined;
   const context: ReconcileContext = {
@@ -173,7 +196,7 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
     do {
       // Probes start every `interval` (not `interval` after the last one ended): a blackhole is then
       // noticed within failure-threshold x interval + timeout.
-      const tickStarted = Date.now();
+      const tickStarted = monotonicNow();
       // [begin], [connect] and [end] at INFO every round, as eINS logged them: existing log searches match.
       log.info("[begin] connectivity test..");
       const result = await deps.probe(signal);
@@ -189,7 +212,8 @@ export async function runSentry(deps: SentryDeps): Promise<number> {
       if (outcome.handedBack) counters.transitions.online++;
       await record(deps, { journal, memory, findings, counters });
       if (options.once || signal.aborted) break;
-      pauseMs = Math.max(0, options.intervalMs - (Date.now() - tickStarted));
+      // Whole milliseconds, as the log line shows them: the monotonic clock has fractions.
+      pauseMs = Math.max(0, Math.round(options.intervalMs - (monotonicNow() - tickStarted)));
       log.info("[end] sleeping for {seconds} seconds..", { seconds: pauseMs / 1000 });
     } while (await sleep(pauseMs, signal));
   } catch (error) {
@@ -236,7 +260,7 @@ async function reconcile(context: ReconcileContext, verdict: Verdict): Promise<R
   reportLeftovers(log, leftovers, warned);
 
   const before = journal.mode;
-  const steps = context.machine.step(Date.now(), { journal, verdict, observation });
+  const steps = context.machine.step(momentNow(), { journal, verdict, observation });
   if (before === "online" && steps[0]?.title === ADOPT_LEFTOVERS) {
     log.warning("[takeover] adopting {count} containers left on on-failure: handing them back to the ECS agent", {
       count: leftovers.containers.length,
@@ -379,13 +403,15 @@ async function record(
     }
   };
   if (deps.statusFile) {
+    const now = momentNow();
     await write(deps.statusFile, "status", () =>
       writeStatus(deps.statusFile!, {
         role: "network-sentry",
         pid: Deno.pid,
-        updatedAt: Date.now(),
+        updatedAt: now.wallMs,
         state: journal.mode,
-        details: { ...memory, endpoint: deps.endpoint, ...findings },
+        // When it was written on the boot clock: what a later process resumes streaks by.
+        details: { ...memory, endpoint: deps.endpoint, ...findings, bootClock: now.bootClock },
       }));
   }
   if (options.metricsFile) {

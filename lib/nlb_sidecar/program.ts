@@ -10,7 +10,7 @@
 import { monotonicNow } from "../clock.ts";
 import type { ElasticLoadBalancingV2Client } from "@aws-sdk/client-elastic-load-balancing-v2";
 import { type MetadataClient, metadataClient } from "../ecs_metadata.ts";
-import { ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
+import { dropEscalatingPermissions, ExitCode, type RoleContext, type RoleProgram } from "../lifecycle.ts";
 import type { Logger } from "../log.ts";
 import { describeError, type RetryOptions } from "../retry.ts";
 import { roleInfo } from "../roles.ts";
@@ -190,17 +190,6 @@ async function connectionsDrainCap(
     log.warning("cannot read the deregistration delay ({error}): {lost}", { ...fields, lost });
   }
   return config.deregistrationWait;
-}
-
-/**
- * Deno opens files under /proc only for a process that holds every permission, which is why the binary
- * is built with all of them. Once the socket tables, the clock's base, the process's start and the status
- * file are open the sidecar gives up the two that would let compromised code escape the runtime: starting
- * programs and loading native libraries.
- */
-function dropEscalatingPermissions(): void {
-  Deno.permissions.revokeSync({ name: "run" });
-  Deno.permissions.revokeSync({ name: "ffi" });
 }
 
 async function openConnectionTables(log: Logger): Promise<ConnectionTables | undefined> {

@@ -4,6 +4,7 @@ import { HttpStatusError, HttpUnreachableError, request } from "../../lib/http.t
 import { DownstreamConnection, unusedPort } from "../../sim/downstream.ts";
 import { startEnvoyEmulator } from "../../sim/envoy_admin.ts";
 import { startSimServer } from "../../sim/http_server.ts";
+import { steppableWallClock } from "../../sim/wall_clock.ts";
 import { until, within } from "./support.ts";
 
 /** The ingress counters of one drain reading. */
@@ -247,21 +248,48 @@ Deno.test("an Envoy restart: connections dropped, LIVE again, health check passi
   await admin.failHealthcheck();
   await post(`${envoy.adminUrl}/drain_listeners?graceful&inboundonly`);
   await until(() => !envoy.accepting, "the listeners to stop");
-  await new Promise((r) => setTimeout(r, 1_100));
+  // Envoy's uptime is in whole seconds: a start two seconds later is one no read can mistake for the first.
+  await new Promise((r) => setTimeout(r, 2_100));
   const before = await admin.drainReading(listener);
   assert.equal(before.live, false);
-  assert.ok(before.uptimeSeconds >= 1);
+  assert.ok(before.started.latestMs - before.started.earliestMs <= 2_000, JSON.stringify(before.started));
   assert.equal(before.listenersStopped, 1);
 
   await envoy.restart();
   await within(connection.ended, "the old process's connections to die");
-  const after = await admin.drainReading(listener);
-  assert.deepEqual(after, { live: true, uptimeSeconds: 0, listenersStopped: 0, ingress: { active: 0, accepted: 0 } });
+  const { started, ...after } = await admin.drainReading(listener);
+  assert.deepEqual(after, { live: true, listenersStopped: 0, ingress: { active: 0, accepted: 0 } });
+  assert.ok(
+    started.earliestMs > before.started.latestMs,
+    `started ${JSON.stringify(started)}, before ${JSON.stringify(before.started)}`,
+  );
   assert.deepEqual(await admin.ready(), { live: true, state: "LIVE" });
   assert.equal(envoy.draining, false);
   const fresh = await DownstreamConnection.open(envoy.ingressPort);
   assert.equal((await fresh.request("/")).connectionClose, false, "a new Envoy is not draining");
   fresh.close();
+});
+
+Deno.test("a wall-clock step moves Envoy's uptime, negative past its start, and not its start as the helper reads it", async () => {
+  using wall = steppableWallClock();
+  await using envoy = await startEnvoyEmulator();
+  const admin = new EnvoyAdmin(envoy.adminUrl);
+  const first = (await admin.drainReading(undefined)).started;
+  let offsetSeconds = 0;
+  for (const stepSeconds of [-3_600, 7_200, -3_600]) {
+    wall.step(stepSeconds * 1000);
+    offsetSeconds += stepSeconds;
+    const { uptimeSeconds } = await admin.serverInfo();
+    assert.ok(
+      uptimeSeconds! >= offsetSeconds && uptimeSeconds! <= offsetSeconds + 10,
+      `uptime ${uptimeSeconds} s with the clock ${offsetSeconds} s off`,
+    );
+    const { started } = await admin.drainReading(undefined);
+    assert.ok(
+      started.earliestMs <= first.latestMs && first.earliestMs <= started.latestMs,
+      `${offsetSeconds} s off, Envoy started within ${JSON.stringify(started)}, first ${JSON.stringify(first)}`,
+    );
+  }
 });
 
 Deno.test("the admin API on a unix socket, as App Mesh's ENVOY_ADMIN_MODE=uds serves it", async () => {

@@ -31,9 +31,17 @@ function throughFail(machine: ShutdownMachine): number {
   return machine.failAt;
 }
 
-/** A read of a failed Envoy (not LIVE, up 100 s, no listener stopped), with the given ingress counters. */
+/** When the first Envoy process started, on the wall clock: a second wide, as its uptime in whole seconds gives it. */
+const ENVOY_STARTED = { earliestMs: 1_800_000_000_000, latestMs: 1_800_000_001_000 };
+
+/** An Envoy process started `ms` after the first one. */
+function startedLater(ms: number): EnvoyReading["started"] {
+  return { earliestMs: ENVOY_STARTED.earliestMs + ms, latestMs: ENVOY_STARTED.latestMs + ms };
+}
+
+/** A read of a failed Envoy (not LIVE, the first process, no listener stopped), with the given ingress counters. */
 function reading(ingress: IngressCount | undefined, overrides: Partial<EnvoyReading> = {}): EnvoyReading {
-  return { live: false, uptimeSeconds: 100, listenersStopped: 0, ingress, ...overrides };
+  return { live: false, started: ENVOY_STARTED, listenersStopped: 0, ingress, ...overrides };
 }
 
 /** Feeds one read of the counters: `active` open connections (`undefined`: no such listener), `accepted` ever. */
@@ -69,7 +77,7 @@ Deno.test("fixed mode: wait DRAIN_DELAY, fail Envoy, wait until DRAIN_DELAY + DR
   assert.equal(machine.restarts, 0);
 });
 
-Deno.test("an Envoy LIVE again mid-drain, or whose uptime went back, is failed again; the deadline stays", () => {
+Deno.test("an Envoy LIVE again mid-drain, or started again, is failed again; the deadline stays", () => {
   for (const mode of ["fixed", "connections"] as const) {
     const machine = new ShutdownMachine(plan({ mode }), T0);
     const failedAt = throughFail(machine);
@@ -80,7 +88,7 @@ Deno.test("an Envoy LIVE again mid-drain, or whose uptime went back, is failed a
     assert.equal(machine.step(failedAt + 500, { kind: "envoy-read", reading: reading(quiet) }).kind, "wait", mode);
     machine.step(failedAt + 1_000, { kind: "waited" });
     // The agent restarted Envoy: a new process, LIVE, its health check passing.
-    const live = reading({ active: 0, accepted: 0 }, { live: true, uptimeSeconds: 1 });
+    const live = reading({ active: 0, accepted: 0 }, { live: true, started: startedLater(60_000) });
     assert.deepEqual(machine.step(failedAt + 1_000, { kind: "envoy-read", reading: live }), {
       kind: "fail-envoy",
       drainListeners: mode === "connections",
@@ -94,11 +102,30 @@ Deno.test("an Envoy LIVE again mid-drain, or whose uptime went back, is failed a
       action = machine.step(failedAt + 1_600, { kind: "waited" });
     }
     assert.equal(action.kind, "read-envoy");
-    // Restarted again while still initializing (not LIVE): only its uptime tells.
-    const initializing = reading({ active: 0, accepted: 0 }, { uptimeSeconds: 0 });
+    // Restarted again while still initializing (not LIVE): only its start tells.
+    const initializing = reading({ active: 0, accepted: 0 }, { started: startedLater(61_500) });
     assert.equal(machine.step(failedAt + 1_600, { kind: "envoy-read", reading: initializing }).kind, "fail-envoy");
     assert.equal(machine.restarts, 2);
   }
+});
+
+Deno.test("an Envoy whose start every read bounds alike is the same process, its uptime stepped or not", () => {
+  const machine = new ShutdownMachine(plan({ mode: "fixed" }), T0);
+  const failedAt = throughFail(machine);
+  let now = failedAt;
+  let action = machine.step(now, { kind: "envoy-failed", accepted: true });
+  const { earliestMs, latestMs } = ENVOY_STARTED;
+  // An hour's step while a read was under way widens the bounds (forward), or makes them cross (back).
+  const steppedForward = { earliestMs: earliestMs - 3_600_000, latestMs };
+  const steppedBack = { earliestMs: earliestMs + 3_600_000, latestMs };
+  for (const started of [ENVOY_STARTED, startedLater(900), steppedForward, steppedBack, ENVOY_STARTED]) {
+    assert.equal(action.kind, "wait");
+    now += 500;
+    assert.equal(machine.step(now, { kind: "waited" }).kind, "read-envoy");
+    action = machine.step(now, { kind: "envoy-read", reading: reading(undefined, { started }) });
+  }
+  assert.equal(action.kind, "wait", JSON.stringify(action));
+  assert.equal(machine.restarts, 0);
 });
 
 Deno.test("an Envoy that did not take the fail call and is LIVE later (it was down) is failed then", () => {
@@ -108,7 +135,7 @@ Deno.test("an Envoy that did not take the fail call and is LIVE later (it was do
   machine.step(failedAt + 5_500, { kind: "waited" });
   assert.equal(machine.step(failedAt + 5_500, { kind: "envoy-read", reading: undefined }).kind, "wait");
   machine.step(failedAt + 6_000, { kind: "waited" });
-  const up = reading(undefined, { live: true, uptimeSeconds: 3 });
+  const up = reading(undefined, { live: true });
   const again = machine.step(failedAt + 6_000, { kind: "envoy-read", reading: up });
   assert.equal(again.kind, "fail-envoy");
   assert.equal(again.kind === "fail-envoy" && again.cause, "envoy-not-yet-failed", "never failed, so not a restart");

@@ -47,7 +47,7 @@ const CLEANUP: SentryMachineSettings = {
 async function tick(host: DockerHost, docker: DockerActions, store: JournalStore, verdict: Verdict) {
   const journal = await store.load();
   const observation = await host.observe("ecs-agent");
-  const steps = new SentryMachine(CLEANUP).step(Date.now(), { journal, verdict, observation });
+  const steps = new SentryMachine(CLEANUP).step({ wallMs: Date.now() }, { journal, verdict, observation });
   return await runSteps(steps, journal, { docker, journal: store, log, dryRun: false });
 }
 
@@ -63,7 +63,7 @@ Deno.test({
     const host = new DockerHost(parseDockerHost(engine!.host));
     const store = fileJournal(`${dir}/vanish/state.json`);
     const observation = await host.observe("ecs-agent");
-    const steps = new SentryMachine(CLEANUP).step(Date.now(), {
+    const steps = new SentryMachine(CLEANUP).step({ wallMs: Date.now() }, {
       journal: await store.load(),
       verdict: "down",
       observation,

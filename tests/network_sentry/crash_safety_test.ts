@@ -85,6 +85,9 @@ for (const point of KILL_POINTS) {
       }
       await waitUntil("the journal is cleared", async () => (await c.journal())?.mode === "online");
       await assertConverged(f, c, where);
+      // The journal may have been cleared before the kill: a SIGTERM before the survivor handles signals would end it
+      // with the signal's default action (exit 143), not with its shutdown.
+      await survivor.waitForLog((e) => e.message.startsWith("[startup] probing"));
       assert.equal(await stopped(survivor), 0);
     },
   });

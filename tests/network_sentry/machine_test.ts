@@ -3,8 +3,10 @@ import {
   type Action,
   ADOPT_LEFTOVERS,
   countProbe,
+  elapsedSince,
   type Journal,
   leftoversOf,
+  type Moment,
   NO_PROBES,
   type Observation,
   type ObservedContainer,
@@ -21,6 +23,12 @@ import {
 } from "../../lib/network_sentry/machine.ts";
 
 const T0 = Date.parse("2026-11-22T09:00:00Z");
+const BOOT = "5f4c1e0a-2b7d-4c1e-9a3f-0d8e6b2c7a91";
+
+/** Wall time `wallMs`, with a boot clock that has run as long since T0 (the machine booted an hour before T0). */
+function at(wallMs: number, bootId = BOOT): Moment {
+  return { wallMs, bootClock: { bootId, ms: wallMs - T0 + 3_600_000 } };
+}
 const NO: ObservedContainer["restartPolicy"] = { Name: "no", MaximumRetryCount: 0 };
 const ON_FAILURE = { Name: "on-failure", MaximumRetryCount: 0 };
 /** The default --cutover-settle. */
@@ -84,13 +92,17 @@ Deno.test("leftovers: unrecorded ECS containers on on-failure, and a paused agen
   const found = leftoversOf(ONLINE, observation);
   assert.deepEqual(found.containers.map((c) => c.id), ["eins"]);
   assert.equal(found.agentPaused, true);
-  const recorded = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
+  const recorded = new SentryMachine(settings("cleanup")).step(at(T0), {
+    journal: ONLINE,
+    verdict: "down",
+    observation,
+  });
   const ours = lastJournal(recorded, ONLINE);
   assert.deepEqual(ours.containers.find((c) => c.id === "eins")?.previousPolicy, NO, "recorded as ECS made it");
   assert.equal(ours.agentPausedBefore, false, "beside leftovers the pause is a sentry's");
   assert.deepEqual(leftoversOf(ours, observation), { containers: [], agentPaused: false });
   assert.deepEqual(
-    new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "undecided", observation }),
+    new SentryMachine(settings("cleanup")).step(at(T0), { journal: ONLINE, verdict: "undecided", observation }),
     [],
   );
 });
@@ -103,7 +115,7 @@ Deno.test("adoption once the region answers: ECS's policy restored, Docker's res
       container("restarted", { restartPolicy: ON_FAILURE, restartCount: 2 }),
     ],
   };
-  const steps = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "up", observation });
+  const steps = new SentryMachine(settings("cleanup")).step(at(T0), { journal: ONLINE, verdict: "up", observation });
   assert.equal(steps[0].title, ADOPT_LEFTOVERS);
   assert.equal(steps[0].journal.agentPausedBefore, false);
   assert.deepEqual(
@@ -118,7 +130,7 @@ Deno.test("manual: leftovers beside a running agent are adopted without pausing 
     agent: agent("running"),
     containers: [container("restarted", { restartPolicy: ON_FAILURE, restartCount: 2 })],
   };
-  const steps = new SentryMachine(settings("manual")).step(T0, { journal: ONLINE, verdict: "up", observation });
+  const steps = new SentryMachine(settings("manual")).step(at(T0), { journal: ONLINE, verdict: "up", observation });
   assert.equal(steps[0].title, ADOPT_LEFTOVERS);
   const actions = steps.flatMap((s) => s.actions).map((a) => a.kind);
   assert.ok(!actions.includes("pause-agent"), `a running agent is never paused while ECS answers: ${actions}`);
@@ -128,10 +140,10 @@ Deno.test("manual: leftovers beside a running agent are adopted without pausing 
 Deno.test("a paused agent with no leftover containers is an operator's: kept paused through an outage", () => {
   const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
   assert.deepEqual(
-    new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "up", observation }),
+    new SentryMachine(settings("cleanup")).step(at(T0), { journal: ONLINE, verdict: "up", observation }),
     [],
   );
-  const steps = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
+  const steps = new SentryMachine(settings("cleanup")).step(at(T0), { journal: ONLINE, verdict: "down", observation });
   assert.equal(steps.at(-1)!.journal.agentPausedBefore, true);
 });
 
@@ -144,7 +156,7 @@ Deno.test("offline transition: journal first, agent paused, running ECS containe
       container("stopped", { state: "exited" }),
     ],
   };
-  const steps = new SentryMachine(settings("cleanup", { retries: 5 })).step(T0, {
+  const steps = new SentryMachine(settings("cleanup", { retries: 5 })).step(at(T0), {
     journal: ONLINE,
     verdict: "down",
     observation,
@@ -174,7 +186,10 @@ Deno.test("offline transition: journal first, agent paused, running ECS containe
 Deno.test("online and undecided: nothing to do", () => {
   const observation: Observation = { agent: agent(), containers: [container("a")] };
   for (const verdict of ["up", "undecided"] as const) {
-    assert.deepEqual(new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict, observation }), []);
+    assert.deepEqual(
+      new SentryMachine(settings("cleanup")).step(at(T0), { journal: ONLINE, verdict, observation }),
+      [],
+    );
   }
 });
 
@@ -193,7 +208,7 @@ Deno.test("while offline every probe re-asserts: re-pause after a reboot, re-set
     agent: agent("running"),
     containers: [container("a", { restartPolicy: NO }), container("new", { restartPolicy: NO })],
   };
-  const steps = new SentryMachine(settings("cleanup")).step(T0 + 60_000, {
+  const steps = new SentryMachine(settings("cleanup")).step(at(T0 + 60_000), {
     journal,
     verdict: "undecided",
     observation,
@@ -208,18 +223,22 @@ Deno.test("while offline every probe re-asserts: re-pause after a reboot, re-set
     containers: [container("a", { restartPolicy: ON_FAILURE }), container("new", { restartPolicy: ON_FAILURE })],
   };
   assert.deepEqual(
-    new SentryMachine(settings("cleanup")).step(T0, { journal: final, verdict: "down", observation: settled }),
+    new SentryMachine(settings("cleanup")).step(at(T0), { journal: final, verdict: "down", observation: settled }),
     [],
   );
 });
 
 Deno.test("an agent already paused by someone else is neither paused nor unpaused by the sentry", () => {
   const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
-  const offline = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
+  const offline = new SentryMachine(settings("cleanup")).step(at(T0), {
+    journal: ONLINE,
+    verdict: "down",
+    observation,
+  });
   assert.deepEqual(kinds(offline), ["set-policy:a"]);
   const journal = lastJournal(offline, ONLINE);
   assert.equal(journal.agentPausedBefore, true);
-  const back = new SentryMachine(settings("cleanup")).step(T0 + 1000, {
+  const back = new SentryMachine(settings("cleanup")).step(at(T0 + 1000), {
     journal,
     verdict: "up",
     observation: { agent: agent("paused"), containers: [container("a", { restartPolicy: ON_FAILURE })] },
@@ -231,7 +250,7 @@ Deno.test("an agent already paused by someone else is neither paused nor unpause
 Deno.test("an agent paused by someone else, then running again after a reboot: the sentry's pause is undone at hand-back", () => {
   const observation: Observation = { agent: agent("paused"), containers: [container("a")] };
   const offline = lastJournal(
-    new SentryMachine(settings("preserve")).step(T0, { journal: ONLINE, verdict: "down", observation }),
+    new SentryMachine(settings("preserve")).step(at(T0), { journal: ONLINE, verdict: "down", observation }),
     ONLINE,
   );
   assert.equal(offline.agentPausedBefore, true);
@@ -239,7 +258,7 @@ Deno.test("an agent paused by someone else, then running again after a reboot: t
     agent: agent("running"),
     containers: [container("a", { restartPolicy: ON_FAILURE, startedAt: "2026-11-22T09:10:00Z" })],
   };
-  const steps = new SentryMachine(settings("preserve")).step(T0 + 60_000, {
+  const steps = new SentryMachine(settings("preserve")).step(at(T0 + 60_000), {
     journal: offline,
     verdict: "undecided",
     observation: afterReboot,
@@ -249,7 +268,7 @@ Deno.test("an agent paused by someone else, then running again after a reboot: t
   assert.deepEqual(steps[0].actions, []);
   assert.deepEqual(kinds(steps), ["pause-agent:agent"]);
   const held = lastJournal(steps, offline);
-  const back = new SentryMachine(settings("preserve")).step(T0 + 120_000, {
+  const back = new SentryMachine(settings("preserve")).step(at(T0 + 120_000), {
     journal: held,
     verdict: "up",
     observation: { ...afterReboot, agent: agent("paused") },
@@ -264,12 +283,12 @@ Deno.test("a step without Docker calls is not announced under its title: it is a
     agent: agent("paused"),
     containers: [container("a", { restartPolicy: ON_FAILURE })],
   };
-  const steps = new SentryMachine(settings("cleanup")).step(T0, { journal: ONLINE, verdict: "down", observation });
+  const steps = new SentryMachine(settings("cleanup")).step(at(T0), { journal: ONLINE, verdict: "down", observation });
   assert.deepEqual(steps.map((s) => [s.title, s.actions.length]), [[WRITE_JOURNAL, 0]]);
   assert.deepEqual(steps[0].journal.containers.map((c) => c.id), ["a"]);
   // And someone already undid them by hand before the region came back.
   const undone: Observation = { agent: agent("running"), containers: [container("a")] };
-  const handBack = new SentryMachine(settings("preserve")).step(T0 + 1, {
+  const handBack = new SentryMachine(settings("preserve")).step(at(T0 + 1), {
     journal: steps[0].journal,
     verdict: "up",
     observation: undone,
@@ -286,7 +305,7 @@ Deno.test("a container Docker is restarting at hand-back counts as restarted: cl
     ...observation,
     containers: observation.containers.map((c) => c.id === "calm" ? { ...c, state: "restarting" } : c),
   };
-  const steps = new SentryMachine(settings("cleanup")).step(T0 + 1, {
+  const steps = new SentryMachine(settings("cleanup")).step(at(T0 + 1), {
     journal,
     verdict: "up",
     observation: restarting,
@@ -320,7 +339,7 @@ function outage(): { journal: Journal; observation: Observation } {
 
 Deno.test("cleanup: restore the kept, then remove restarted containers, unpause the agent last, clear the journal last", () => {
   const { journal, observation } = outage();
-  const steps = new SentryMachine(settings("cleanup")).step(T0 + 600_000, { journal, verdict: "up", observation });
+  const steps = new SentryMachine(settings("cleanup")).step(at(T0 + 600_000), { journal, verdict: "up", observation });
   // Kept first: one that crashes during a removal (up to its stop timeout) must not be restarted by Docker.
   assert.deepEqual(kinds(steps), ["set-policy:calm", "remove:crash", "remove:reboot", "unpause-agent:agent"]);
   assert.equal(steps[0].journal.mode, "handing-back");
@@ -336,14 +355,14 @@ Deno.test("cleanup: restore the kept, then remove restarted containers, unpause 
 
 Deno.test("preserve: restore every policy, unpause, remove nothing", () => {
   const { journal, observation } = outage();
-  const steps = new SentryMachine(settings("preserve")).step(T0 + 1, { journal, verdict: "up", observation });
+  const steps = new SentryMachine(settings("preserve")).step(at(T0 + 1), { journal, verdict: "up", observation });
   assert.deepEqual(kinds(steps), ["set-policy:calm", "set-policy:crash", "set-policy:reboot", "unpause-agent:agent"]);
   assert.deepEqual(steps.at(-1)!.journal, ONLINE);
 });
 
 Deno.test("manual: with restarted containers the agent stays paused until resume", () => {
   const { journal, observation } = outage();
-  const steps = new SentryMachine(settings("manual")).step(T0 + 1, { journal, verdict: "up", observation });
+  const steps = new SentryMachine(settings("manual")).step(at(T0 + 1), { journal, verdict: "up", observation });
   assert.deepEqual(kinds(steps), ["set-policy:calm", "set-policy:crash", "set-policy:reboot"]);
   const waiting = lastJournal(steps, journal);
   assert.equal(waiting.mode, "awaiting-resume");
@@ -352,7 +371,7 @@ Deno.test("manual: with restarted containers the agent stays paused until resume
     containers: observation.containers.map((c) => ({ ...c, restartPolicy: NO })),
   };
   assert.deepEqual(
-    new SentryMachine(settings("manual")).step(T0 + 2, { journal: waiting, verdict: "up", observation: restored }),
+    new SentryMachine(settings("manual")).step(at(T0 + 2), { journal: waiting, verdict: "up", observation: restored }),
     [],
   );
   const resumed = resumeSteps(waiting, restored);
@@ -364,13 +383,13 @@ Deno.test("manual: with restarted containers the agent stays paused until resume
 Deno.test("manual: until resume, every probe pauses the agent again after a reboot or dockerd restart", () => {
   const { journal, observation } = outage();
   const waiting = lastJournal(
-    new SentryMachine(settings("manual")).step(T0 + 1, { journal, verdict: "up", observation }),
+    new SentryMachine(settings("manual")).step(at(T0 + 1), { journal, verdict: "up", observation }),
     journal,
   );
   assert.equal(waiting.mode, "awaiting-resume");
   const restored = observation.containers.map((c) => ({ ...c, restartPolicy: NO }));
   const rebooted: Observation = { agent: agent("running"), containers: restored };
-  const steps = new SentryMachine(settings("manual")).step(T0 + 2, {
+  const steps = new SentryMachine(settings("manual")).step(at(T0 + 2), {
     journal: waiting,
     verdict: "up",
     observation: rebooted,
@@ -381,7 +400,7 @@ Deno.test("manual: until resume, every probe pauses the agent again after a rebo
 
   // Paused by someone else before the outage: once the sentry has paused it, resume unpauses it.
   const pausedBefore: Journal = { ...waiting, agentPausedBefore: true };
-  const held = new SentryMachine(settings("manual")).step(T0 + 3, {
+  const held = new SentryMachine(settings("manual")).step(at(T0 + 3), {
     journal: pausedBefore,
     verdict: "up",
     observation: rebooted,
@@ -397,7 +416,11 @@ Deno.test("manual: until resume, every probe pauses the agent again after a rebo
 Deno.test("manual: without restarted containers it hands back at once", () => {
   const { journal, observation } = outage();
   const calmOnly: Journal = { ...journal, containers: journal.containers.filter((c) => c.id === "calm") };
-  const steps = new SentryMachine(settings("manual")).step(T0 + 1, { journal: calmOnly, verdict: "up", observation });
+  const steps = new SentryMachine(settings("manual")).step(at(T0 + 1), {
+    journal: calmOnly,
+    verdict: "up",
+    observation,
+  });
   assert.deepEqual(kinds(steps), ["set-policy:calm", "unpause-agent:agent"]);
   assert.deepEqual(steps.at(-1)!.journal, ONLINE);
 });
@@ -405,16 +428,16 @@ Deno.test("manual: without restarted containers it hands back at once", () => {
 Deno.test("cutover: restarted containers go only once their replacement has run 10 s, is healthy, or time is up", () => {
   const { journal, observation } = outage();
   const now = T0 + 600_000;
-  const first = new SentryMachine(settings("cutover")).step(now, { journal, verdict: "up", observation });
+  const first = new SentryMachine(settings("cutover")).step(at(now), { journal, verdict: "up", observation });
   assert.deepEqual(kinds(first), ["set-policy:calm", "set-policy:crash", "set-policy:reboot", "unpause-agent:agent"]);
   const cutover = lastJournal(first, journal);
   assert.equal(cutover.mode, "cutover");
   const restored = observation.containers.map((c) => ({ ...c, restartPolicy: NO }));
-  const at = (ms: number) => new Date(ms).toISOString();
+  const iso = (ms: number) => new Date(ms).toISOString();
   const replacement = (id: string, of: string, startedAt: number, health?: string) =>
-    container(id, { family: `family-${of}`, containerName: `app-${of}`, startedAt: at(startedAt), health });
+    container(id, { family: `family-${of}`, containerName: `app-${of}`, startedAt: iso(startedAt), health });
   const step = (containers: ObservedContainer[], when: number) =>
-    new SentryMachine(settings("cutover")).step(when, {
+    new SentryMachine(settings("cutover")).step(at(when), {
       journal: cutover,
       verdict: "up",
       observation: { agent: agent(), containers },
@@ -442,11 +465,57 @@ Deno.test("cutover: restarted containers go only once their replacement has run 
   assert.deepEqual(step(sibling, now + 60_000), [], "a recorded sibling of the same task family is not a replacement");
 });
 
+Deno.test("cutover: --cutover-timeout runs on the boot clock: a wall-clock step moves it not; a reboot counts its boot", () => {
+  const now = T0 + 600_000;
+  const { cutover, restored } = cutoverFrom(now);
+  assert.deepEqual(
+    cutover.sinceBootClock,
+    at(now).bootClock,
+    "the journal keeps when the cutover began on both clocks",
+  );
+  const step = (when: Moment) =>
+    kinds(new SentryMachine(settings("cutover")).step(when, {
+      journal: cutover,
+      verdict: "up",
+      observation: { agent: agent(), containers: restored },
+    }));
+  const removals = ["remove:crash", "remove:reboot"];
+  const fiveSecondsOn = at(now + 5_000).bootClock;
+  assert.deepEqual(step({ wallMs: now + 3_600_000, bootClock: fiveSecondsOn }), [], "an hour forward, 5 s later");
+  const timedOut = at(now + 300_000).bootClock;
+  assert.deepEqual(step({ wallMs: now - 3_300_000, bootClock: timedOut }), removals, "an hour back, 300 s later");
+  // After a reboot the time before it is unknown: at least all of this boot has passed.
+  const rebooted = (bootMs: number) => ({ wallMs: now + 3_600_000, bootClock: { bootId: "next boot", ms: bootMs } });
+  assert.deepEqual(step(rebooted(60_000)), [], "up 60 s after a reboot: the timeout waits on");
+  assert.deepEqual(step(rebooted(300_000)), removals, "up 300 s after a reboot");
+  // A journal from before the boot clock was kept: the wall clock is all there is.
+  const legacy: Journal = { ...cutover, sinceBootClock: undefined };
+  const legacyStep = (wallMs: number) =>
+    kinds(new SentryMachine(settings("cutover")).step(at(wallMs), {
+      journal: legacy,
+      verdict: "up",
+      observation: { agent: agent(), containers: restored },
+    }));
+  assert.deepEqual(legacyStep(now + 299_000), []);
+  assert.deepEqual(legacyStep(now + 300_000), removals);
+});
+
+Deno.test("elapsedSince: exact within a boot, from below across a reboot, from the wall clock without boot readings", () => {
+  assert.deepEqual(elapsedSince(at(T0), at(T0 + 5_000)), { atLeastMs: 5_000, atMostMs: 5_000 });
+  assert.deepEqual(elapsedSince(at(T0), { wallMs: T0 - 3_600_000, bootClock: at(T0 + 5_000).bootClock }), {
+    atLeastMs: 5_000,
+    atMostMs: 5_000,
+  });
+  assert.deepEqual(elapsedSince(at(T0), at(T0 + 5_000, "next boot")), { atLeastMs: 3_605_000, atMostMs: Infinity });
+  assert.deepEqual(elapsedSince({ wallMs: T0 }, at(T0 + 5_000)), { atLeastMs: 5_000, atMostMs: Infinity });
+  assert.deepEqual(elapsedSince({ wallMs: T0 }, at(T0 - 5_000)), { atLeastMs: 0, atMostMs: Infinity });
+});
+
 /** A cutover in progress since `now`, after outage(): every policy restored, the agent running. */
 function cutoverFrom(now: number) {
   const { journal, observation } = outage();
   const cutover = lastJournal(
-    new SentryMachine(settings("cutover")).step(now, { journal, verdict: "up", observation }),
+    new SentryMachine(settings("cutover")).step(at(now), { journal, verdict: "up", observation }),
     journal,
   );
   assert.equal(cutover.mode, "cutover");
@@ -472,13 +541,13 @@ Deno.test("cutover: each replacement stands in for one restarted container, also
   const twinObserved = { ...observation.containers[1], id: "crash-2", name: "ecs-crash-2" };
   const withTwin: Observation = { ...observation, containers: [...observation.containers, twinObserved] };
   const cutover = lastJournal(
-    new SentryMachine(settings("cutover")).step(now, { journal: twins, verdict: "up", observation: withTwin }),
+    new SentryMachine(settings("cutover")).step(at(now), { journal: twins, verdict: "up", observation: withTwin }),
     twins,
   );
   const restored = withTwin.containers.map((c) => ({ ...c, restartPolicy: NO }));
   const later = now + 20_000;
   const oneReplacement = [...restored, replacementOf("new-1", "crash", now + 1000)];
-  const first = new SentryMachine(settings("cutover")).step(later, {
+  const first = new SentryMachine(settings("cutover")).step(at(later), {
     journal: cutover,
     verdict: "up",
     observation: { agent: agent(), containers: oneReplacement },
@@ -488,13 +557,13 @@ Deno.test("cutover: each replacement stands in for one restarted container, also
   assert.deepEqual(claimed.claimedReplacements, ["new-1"], "the claim is journaled before the removal");
   assert.equal(first.at(-2)?.title, WRITE_JOURNAL);
   const afterRemoval = oneReplacement.filter((c) => c.id !== "crash");
-  const second = new SentryMachine(settings("cutover")).step(later + 20_000, {
+  const second = new SentryMachine(settings("cutover")).step(at(later + 20_000), {
     journal: claimed,
     verdict: "up",
     observation: { agent: agent(), containers: afterRemoval },
   });
   assert.deepEqual(kinds(second), [], "the same replacement does not count again for crash-2");
-  const third = new SentryMachine(settings("cutover")).step(later + 20_000, {
+  const third = new SentryMachine(settings("cutover")).step(at(later + 20_000), {
     journal: claimed,
     verdict: "up",
     observation: { agent: agent(), containers: [...afterRemoval, replacementOf("new-2", "crash", now + 2000)] },
@@ -506,7 +575,7 @@ Deno.test("cutover: only containers the agent started after the hand-back began 
   const now = T0 + 600_000;
   const { cutover, restored } = cutoverFrom(now);
   const older = replacementOf("older", "crash", now - 60_000);
-  const steps = new SentryMachine(settings("cutover")).step(now + 60_000, {
+  const steps = new SentryMachine(settings("cutover")).step(at(now + 60_000), {
     journal: cutover,
     verdict: "up",
     observation: { agent: agent(), containers: [...restored, older] },
@@ -518,7 +587,7 @@ Deno.test("cutover: the region drops again and a later outage records the agent'
   const now = T0 + 600_000;
   const { cutover, restored } = cutoverFrom(now);
   const replacement = replacementOf("new-crash", "crash", now + 2000);
-  const down = new SentryMachine(settings("cutover")).step(now + 5000, {
+  const down = new SentryMachine(settings("cutover")).step(at(now + 5000), {
     journal: cutover,
     verdict: "down",
     observation: { agent: agent(), containers: [...restored, replacement] },
@@ -529,7 +598,7 @@ Deno.test("cutover: the region drops again and a later outage records the agent'
   assert.equal(offline.handBackStartedAt, now, "the first hand-back's start is kept");
   const onFailure = [...restored, replacement].map((c) => ({ ...c, restartPolicy: ON_FAILURE }));
   const backAt = now + 60_000;
-  const back = new SentryMachine(settings("cutover")).step(backAt, {
+  const back = new SentryMachine(settings("cutover")).step(at(backAt), {
     journal: offline,
     verdict: "up",
     observation: { agent: agent("paused"), containers: onFailure },
@@ -547,10 +616,10 @@ Deno.test("cutover: the region drops again and a later outage records the agent'
 Deno.test("back offline during a hand-back: what was found restarted stays restarted", () => {
   const { journal, observation } = outage();
   const cutover = lastJournal(
-    new SentryMachine(settings("cutover")).step(T0 + 1, { journal, verdict: "up", observation }),
+    new SentryMachine(settings("cutover")).step(at(T0 + 1), { journal, verdict: "up", observation }),
     journal,
   );
-  const again = new SentryMachine(settings("cutover")).step(T0 + 2, {
+  const again = new SentryMachine(settings("cutover")).step(at(T0 + 2), {
     journal: cutover,
     verdict: "down",
     observation: {
@@ -566,7 +635,7 @@ Deno.test("back offline during a hand-back: what was found restarted stays resta
     agent: agent("paused"),
     containers: observation.containers.map((c) => ({ ...c, restartCount: 0, startedAt: "2026-11-22T08:00:00Z" })),
   };
-  const handBack = new SentryMachine(settings("cleanup")).step(T0 + 3, {
+  const handBack = new SentryMachine(settings("cleanup")).step(at(T0 + 3), {
     journal: offline,
     verdict: "up",
     observation: settledObservation,
@@ -620,7 +689,7 @@ function drive(
   let saved = journal;
   const applied: Action[] = [];
   for (let round = 0; round < 10; round++) {
-    const steps = new SentryMachine(planSettings).step(clock(round), {
+    const steps = new SentryMachine(planSettings).step(at(clock(round)), {
       journal: saved,
       verdict,
       observation: observe(world),
@@ -695,13 +764,13 @@ for (const [strategy, ending] of SCENARIOS) {
   const name = strategy === "cutover" ? `cutover (by ${ending})` : strategy;
   Deno.test(`${name}: a crash at any step of either transition converges after a restart`, () => {
     // Every step of each transition is a crash point, plus one past the last (no crash).
-    const offlineSteps = new SentryMachine(settings(strategy)).step(T0, {
+    const offlineSteps = new SentryMachine(settings(strategy)).step(at(T0), {
       journal: ONLINE,
       verdict: "down",
       observation: observe(outageWorld()),
     }).length;
     const reference = outageThenRestarts(strategy, ending, undefined);
-    const onlineSteps = new SentryMachine(onlineSettings(strategy, ending)).step(HAND_BACK_AT, {
+    const onlineSteps = new SentryMachine(onlineSettings(strategy, ending)).step(at(HAND_BACK_AT), {
       journal: reference.journal,
       verdict: "up",
       observation: observe(reference.world),

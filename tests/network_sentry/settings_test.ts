@@ -277,11 +277,21 @@ Deno.test("process: SIGTERM while another process holds the journal lock exits 0
   }
 });
 
-Deno.test("probe streaks survive a restart only while they are recent", () => {
-  const saved = { updatedAt: 1_000, details: { counters: { consecutiveFailures: 1, consecutiveSuccesses: 0 } } };
-  assert.deepEqual(resumedCounters(saved, 25_000, 30_000), { consecutiveFailures: 1, consecutiveSuccesses: 0 });
-  assert.deepEqual(resumedCounters(saved, 25_000, 60_000), { consecutiveFailures: 0, consecutiveSuccesses: 0 });
-  assert.deepEqual(resumedCounters(undefined, 25_000, 0), { consecutiveFailures: 0, consecutiveSuccesses: 0 });
+Deno.test("probe streaks survive a restart only while the boot clock says they are recent", () => {
+  const boot = "0b9a6c52-6f0e-4f3a-8d2b-1c7e5a4d3f20";
+  const counters = { consecutiveFailures: 1, consecutiveSuccesses: 0 };
+  const saved = { updatedAt: 1_000, details: { counters, bootClock: { bootId: boot, ms: 500_000 } } };
+  const none = { consecutiveFailures: 0, consecutiveSuccesses: 0 };
+  const now = (wallMs: number, bootMs: number, bootId = boot) => ({ wallMs, bootClock: { bootId, ms: bootMs } });
+  assert.deepEqual(resumedCounters(saved, 25_000, now(30_000, 529_000)), counters);
+  assert.deepEqual(resumedCounters(saved, 25_000, now(60_000, 560_000)), none, "older than two periods");
+  // The wall clock stepped an hour either way; the boot clock tells how long it really was.
+  assert.deepEqual(resumedCounters(saved, 25_000, now(3_601_000, 510_000)), counters, "an hour's step forward");
+  assert.deepEqual(resumedCounters(saved, 25_000, now(1_000, 900_000)), none, "old although the wall clock says now");
+  assert.deepEqual(resumedCounters(saved, 25_000, now(2_000, 10_000, "another boot")), none, "before a reboot");
+  const unstamped = { updatedAt: 1_000, details: { counters } };
+  assert.deepEqual(resumedCounters(unstamped, 25_000, now(2_000, 10_000)), none, "an age only the wall clock tells");
+  assert.deepEqual(resumedCounters(undefined, 25_000, now(0, 0)), none);
   assert.equal(
     statusFileFor("/var/lib/ecs-network-sentry/state.json"),
     "/var/lib/ecs-network-sentry/state.status.json",

@@ -4,7 +4,6 @@
  */
 import { monotonicNow } from "../../lib/clock.ts";
 import { metadataClient } from "../../lib/ecs_metadata.ts";
-import { type Logger, setupLogging } from "../../lib/log.ts";
 import { type SidecarClients, sidecarClients } from "../../lib/nlb_sidecar/clients.ts";
 import { discover, type Discovered } from "../../lib/nlb_sidecar/discovery.ts";
 import type { EcsWorld, WorldNetworkMode, WorldOptions } from "../../sim/ecs_world.ts";
@@ -132,22 +131,7 @@ export async function discoverIn(
   return { ...result, ec2Loads, retries };
 }
 
-export interface CapturedLog {
-  readonly log: Logger;
-  /** Parsed JSON lines, in order. */
-  readonly lines: Array<Record<string, unknown>>;
-}
-
-export function captureLog(): CapturedLog {
-  const lines: Array<Record<string, unknown>> = [];
-  const log = setupLogging({
-    role: "nlb-sidecar",
-    level: "debug",
-    format: "json",
-    write: (line) => lines.push(JSON.parse(line)),
-  });
-  return { log, lines };
-}
+export { type CapturedLog, captureLog } from "../capture_log.ts";
 
 /** A loopback TCP server standing in for the application: its port is the target port. */
 export interface LoopbackApp {

@@ -10,6 +10,7 @@ import { type WatchOptions, type WatchOutcome, watchTargets } from "../../lib/nl
 import { TYPICAL_HEALTH } from "../../sim/elbv2.ts";
 import { type EcsWorld, startEcsWorld, type WorldOptions } from "../../sim/ecs_world.ts";
 import { Faults, seededRandom } from "../../sim/faults.ts";
+import { steppableWallClock } from "../../sim/wall_clock.ts";
 import { byTaskKind, captureLog, discoverIn, TARGET_CASES, targetCaseWorld } from "./support.ts";
 
 async function planFor(world: EcsWorld) {
@@ -379,21 +380,6 @@ Deno.test("describeTargetHealth: an answer that trickles its body is cut off at 
   assert.ok(took < 15_000, `the call was held ${took} ms`);
   assert.equal((await describeTargetHealth(elbv2, target.targetGroupArn, [target]))[0].state, "healthy");
 });
-
-/** Replaces `Date.now` with the real clock plus an offset the test steps; restored on dispose. */
-function steppableWallClock() {
-  const real = Date.now;
-  let offsetMs = 0;
-  Date.now = () => real() + offsetMs;
-  return {
-    step(ms: number) {
-      offsetMs += ms;
-    },
-    [Symbol.dispose]() {
-      Date.now = real;
-    },
-  };
-}
 
 const HOUR_MS = 3_600_000;
 
